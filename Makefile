@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make demo` (the main job on the offline
+# default) and `make test` (the whole test suite). Each creates .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch 2.13.0 (from the local wheel store when present); a bare `torch`
+	# requirement would otherwise pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/minialbert distill
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/minialbert bench distill --teacher-config bert-base --student minialbert-312 --batch 4 --seq 256 --steps 3 --dtype bf16 --json
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,85 @@
+"""`minialbert info` and `minialbert import-reference`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import MiniAlbertError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="Parameter table of a preset or a saved MiniALBERT checkpoint.",
+                       description="Show the configuration and exact parameter counts of a preset "
+                                   "(e.g. minialbert-128) or a MiniALBERT checkpoint directory.")
+    p.add_argument("model", help="preset name (minialbert-768, -312, -128, each also -noadapters) "
+                                 "or a checkpoint directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=run_info)
+
+    p = sub.add_parser("import-reference",
+                       help="Convert a checkpoint of the authors' reference implementation.",
+                       description="Convert a checkpoint saved by the authors' MiniALBERT code "
+                                   "(albert-type config.json with use_adapter/reduction_factor; "
+                                   "e.g. nlpie/miniALBERT-128) into a MiniALBERT checkpoint.")
+    p.add_argument("src_dir", help="folder with the reference config.json and weights")
+    p.add_argument("out_dir", help="where to write the MiniALBERT checkpoint (safetensors)")
+    p.set_defaults(func=run_import_reference)
+
+
+def load_config(model: str):
+    """A MiniAlbertConfig from a preset name or a checkpoint directory."""
+    from ..model import PRESETS, MiniAlbertConfig, preset_config
+
+    if model in PRESETS:
+        return preset_config(model)
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        raise MiniAlbertError(f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a "
+                              "folder with a config.json.")
+    cfg = json.loads((path / "config.json").read_text())
+    if cfg.get("model_type") != "minialbert":
+        raise MiniAlbertError(f"{path / 'config.json'} has model_type {cfg.get('model_type')!r}, not "
+                              "'minialbert'. Reference checkpoints: run `minialbert import-reference` first.")
+    return MiniAlbertConfig.from_pretrained(str(path))
+
+
+def model_info(model: str) -> dict:
+    import torch
+
+    from ..model import MiniAlbertModel, parameter_breakdown
+
+    config = load_config(model)
+    with torch.device("meta"):  # shapes only: no memory for weights
+        counts = parameter_breakdown(MiniAlbertModel(config))
+    counts = {k: v for k, v in counts.items() if k not in ("total_with_head", "task_head")}
+    keys = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "intermediate_size", "use_adapters", "adapter_reduction_factor", "max_position_embeddings")
+    return {"model": model, "parameters": counts, "config": {k: getattr(config, k) for k in keys}}
+
+
+def run_info(args) -> int:
+    info = model_info(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    c, p = info["config"], info["parameters"]
+    print(f"{args.model}: E={c['embedding_size']} H={c['hidden_size']} N={c['num_hidden_layers']} "
+          f"heads={c['num_attention_heads']} FFN={c['intermediate_size']} V={c['vocab_size']} "
+          f"adapters={'yes (r=%d)' % c['adapter_reduction_factor'] if c['use_adapters'] else 'no'}")
+    rows = [("base model (no task head)", p["base"]), ("  embeddings (+ projection)", p["embeddings"]),
+            ("  shared layer (stored once)", p["shared_layer"]), ("  adapters", p["adapters"]),
+            ("adapter tuning trainable (without head)", p["adapter_tuning_trainable_without_head"])]
+    width = max(len(r[0]) for r in rows)
+    for name, n in rows:
+        print(f"  {name:<{width}}  {n:>12,}  ({n / 1e6:.2f}M)")
+    return 0
+
+
+def run_import_reference(args) -> int:
+    from ..model.reference_import import import_reference_checkpoint
+
+    model = import_reference_checkpoint(args.src_dir, args.out_dir)
+    n = sum(p.numel() for p in model.minialbert.parameters())
+    print(f"Imported {args.src_dir} -> {args.out_dir} (MiniAlbertForMaskedLM, base {n:,} parameters).")
+    return 0

@@ -1,0 +1,12 @@
+from .configuration_minialbert import PRESETS, MiniAlbertConfig, MiniAlbertConfigError, preset_config
+from .modeling_minialbert import (
+    BottleneckAdapter,
+    MiniAlbertAdapters,
+    MiniAlbertForMaskedLM,
+    MiniAlbertForQuestionAnswering,
+    MiniAlbertForSequenceClassification,
+    MiniAlbertForTokenClassification,
+    MiniAlbertModel,
+    MiniAlbertPreTrainedModel,
+)
+from .summary import adapter_parameter_count, parameter_breakdown

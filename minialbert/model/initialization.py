@@ -1,0 +1,112 @@
+"""Student initialisation helpers (METHOD.md section 3, plus an SVD option beyond the paper)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import MiniAlbertError
+
+
+class InitializationError(MiniAlbertError):
+    """The source model cannot initialise this student; the message says why and what to do."""
+
+
+def _embedding_module(model) -> nn.Module:
+    """The word/position/token-type embedding module of a BERT-like model or a bare module."""
+    for candidate in (model, getattr(model, "base_model", None),
+                      getattr(getattr(model, "base_model", None), "embeddings", None)):
+        if candidate is not None and hasattr(candidate, "word_embeddings"):
+            return candidate
+    raise InitializationError(
+        f"{type(model).__name__} has no BERT-style embeddings module (word_embeddings, "
+        "position_embeddings, token_type_embeddings, LayerNorm); pass a BERT-like model.")
+
+
+@torch.no_grad()
+def init_embeddings_from_module(student, source) -> None:
+    """Copy a pretrained embedding module of width E into the student (the paper initialises its
+    E=312 students from TinyBERT-4L-312D). Vocabulary and width must match exactly."""
+    dst, src = student.base_model.embeddings, _embedding_module(source)
+    V_s, E_s = src.word_embeddings.weight.shape
+    V_d, E_d = dst.word_embeddings.weight.shape
+    if V_s != V_d:
+        raise InitializationError(
+            f"Vocabulary mismatch: the embedding source has {V_s} tokens but the student (its "
+            f"teacher's tokenizer) has {V_d}. Both must use the same tokenizer; choose an "
+            "embedding-init model trained with the teacher's vocabulary.")
+    if E_s != E_d:
+        raise InitializationError(
+            f"Embedding width mismatch: the source has E={E_s}, the student E={E_d}. Set the "
+            f"student's embedding size to {E_s}, or initialise from the teacher (SVD) instead.")
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        s, d = getattr(src, name).weight, getattr(dst, name).weight
+        n = min(s.shape[0], d.shape[0])
+        d[:n].copy_(s[:n])
+    dst.LayerNorm.load_state_dict(src.LayerNorm.state_dict())
+
+
+@torch.no_grad()
+def init_embeddings_from_teacher(student, teacher) -> str:
+    """E == H: copy the teacher's embeddings. E < H (beyond the paper): truncated SVD of the
+    teacher's word table W = U S V^T, so word table = U_E S_E and projection = V_E^T; position
+    and token-type tables are projected onto the same E directions. The student's LayerNorm then
+    acts in E dimensions, so the result is an approximation of the teacher's embedding output,
+    a starting point, not an exact copy. Returns which method was used."""
+    base = student.base_model
+    E, H = base.config.embedding_size, base.config.hidden_size
+    src = _embedding_module(teacher)
+    if src.word_embeddings.weight.shape[1] != H:
+        raise InitializationError(
+            f"The teacher's embeddings are {src.word_embeddings.weight.shape[1]} wide but the "
+            f"student's hidden size is {H}; they must be equal to initialise from the teacher.")
+    if E == H:
+        init_embeddings_from_module(student, src)
+        return "copy"
+    W = src.word_embeddings.weight.float()
+    if W.shape[0] != base.embeddings.word_embeddings.weight.shape[0]:
+        raise InitializationError(
+            f"Vocabulary mismatch: teacher has {W.shape[0]} tokens, student "
+            f"{base.embeddings.word_embeddings.weight.shape[0]}.")
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    basis = Vh[:E]                                     # (E, H): top right-singular vectors
+    dst = base.embeddings
+    dst.word_embeddings.weight.copy_(U[:, :E] * S[:E])
+    n = min(dst.position_embeddings.weight.shape[0], src.position_embeddings.weight.shape[0])
+    dst.position_embeddings.weight[:n].copy_(src.position_embeddings.weight[:n].float() @ basis.T)
+    dst.token_type_embeddings.weight.copy_(src.token_type_embeddings.weight.float() @ basis.T)
+    base.projection.weight.copy_(basis.T)              # (H, E): e -> e V_E^T
+    base.projection.bias.zero_()
+    return "svd"
+
+
+# Where each shared-layer tensor lives in a BERT-style teacher layer (BertLayer and relatives).
+_BERT_LAYER_MAP = {
+    "attention.query": "attention.self.query",
+    "attention.key": "attention.self.key",
+    "attention.value": "attention.self.value",
+    "attention.dense": "attention.output.dense",
+    "attention.LayerNorm": "attention.output.LayerNorm",
+    "ffn.intermediate": "intermediate.dense",
+    "ffn.output": "output.dense",
+    "ffn.LayerNorm": "output.LayerNorm",
+}
+
+
+@torch.no_grad()
+def init_shared_layer_from_teacher(student, teacher, layer: int) -> None:
+    """Copy teacher layer `layer` (1-based) into the student's shared layer."""
+    layers = getattr(getattr(teacher.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise InitializationError(f"{type(teacher).__name__} has no encoder.layer list (BERT-style).")
+    if not 1 <= layer <= len(layers):
+        raise InitializationError(f"Teacher layer {layer} is out of range 1..{len(layers)}.")
+    src = layers[layer - 1]
+    dst = student.base_model.encoder.layer
+    for dst_name, src_name in _BERT_LAYER_MAP.items():
+        d, s = dst.get_submodule(dst_name), src.get_submodule(src_name)
+        if d.weight.shape != s.weight.shape:
+            raise InitializationError(
+                f"Shape mismatch for {dst_name}: student {tuple(d.weight.shape)} vs teacher "
+                f"{tuple(s.weight.shape)}; the student's H and FFN size must equal the teacher's.")
+        d.load_state_dict(s.state_dict())

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+
+
+def shared_path(*parts) -> Path:
+    """A path under ../shared/, skipping the test with a clear reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not present (the shared data folder sits beside the repository)")
+    return path
+
+
+def tiny_config(**overrides):
+    from minialbert import MiniAlbertConfig
+
+    kw = dict(vocab_size=120, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+              num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+              adapter_reduction_factor=4, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    kw.update(overrides)
+    return MiniAlbertConfig(**kw)
+
+
+def batch(vocab=120, B=3, T=12, pad_from=(None, 7, 4)):
+    ids = torch.randint(1, vocab, (B, T))
+    mask = torch.ones(B, T, dtype=torch.long)
+    for b, start in enumerate(pad_from[:B]):
+        if start is not None:
+            mask[b, start:] = 0
+            ids[b, start:] = 0
+    return ids, mask
