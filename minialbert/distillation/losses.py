@@ -1,0 +1,148 @@
+"""Layer-to-layer distillation losses (METHOD.md section 2), written by hand because no library
+has MiniALBERT's exact reductions (they follow the authors' reference implementation).
+
+Each component is a small function on already-selected tensors, so the training path (logits
+computed only at masked positions) and `distillation_losses` (full (B, T, V) tensors) share the
+very same arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import MiniAlbertError
+
+ALIGNMENT_MODES = ("full", "hidden", "attention", "none")
+
+
+def uniform_layer_map(student_iterations: int, teacher_layers: int) -> list[int]:
+    """g(i) = i * L_t / N (1-based); for L_t=12, N=6: [2, 4, 6, 8, 10, 12]."""
+    return [max(1, round(i * teacher_layers / student_iterations)) for i in range(1, student_iterations + 1)]
+
+
+def check_layer_map(layer_map, student_iterations: int, teacher_layers: int) -> list[int]:
+    layer_map = [int(x) for x in layer_map]
+    if len(layer_map) != student_iterations:
+        raise MiniAlbertError(
+            f"--layer-map has {len(layer_map)} entries but the student has {student_iterations} "
+            f"iterations; give one teacher layer (1..{teacher_layers}) per iteration.")
+    bad = [x for x in layer_map if not 1 <= x <= teacher_layers]
+    if bad:
+        raise MiniAlbertError(f"--layer-map entries {bad} are out of range: the teacher has layers "
+                              f"1..{teacher_layers}.")
+    return layer_map
+
+
+def mlm_loss(student_logits_masked, labels_masked):
+    """Cross-entropy over the masked positions (rows already selected)."""
+    return F.cross_entropy(student_logits_masked.float(), labels_masked)
+
+
+def output_loss(student_logits_masked, teacher_logits_masked, temperature: float = 1.0):
+    """T^2 * mean over masked tokens of KL(softmax(z_t/T) || softmax(z_s/T)) (KLDiv 'batchmean')."""
+    T = temperature
+    log_p_s = F.log_softmax(student_logits_masked.float() / T, dim=-1)
+    p_t = F.softmax(teacher_logits_masked.float() / T, dim=-1)
+    return F.kl_div(log_p_s, p_t, reduction="batchmean") * T * T
+
+
+def attention_loss(student_maps, teacher_maps, attention_mask, layer_map, average_heads=False):
+    """Sum over iterations of KLDivLoss('mean') between log(a_s + 1e-12) and a_t + 1e-12, over the
+    query rows at non-padding positions (every head, every key: the reference reduction)."""
+    rows = attention_mask.bool()
+    total = 0.0
+    for i, t_layer in enumerate(layer_map):
+        s, t = student_maps[i].float(), teacher_maps[t_layer - 1].float()
+        if average_heads:
+            s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)
+        s = s.transpose(1, 2)[rows]  # (rows, heads, T): selected query rows
+        t = t.transpose(1, 2)[rows]
+        # == KLDivLoss(reduction="mean"): the mean over every selected element
+        total = total + F.kl_div(torch.log(s + 1e-12), t + 1e-12, reduction="none").mean()
+    return total
+
+
+def cosine_loss(student_states, teacher_states, attention_mask):
+    """mean over non-padding tokens of (1 - cos(h_s, h_t))."""
+    rows = attention_mask.bool()
+    return (1 - F.cosine_similarity(student_states[rows].float(), teacher_states[rows].float(), dim=-1)).mean()
+
+
+def hidden_loss(student_states, teacher_states, attention_mask, layer_map, projection=None):
+    """Sum over iterations of the cosine loss between h^s_i and h^t_{g(i)} (hidden_states[0] is
+    the embedding output on both sides). `projection` maps student width to teacher width."""
+    total = 0.0
+    for i, t_layer in enumerate(layer_map):
+        s = student_states[i + 1]
+        if projection is not None:
+            s = projection(s)
+        total = total + cosine_loss(s, teacher_states[t_layer], attention_mask)
+    return total
+
+
+def embedding_loss(student_states, teacher_states, attention_mask, projection=None):
+    s = student_states[0] if projection is None else projection(student_states[0])
+    return cosine_loss(s, teacher_states[0], attention_mask)
+
+
+def distillation_losses(student_out, teacher_out, labels, attention_mask, layer_map, temperature=1.0,
+                        average_heads=False, projection=None):
+    """All five unweighted components on full tensors (logits of shape (B, T, V)).
+
+    `labels` uses -100 for unmasked positions; `layer_map[i]` is the 1-based teacher layer that
+    student iteration i+1 is aligned with. Returns {'mlm', 'attention', 'hidden', 'output',
+    'embedding'}."""
+    masked = labels != -100
+    s_logits, t_logits = student_out.logits[masked], teacher_out.logits[masked]
+    return {
+        "mlm": mlm_loss(s_logits, labels[masked]),
+        "attention": attention_loss(student_out.attentions, teacher_out.attentions, attention_mask,
+                                    layer_map, average_heads),
+        "hidden": hidden_loss(student_out.hidden_states, teacher_out.hidden_states, attention_mask,
+                              layer_map, projection),
+        "output": output_loss(s_logits, t_logits, temperature),
+        "embedding": embedding_loss(student_out.hidden_states, teacher_out.hidden_states, attention_mask,
+                                    projection),
+    }
+
+
+@dataclass
+class LossWeights:
+    """L = mlm * L_mlm + alignment * (L_att + L_hid) + output * L_out + embedding * L_emb.
+
+    Defaults are the paper's (1, 3, 5, 0). The embedding loss is the Table 4 ablation; the paper
+    weights it like the alignment losses, i.e. embedding = 3."""
+
+    mlm: float = 1.0
+    alignment: float = 3.0
+    output: float = 5.0
+    embedding: float = 0.0
+    alignment_mode: str = "full"
+
+    def __post_init__(self):
+        if self.alignment_mode not in ALIGNMENT_MODES:
+            raise MiniAlbertError(f"alignment must be one of {', '.join(ALIGNMENT_MODES)} "
+                                  f"(got {self.alignment_mode!r}).")
+
+    @property
+    def uses_attention(self) -> bool:
+        return self.alignment > 0 and self.alignment_mode in ("full", "attention")
+
+    @property
+    def uses_hidden(self) -> bool:
+        return self.alignment > 0 and self.alignment_mode in ("full", "hidden")
+
+    def total(self, losses: dict) -> torch.Tensor:
+        total = self.mlm * losses["mlm"]
+        if self.uses_attention:
+            total = total + self.alignment * losses["attention"]
+        if self.uses_hidden:
+            total = total + self.alignment * losses["hidden"]
+        if self.output and "output" in losses:
+            total = total + self.output * losses["output"]
+        if self.embedding and "embedding" in losses:
+            total = total + self.embedding * losses["embedding"]
+        return total

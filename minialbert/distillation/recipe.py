@@ -1,0 +1,104 @@
+"""Distillation recipes: one dataclass of every setting, YAML files that fill it, CLI flags that
+override it (recipe < flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import MiniAlbertError
+
+RECIPE_DIR = Path(__file__).with_name("recipes")
+
+
+@dataclass
+class DistillRecipe:
+    # teacher and student
+    teacher: str = "minilm"
+    preset: str | None = None             # supplies E, N, adapters, r; H/heads/FFN/V come from the teacher
+    iterations: int | None = None         # N (default: preset's, else 6)
+    embedding_size: int | None = None     # E (default: preset's, else H)
+    adapters: bool | None = None          # default: preset's, else True
+    hidden_size: int | None = None        # only to force a width different from the teacher's
+    num_attention_heads: int | None = None
+    embedding_init: str = "teacher"       # teacher (copy or SVD) | random | a model name/path of width E
+    shared_layer_init: int | None = None  # copy this teacher layer (1-based) into the shared layer
+    layer_map: list[int] | None = None    # teacher layer per iteration (1-based); default uniform
+    project_hidden: bool = False          # learn a linear map when student and teacher widths differ
+    average_heads: bool = False           # compare head-averaged maps when head counts differ
+    # losses
+    alignment: str = "full"               # full | hidden | attention | none
+    mlm_weight: float = 1.0
+    alignment_weight: float = 3.0
+    output_weight: float = 5.0
+    embedding_weight: float = 0.0
+    temperature: float = 1.0
+    # corpus
+    corpus: str = "wiki-offline"
+    max_length: int = 256
+    stride: int = 128
+    windows_per_doc: int = 10
+    text_field: str = "text"
+    blank_line_docs: bool = False
+    streaming: bool = False
+    max_docs: int | None = None
+    num_proc: int | None = None
+    mlm_probability: float = 0.15
+    # optimisation
+    batch_size: int = 8                   # per device
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-4
+    warmup_steps: int = 0
+    weight_decay: float = 1e-4
+    max_steps: int | None = None
+    epochs: float = 1.0
+    dtype: str = "fp32"                   # fp32 | bf16 | fp16
+    seed: int = 42
+    save_steps: int = 500
+    save_total_limit: int = 3
+    logging_steps: int = 10
+    dataloader_num_workers: int = 0
+    notes: str = ""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str | None) -> DistillRecipe:
+    """A shipped recipe by name, or a YAML file; unknown fields are an error naming them."""
+    if name_or_path is None:
+        return DistillRecipe()
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise MiniAlbertError(f"Unknown recipe {name_or_path!r}. Shipped recipes: "
+                                  f"{', '.join(available_recipes())}; or give a path to a .yaml file.")
+    elif not path.exists():
+        raise MiniAlbertError(f"Recipe file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise MiniAlbertError(f"Recipe {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise MiniAlbertError(f"Recipe {path} must be a mapping of field: value.")
+    unknown = sorted(set(data) - set(DistillRecipe.names()))
+    if unknown:
+        raise MiniAlbertError(f"Recipe {path} has unknown fields {unknown}; known fields: "
+                              f"{', '.join(DistillRecipe.names())}.")
+    return DistillRecipe(**data)
+
+
+def apply_overrides(recipe: DistillRecipe, overrides: dict) -> DistillRecipe:
+    return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})

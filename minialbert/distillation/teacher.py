@@ -1,0 +1,90 @@
+"""The frozen teacher: loading any BERT-like masked-LM, and its forward pass for distillation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.offline import resolve_model_name
+from ..errors import MiniAlbertError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Teacher:
+    """A frozen teacher. `head` maps final hidden states to vocabulary logits; it is None when the
+    checkpoint carries no trained MLM head (then the output loss is off)."""
+
+    name: str
+    model: nn.Module
+    encoder: nn.Module
+    head: nn.Module | None
+
+    @property
+    def config(self):
+        return self.encoder.config
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @torch.no_grad()
+    def forward(self, input_ids, attention_mask, token_type_ids=None, masked=None, attentions=True):
+        """Hidden states (embedding output first), attention maps, and MLM logits at `masked`
+        positions only (never the full (B, T, V) tensor)."""
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                           output_attentions=attentions, **kwargs)
+        logits = None
+        if self.head is not None and masked is not None:
+            logits = self.head(out.hidden_states[-1][masked])
+        return out.hidden_states, (out.attentions if attentions else None), logits
+
+
+def _mlm_head_module(model) -> nn.Module | None:
+    """The one child of a *ForMaskedLM model that is not its base encoder (BERT's `cls`,
+    RoBERTa's `lm_head`), or None when the head is spread over several modules."""
+    others = [m for name, m in model.named_children() if m is not model.base_model]
+    return others[0] if len(others) == 1 else None
+
+
+def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) -> Teacher:
+    """Load `name` (hub name, local path, or 'minilm' for the packaged offline teacher) as a frozen
+    masked-LM teacher in eval mode."""
+    from transformers import AutoModelForMaskedLM
+
+    path = resolve_model_name(name)
+    kwargs = dict(dtype=dtype, output_loading_info=True)
+    if attentions:
+        kwargs["attn_implementation"] = "eager"  # fused kernels do not return attention maps
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # we report a missing head ourselves, in one line
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load the teacher {name!r} as a masked-LM model: {e}. Give a "
+                              "local checkpoint folder, 'minilm' for the packaged offline teacher, or a "
+                              "hub name (needs a network).") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.eval().requires_grad_(False).to(device)
+    prefix = model.base_model_prefix + "."
+    missing_head = [k for k in info.get("missing_keys", []) if not k.startswith(prefix)]
+    head = None
+    if missing_head:
+        logger.warning(
+            "The teacher %s has no trained MLM head (missing %s); the output-distillation loss is "
+            "turned off. Run `minialbert fit-head --teacher %s ...` to add a head and use it.",
+            name, ", ".join(sorted(missing_head)[:3]), name)
+    else:
+        head = _mlm_head_module(model)
+        if head is None:
+            raise MiniAlbertError(f"The teacher {name!r} ({type(model).__name__}) splits its MLM head over "
+                                  "several modules; only single-module heads (BERT, RoBERTa, ...) are supported.")
+    return Teacher(name=name, model=model, encoder=model.base_model, head=head)

@@ -1,0 +1,360 @@
+"""Task-agnostic distillation on the Hugging Face Trainer (METHOD.md sections 2-3).
+
+The Trainer owns optimisation, schedules, accumulation, mixed precision, checkpoints, logging and
+distribution (torchrun / accelerate / DeepSpeed). We add only what it cannot know: a frozen
+teacher kept outside the trained module (so it is never wrapped for gradient sync nor saved in
+checkpoints), the layer-to-layer losses, and their per-component logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+
+from ..errors import MiniAlbertError
+from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
+from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
+                     output_loss, uniform_layer_map)
+from .recipe import DistillRecipe
+from .teacher import Teacher
+
+logger = logging.getLogger(__name__)
+COMPONENTS = ("mlm", "attention", "hidden", "output", "embedding")
+
+
+class NonFiniteLossError(MiniAlbertError):
+    pass
+
+
+class DistillationModel(nn.Module):
+    """What the Trainer trains: the student (and, for width mismatches, a hidden projection).
+    Teacher outputs come in as arguments, so the teacher never becomes a submodule."""
+
+    def __init__(self, student: MiniAlbertForMaskedLM, layer_map, weights: LossWeights, temperature=1.0,
+                 average_heads=False, projection: nn.Module | None = None):
+        super().__init__()
+        self.student = student
+        self.projection = projection
+        self.layer_map = list(layer_map)
+        self.weights = weights
+        self.temperature = temperature
+        self.average_heads = average_heads
+
+    def forward(self, input_ids, attention_mask, labels, teacher_hidden, teacher_attentions=None,
+                teacher_logits=None, token_type_ids=None):
+        w = self.weights
+        out = self.student.minialbert(input_ids, attention_mask, token_type_ids, output_hidden_states=True,
+                                      output_attentions=w.uses_attention)
+        masked = labels != -100
+        # MLM logits only at masked positions: never the (B, T, V) tensor.
+        s_logits = self.student.lm_head(out.last_hidden_state[masked])
+        losses = {"mlm": mlm_loss(s_logits, labels[masked])}
+        if w.uses_attention:
+            losses["attention"] = attention_loss(out.attentions, teacher_attentions, attention_mask,
+                                                 self.layer_map, self.average_heads)
+        if w.uses_hidden:
+            losses["hidden"] = hidden_loss(out.hidden_states, teacher_hidden, attention_mask, self.layer_map,
+                                           self.projection)
+        if w.output and teacher_logits is not None:
+            losses["output"] = output_loss(s_logits, teacher_logits, self.temperature)
+        if w.embedding:
+            losses["embedding"] = embedding_loss(out.hidden_states, teacher_hidden, attention_mask,
+                                                 self.projection)
+        return {"loss": w.total(losses), **{k: v.detach() for k, v in losses.items()}}
+
+
+class DistillationTrainer(Trainer):
+    def __init__(self, *args, teacher: Teacher, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+        self.teacher.model.to(self.args.device)
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inner = self.accelerator.unwrap_model(model)
+        masked = inputs["labels"] != -100
+        t_hidden, t_attn, t_logits = self.teacher.forward(
+            inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"), masked,
+            attentions=inner.weights.uses_attention)
+        if not inner.weights.output:
+            t_logits = None
+        out = model(**inputs, teacher_hidden=t_hidden, teacher_attentions=t_attn, teacher_logits=t_logits)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            last = latest_complete_checkpoint(Path(self.args.output_dir))
+            raise NonFiniteLossError(
+                f"The distillation loss became {loss.item()} at step {self.state.global_step}; training "
+                f"stopped. The last good checkpoint is {last or 'none yet'}. Lower --learning-rate, use "
+                "--dtype fp32, or check the corpus; continue with --resume.")
+        for k in COMPONENTS:
+            if k in out:
+                self._sums[k] = self._sums.get(k, 0.0) + out[k].float().item()
+        self._count += 1
+        return (loss, out) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        if self._count and "loss" in logs:
+            logs.update({k: round(v / self._count, 6) for k, v in self._sums.items()})
+            self._sums, self._count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+
+class JsonlLogCallback(TrainerCallback):
+    """OUT/log.jsonl: one JSON object per logging step with step, loss, components, learning rate."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            row = {"step": state.global_step, **{k: logs[k] for k in ("loss", *COMPONENTS, "learning_rate",
+                                                                        "epoch") if k in logs}}
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def latest_complete_checkpoint(folder: Path) -> Path | None:
+    """Newest checkpoint-N whose trainer_state.json (the Trainer writes it last) parses. A
+    checkpoint cut short by a crash or kill -9 is skipped, never resumed from."""
+    if not folder.is_dir():
+        return None
+    best = None
+    for ckpt in folder.glob("checkpoint-*"):
+        try:
+            step = int(ckpt.name.split("-")[1])
+            json.loads((ckpt / "trainer_state.json").read_text())
+        except (ValueError, OSError, IndexError):
+            continue
+        if best is None or step > best[0]:
+            best = (step, ckpt)
+    return best[1] if best else None
+
+
+def _set_aside_incomplete(folder: Path, keep: Path | None) -> None:
+    for ckpt in folder.glob("checkpoint-*"):
+        if keep is None or int(ckpt.name.split("-")[1]) > int(keep.name.split("-")[1]):
+            target = ckpt.with_name(ckpt.name + ".incomplete")
+            shutil.rmtree(target, ignore_errors=True)
+            ckpt.rename(target)
+            logger.warning("Set aside %s (incomplete or newer than the resume point).", ckpt)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if path.exists():
+        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(r + "\n" for r in rows))
+        os.replace(tmp, path)
+
+
+def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
+    """Teacher geometry (H, heads, FFN, V, positions) + preset or explicit student choices."""
+    base = dict(preset_config(recipe.preset).to_dict()) if recipe.preset else {}
+    H = recipe.hidden_size or teacher_config.hidden_size
+    kw = dict(
+        vocab_size=teacher_config.vocab_size, hidden_size=H,
+        num_attention_heads=recipe.num_attention_heads or teacher_config.num_attention_heads,
+        intermediate_size=teacher_config.intermediate_size if H == teacher_config.hidden_size else 4 * H,
+        max_position_embeddings=teacher_config.max_position_embeddings,
+        type_vocab_size=getattr(teacher_config, "type_vocab_size", 2),
+        hidden_act=getattr(teacher_config, "hidden_act", "gelu"),
+        layer_norm_eps=getattr(teacher_config, "layer_norm_eps", 1e-12),
+        pad_token_id=getattr(teacher_config, "pad_token_id", 0) or 0,
+        num_hidden_layers=recipe.iterations or base.get("num_hidden_layers", 6),
+        embedding_size=recipe.embedding_size or base.get("embedding_size", H),
+        use_adapters=recipe.adapters if recipe.adapters is not None else base.get("use_adapters", True),
+        adapter_reduction_factor=base.get("adapter_reduction_factor", 16),
+    )
+    return MiniAlbertConfig(**kw)
+
+
+def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer,
+                  config: MiniAlbertConfig) -> tuple[MiniAlbertForMaskedLM, dict]:
+    from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_teacher,
+                                        init_shared_layer_from_teacher)
+
+    torch.manual_seed(recipe.seed)
+    student = MiniAlbertForMaskedLM(config)
+    info = {"embedding_init": recipe.embedding_init}
+    if recipe.embedding_init == "teacher" and config.hidden_size != teacher.config.hidden_size:
+        logger.warning("Student width %d differs from the teacher's %d: embeddings start random.",
+                       config.hidden_size, teacher.config.hidden_size)
+        info["embedding_init"] = "random"
+    elif recipe.embedding_init == "teacher":
+        info["embedding_init"] = "teacher-" + init_embeddings_from_teacher(student, teacher.model)
+    elif recipe.embedding_init != "random":
+        from transformers import AutoModel, AutoTokenizer
+
+        from ..data.offline import resolve_model_name
+
+        path = resolve_model_name(recipe.embedding_init)
+        try:
+            source = AutoModel.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise MiniAlbertError(f"Could not load the embedding-init model {recipe.embedding_init!r}: {e}") from None
+        try:
+            other_vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+        except (OSError, ValueError):
+            other_vocab = None
+        if other_vocab is not None and other_vocab != tokenizer.get_vocab():
+            raise MiniAlbertError(
+                f"Tokenizer mismatch: the embedding-init model {recipe.embedding_init!r} uses a different "
+                f"vocabulary from the teacher {teacher.name!r}; its embeddings would index the wrong tokens. "
+                "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
+        init_embeddings_from_module(student, source)
+    if recipe.shared_layer_init:
+        init_shared_layer_from_teacher(student, teacher.model, recipe.shared_layer_init)
+        info["shared_layer_init"] = recipe.shared_layer_init
+    return student, info
+
+
+def _resolve_alignment(recipe: DistillRecipe, teacher: Teacher, config: MiniAlbertConfig):
+    weights = LossWeights(recipe.mlm_weight, recipe.alignment_weight, recipe.output_weight,
+                          recipe.embedding_weight, recipe.alignment)
+    if teacher.head is None:
+        weights.output = 0.0
+    projection = None
+    if config.hidden_size != teacher.config.hidden_size and (weights.uses_hidden or weights.embedding):
+        if not recipe.project_hidden:
+            raise MiniAlbertError(
+                f"Hidden-size mismatch: the student is {config.hidden_size} wide, the teacher "
+                f"{teacher.config.hidden_size}; the cosine hidden loss needs equal widths. Pass "
+                "--project-hidden to learn a linear map (TinyBERT style), or --alignment attention.")
+        projection = nn.Linear(config.hidden_size, teacher.config.hidden_size)
+    if config.num_attention_heads != teacher.config.num_attention_heads and weights.uses_attention \
+            and not recipe.average_heads:
+        raise MiniAlbertError(
+            f"Head-count mismatch: the student has {config.num_attention_heads} heads, the teacher "
+            f"{teacher.config.num_attention_heads}; per-head attention maps cannot be compared. Pass "
+            "--average-heads to compare head-averaged maps, or --alignment hidden.")
+    layer_map = check_layer_map(recipe.layer_map or uniform_layer_map(config.num_hidden_layers, teacher.num_layers),
+                                config.num_hidden_layers, teacher.num_layers)
+    return weights, projection, layer_map
+
+
+def training_arguments(recipe: DistillRecipe, out: Path, *, report_to=("tensorboard",)) -> TrainingArguments:
+    if recipe.dtype not in ("fp32", "bf16", "fp16"):
+        raise MiniAlbertError(f"--dtype must be fp32, bf16 or fp16 (got {recipe.dtype!r}).")
+    cuda = torch.cuda.is_available()
+    if recipe.dtype == "fp16" and not cuda:
+        raise MiniAlbertError("--dtype fp16 needs a CUDA GPU; on CPU use fp32 (or bf16).")
+    if recipe.dtype == "bf16" and not cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning("This CPU has no native bfloat16 matrix instructions: bf16 will be much SLOWER than "
+                       "fp32 here (see `minialbert bench distill`). Consider --dtype fp32.")
+    if recipe.max_steps is None and recipe.streaming:
+        raise MiniAlbertError("A streaming corpus has no length: give --max-steps.")
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay,
+        lr_scheduler_type="linear", warmup_steps=recipe.warmup_steps,
+        max_steps=recipe.max_steps if recipe.max_steps else -1, num_train_epochs=recipe.epochs,
+        bf16=recipe.dtype == "bf16", fp16=recipe.dtype == "fp16", use_cpu=not cuda,
+        seed=recipe.seed, data_seed=recipe.seed,
+        save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
+        logging_steps=recipe.logging_steps, logging_first_step=True, report_to=list(report_to),
+        remove_unused_columns=False, dataloader_num_workers=recipe.dataloader_num_workers,
+        ddp_find_unused_parameters=False, disable_tqdm=False,
+    )
+
+
+def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> dict:
+    """Distil a student per `recipe` into out_dir; returns the summary written to
+    out_dir/final/distillation.json."""
+    from transformers import AutoTokenizer
+
+    from ..data.corpus import CorpusOptions, build_windows
+    from ..data.offline import resolve_model_name
+    from .teacher import load_teacher
+
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    resume_from = latest_complete_checkpoint(ckpt_dir) if resume else None
+    if not resume and any(ckpt_dir.glob("checkpoint-*")):
+        raise MiniAlbertError(f"{out} already holds checkpoints from an earlier run; pass --resume to continue "
+                              "it, or choose another --out (nothing is overwritten).")
+    if resume and resume_from is None:
+        logger.warning("--resume: no complete checkpoint in %s; starting from step 0.", ckpt_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if ckpt_dir.exists():
+        _set_aside_incomplete(ckpt_dir, resume_from)
+    args = training_arguments(recipe, out)
+    _truncate_log(out / "log.jsonl", int(resume_from.name.split("-")[1]) if resume_from else 0)
+
+    teacher = load_teacher(recipe.teacher, attentions=recipe.alignment in ("full", "attention"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(recipe.teacher))
+    config = student_config(recipe, teacher.config)
+    weights, projection, layer_map = _resolve_alignment(recipe, teacher, config)
+    student, init_info = build_student(recipe, teacher, tokenizer, config)
+    model = DistillationModel(student, layer_map, weights, recipe.temperature, recipe.average_heads, projection)
+
+    opts = CorpusOptions(source=recipe.corpus, max_length=recipe.max_length, stride=recipe.stride,
+                         windows_per_doc=recipe.windows_per_doc, seed=recipe.seed, text_field=recipe.text_field,
+                         blank_line_docs=recipe.blank_line_docs, streaming=recipe.streaming,
+                         num_proc=recipe.num_proc, max_docs=recipe.max_docs)
+    with args.main_process_first(desc="corpus windows"):
+        windows = build_windows(tokenizer, opts)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=recipe.mlm_probability)
+    (out / "recipe.yaml").write_text(__import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
+    trainer = DistillationTrainer(model=model, args=args, train_dataset=windows, data_collator=collator,
+                                  teacher=teacher, callbacks=[JsonlLogCallback(out / "log.jsonl")])
+    logger.info("Student: %s parameters (base), %d iterations, E=%d, adapters=%s; layer map %s; losses: %s",
+                f"{sum(p.numel() for p in student.minialbert.parameters()):,}", student.config.num_hidden_layers,
+                student.config.embedding_size, student.config.use_adapters, layer_map,
+                ", ".join(k for k in COMPONENTS if k == "mlm" or (k == "attention" and weights.uses_attention)
+                          or (k == "hidden" and weights.uses_hidden) or (k == "output" and weights.output)
+                          or (k == "embedding" and weights.embedding)))
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    elapsed = time.time() - start
+
+    summary = {
+        "teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(),
+        "layer_map": layer_map, "initialisation": init_info, "steps": trainer.state.global_step,
+        "seed": recipe.seed, "train_seconds_this_run": round(elapsed, 1),
+        "windows": len(windows) if hasattr(windows, "__len__") else None,
+        "output_loss": bool(weights.output), "resumed_from": str(resume_from) if resume_from else None,
+        "final_losses": _last_logged(out / "log.jsonl"), "train_loss": result.training_loss,
+    }
+    if trainer.is_world_process_zero():
+        final = out / "final"
+        tmp = out / "final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        student.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "distillation.json").write_text(json.dumps(summary, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)  # the final student appears whole or not at all
+    return summary
+
+
+def _last_logged(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows[-1] if rows else {}
+
+
+def loss_summary(path: Path) -> str:
+    """First vs last logged value of each loss component, for the end-of-run printout."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if not rows:
+        return "(no logged steps)"
+    first, last = rows[0], rows[-1]
+    lines = [f"{'component':<10} {'step ' + str(first['step']):>12} {'step ' + str(last['step']):>12}  change"]
+    for k in ("loss", *COMPONENTS):
+        if k in first and k in last and not (isinstance(first[k], float) and math.isnan(first[k])):
+            lines.append(f"{k:<10} {first[k]:>12.4f} {last[k]:>12.4f}  {100 * (last[k] - first[k]) / max(abs(first[k]), 1e-12):+.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""`minialbert distill` / `fit-head` end to end with the real packaged teacher and real text."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForMaskedLM, BertConfig, BertModel, BertTokenizerFast
+
+import minialbert  # noqa: F401
+from minialbert.cli import main
+from minialbert.data.corpus import CorpusOptions, build_windows
+
+from helpers import shared_path
+
+FAST = ["--max-length", "64", "--stride", "32", "--batch-size", "8", "--max-docs", "300", "--warmup-steps", "0"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def log_rows(out):
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "minialbert", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=900)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--corpus", "/nonexistent/corpus.txt"], "does not exist"),
+    (["--recipe", "no-such-recipe"], "Unknown recipe"),
+    (["--preset", "minialbert-999"], "Unknown preset"),
+    (["--layer-map", "1,2"], "has 2 entries but the student has 3"),
+    (["--layer-map", "2,4,9"], "out of range"),
+    (["--hidden-size", "192"], "Hidden-size mismatch"),
+    (["--num-attention-heads", "6"], "Head-count mismatch"),
+    (["--dtype", "fp8"], "--dtype must be"),
+])
+def test_bad_input_gives_clear_error(args, needle, tmp_path, capsys):
+    assert main(["distill", "--out", str(tmp_path / "o"), *FAST, *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_empty_corpus_and_unknown_recipe_field(tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    assert main(["distill", "--out", str(tmp_path / "o"), "--corpus", str(tmp_path / "empty.txt")]) == 2
+    assert "is empty" in capsys.readouterr().err
+    (tmp_path / "r.yaml").write_text("teacher: minilm\nlearning_rat: 1.0\n")
+    assert main(["distill", "--out", str(tmp_path / "o"), "--recipe", str(tmp_path / "r.yaml")]) == 2
+    assert "unknown fields ['learning_rat']" in capsys.readouterr().err
+
+
+def test_embedding_init_with_another_vocabulary_is_refused(tmp_path, capsys):
+    other = tmp_path / "other"
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                                   [f"tok{i}" for i in range(30517)]))
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(other)
+    BertModel(BertConfig(hidden_size=128, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)) \
+        .save_pretrained(other)
+    assert main(["distill", "--out", str(tmp_path / "o"), *FAST, "--embedding-init", str(other)]) == 2
+    assert "Tokenizer mismatch" in capsys.readouterr().err
+
+
+def test_windows_from_text_and_jsonl_sources(tmp_path):
+    from transformers import AutoTokenizer
+
+    from minialbert.data.offline import packaged_teacher_path
+
+    tok = AutoTokenizer.from_pretrained(packaged_teacher_path())
+    long_doc = " ".join(f"word{i}" for i in range(400))
+    (tmp_path / "a.txt").write_text(f"{long_doc}\nshort document here\n\n")
+    opts = CorpusOptions(source=str(tmp_path / "a.txt"), max_length=32, stride=8, windows_per_doc=3, seed=1)
+    w = build_windows(tok, opts)
+    assert len(w) == 4 and max(len(x) for x in w["input_ids"]) == 32  # 3 sampled windows + the short doc
+    again = build_windows(tok, opts)  # cached, memory-mapped, identical
+    assert again["input_ids"] == w["input_ids"] and again.cache_files
+    (tmp_path / "b.jsonl").write_text(json.dumps({"body": "first doc"}) + "\n" + json.dumps({"body": "second"}) + "\n")
+    assert len(build_windows(tok, CorpusOptions(source=str(tmp_path / "b.jsonl"), text_field="body"))) == 2
+    with pytest.raises(Exception, match="no field 'text'"):
+        build_windows(tok, CorpusOptions(source=str(tmp_path / "b.jsonl")))
+    (tmp_path / "c.txt").write_text("para one line one\npara one line two\n\npara two\n")
+    assert len(build_windows(tok, CorpusOptions(source=str(tmp_path / "c.txt"), blank_line_docs=True))) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corpus", ["wiki-offline", "biomed"])
+def test_200_real_steps_lower_alignment_losses_and_student_loads(corpus, tmp_path):
+    source = "wiki-offline" if corpus == "wiki-offline" else str(shared_path("data", "corpora", "biomed", "sentences.txt"))
+    out = tmp_path / "run"
+    assert main(["distill", "--out", str(out), "--corpus", source, "--max-steps", "200", "--logging-steps", "20",
+                 "--save-steps", "100", *FAST[:-2], "--warmup-steps", "10", "--max-docs", "3000"]) == 0
+    rows = log_rows(out)
+    first, last = rows[0], rows[-1]
+    assert last["step"] == 200
+    assert last["hidden"] < 0.8 * first["hidden"], (first, last)
+    assert last["attention"] < 0.8 * first["attention"], (first, last)
+    student = AutoModelForMaskedLM.from_pretrained(out / "final")
+    assert type(student).__name__ == "MiniAlbertForMaskedLM" and student.config.embedding_size == 128
+    info = json.loads((out / "final" / "distillation.json").read_text())
+    assert info["steps"] == 200 and info["output_loss"] is False and info["layer_map"] == [2, 4, 6]
+
+
+@pytest.mark.slow
+def test_fit_head_improves_accuracy_and_enables_output_loss(tmp_path):
+    head = tmp_path / "minilm-mlm"
+    assert main(["fit-head", "--out", str(head), "--max-steps", "30", "--batch-size", "16", "--max-length", "64",
+                 "--max-docs", "600", "--eval-windows", "64"]) == 0
+    report = json.loads((head / "fit_head.json").read_text())
+    assert report["masked_token_accuracy_after"] > report["masked_token_accuracy_before"] + 0.02
+    out = tmp_path / "run"
+    assert main(["distill", "--out", str(out), "--teacher", str(head), "--max-steps", "4", "--logging-steps", "2",
+                 *FAST]) == 0
+    assert all("output" in row for row in log_rows(out))
+    assert json.loads((out / "final" / "distillation.json").read_text())["output_loss"] is True
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["distill", "--out", str(out), "--max-steps", "6", "--save-steps", "1", "--learning-rate", "1e30",
+               "--logging-steps", "1", *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and "training stopped" in err and "Traceback" not in err
+    assert (out / "checkpoints" / "checkpoint-1" / "trainer_state.json").exists()
+    assert not (out / "final").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_finishes_the_requested_steps(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "minialbert", "distill", "--out", str(out), "--max-steps", "40",
+            "--save-steps", "5", "--logging-steps", "5", *FAST]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (out / "checkpoints" / "checkpoint-15" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended or stalled before checkpoint-15"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "final").exists()
+    result = run_cli("distill", "--out", str(out), "--max-steps", "40", "--save-steps", "5", "--logging-steps", "5",
+                     *FAST, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((out / "final" / "distillation.json").read_text())
+    assert info["steps"] == 40 and int(info["resumed_from"].rsplit("-", 1)[1]) >= 15
+    steps = [r["step"] for r in log_rows(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+    again = run_cli("distill", "--out", str(out), *FAST)  # refuses to overwrite without --resume
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "minialbert",
+                             "distill", "--out", str(out), "--max-steps", "4", "--logging-steps", "2", *FAST],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "final" / "distillation.json").read_text())["steps"] == 4
