@@ -25,6 +25,8 @@ from .model import (
     preset_config,
 )
 
+from .finetune.adapter_files import load_adapter_model
+
 __version__ = "0.1.0"
 
 AutoConfig.register("minialbert", MiniAlbertConfig, exist_ok=True)

@@ -11,7 +11,7 @@ from ..errors import MiniAlbertError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import distill_commands, model_commands
+    from . import distill_commands, finetune_commands, model_commands
 
     parser = argparse.ArgumentParser(
         prog="minialbert",
@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "then fine-tune and evaluate it. Run `minialbert COMMAND --help` for details.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     model_commands.register(sub)
-    distill_commands.register(sub)
+    bench_sub = distill_commands.register(sub)
+    finetune_commands.register(sub, bench_sub)
     return parser
 
 

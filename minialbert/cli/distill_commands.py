@@ -117,6 +117,7 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_distill)
+    return bsub
 
 
 def run_distill(args) -> int:

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data.offline import resolve_model_name
 from ..errors import MiniAlbertError
+from ..hf_utils import quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +62,13 @@ def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) 
     kwargs = dict(dtype=dtype, output_loading_info=True)
     if attentions:
         kwargs["attn_implementation"] = "eager"  # fused kernels do not return attention maps
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # we report a missing head ourselves, in one line
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(path, **kwargs)
+        with quiet_transformers():  # we report a missing head ourselves, in one line
+            model, info = AutoModelForMaskedLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"Could not load the teacher {name!r} as a masked-LM model: {e}. Give a "
                               "local checkpoint folder, 'minilm' for the packaged offline teacher, or a "
                               "hub name (needs a network).") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     model.eval().requires_grad_(False).to(device)
     prefix = model.base_model_prefix + "."
     missing_head = [k for k in info.get("missing_keys", []) if not k.startswith(prefix)]

@@ -1,0 +1,65 @@
+"""`minialbert bench finetune`: seconds per training step for full fine-tuning and for adapter
+tuning of the same model on the same batches, measured in one run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from ..data.offline import packaged_teacher_path, resolve_model_name
+from ..errors import MiniAlbertError
+from ..hf_utils import quiet_transformers
+from ..model import PRESETS, MiniAlbertForSequenceClassification, preset_config
+from .glue import get_task, load_glue
+
+
+def bench_finetune(model: str, task_name: str, data_dir, steps=20, batch_size=32, max_length=128) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    task = get_task(task_name)
+    if data_dir is None:
+        raise MiniAlbertError("bench finetune needs --data-dir with the task's official train.tsv.")
+    train = load_glue(task, data_dir)["train"]
+    n = batch_size * (steps + 1)
+    if len(train.texts) < n:
+        raise MiniAlbertError(f"{train.file} has {len(train.texts)} rows; {n} are needed for {steps} steps.")
+    tokenizer = AutoTokenizer.from_pretrained(packaged_teacher_path() if model in PRESETS else resolve_model_name(model))
+    columns = list(zip(*train.texts[:n]))
+    batches = []
+    for b in range(steps + 1):
+        sl = slice(b * batch_size, (b + 1) * batch_size)
+        enc = tokenizer(*[c[sl] for c in columns], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+        enc["labels"] = torch.tensor(train.labels[sl])
+        batches.append(enc)
+
+    def build():
+        torch.manual_seed(0)
+        if model in PRESETS:
+            return MiniAlbertForSequenceClassification(preset_config(model, num_labels=task.num_labels))
+        with quiet_transformers():
+            return AutoModelForSequenceClassification.from_pretrained(resolve_model_name(model),
+                                                                      num_labels=task.num_labels)
+
+    def time_steps(adapter: bool):
+        m = build().train()
+        trainable = m.prepare_adapter_tuning() if adapter else sum(p.numel() for p in m.parameters())
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=5e-4, weight_decay=0.01)
+        times = []
+        for i, batch in enumerate(batches):  # batch 0 warms up; not counted
+            start = time.perf_counter()
+            m(**batch).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if i:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times), trainable
+
+    full_s, full_n = time_steps(adapter=False)
+    adapter_s, adapter_n = time_steps(adapter=True)
+    return {"model": model, "task": task.name, "batch_size": batch_size, "max_length": max_length, "steps": steps,
+            "full_step_s_median": round(full_s, 4), "adapter_step_s_median": round(adapter_s, 4),
+            "adapter_speedup": round(full_s / adapter_s, 3), "full_trainable_parameters": full_n,
+            "adapter_trainable_parameters": adapter_n, "threads": torch.get_num_threads()}

@@ -1,0 +1,79 @@
+"""`minialbert report`: a table shaped like the paper's Tables 1 and 2 from results.json files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..errors import MiniAlbertError
+
+GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+# METHOD.md, headline results (averages only are restated there).
+PAPER_ROWS = [
+    ("BERT-base / BioBERT (teacher) [paper]", "-", "110M", "", 83.81, 89.41),
+    ("DistilBERT / DistilBioBERT [paper]", "-", "65M", "", 80.79, 88.62),
+    ("TinyBERT / TinyBioBERT [paper]", "-", "15M", "", 75.58, 85.30),
+    ("MiniALBERT-768, no adapters [paper]", "no", "31M", "", 78.63, 88.02),
+    ("MiniALBERT-312 + adapters [paper]", "no", "18M", "", 79.78, 88.28),
+    ("MiniALBERT-128 + adapters [paper]", "no", "12M", "", 79.92, 87.98),
+    ("MiniALBERT-128, adapter-tuned [paper]", "yes", "12M", "0.9M", 78.40, 88.07),
+    ("MiniALBERT-768* adapter-tuned [paper]", "yes", "31M", "0.9M", 68.25, 86.40),
+]
+
+
+def collect(result_dirs) -> list[dict]:
+    found = []
+    for d in result_dirs:
+        d = Path(d)
+        files = [d] if d.is_file() else sorted(d.rglob("results.json"))
+        if not files:
+            raise MiniAlbertError(f"{d} holds no results.json; give folders written by `minialbert finetune`.")
+        found += [json.loads(f.read_text()) for f in files]
+    return found
+
+
+def _task_score(result: dict) -> float:
+    """Percent, as the paper prints. NER: test-set F1 of the best configuration (selected on devel)."""
+    if result["task"] == "ner":
+        return 100 * result["best"]["metrics_mean"]["test"]["f1"]
+    return 100 * result["score"]
+
+
+def build_table(results: list[dict]) -> tuple[list[str], list[list]]:
+    rows: dict[tuple, dict] = {}
+    tasks = []
+    for r in results:
+        task = r["task"] if r["task"] != "ner" else f"ner:{r.get('data_name', 'ner')}"
+        tasks.append(task)
+        key = (r["model"], r["adapter_tuning"])
+        row = rows.setdefault(key, {"params": r["base_parameters"], "trainable": r["trainable_parameters"]})
+        row[task] = _task_score(r)
+    order = [t for t in GLUE_ORDER if t in tasks] + sorted({t for t in tasks if t.startswith("ner:")})
+    header = ["model", "adapter", "EF", "#params", "trainable", *order, "average"]
+    table = []
+    for (model, adapter), row in rows.items():
+        scores = [row.get(t) for t in order]
+        present = [s for s in scores if s is not None]
+        table.append([model, "yes" if adapter else "no", "", f"{row['params'] / 1e6:.1f}M",
+                      f"{row['trainable'] / 1e6:.2f}M", *[None if s is None else round(s, 2) for s in scores],
+                      round(sum(present) / len(present), 2) if present else None])
+    return header, table
+
+
+def render(header, table, fmt: str, paper: bool = False) -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(header, row)) for row in table], indent=2)
+    if paper:
+        n_tasks = len(header) - 6
+        table = table + [[name, ad, "", p, tr, *[None] * n_tasks, f"GLUE {glue} / NER {ner}"]
+                         for name, ad, p, tr, glue, ner in PAPER_ROWS]
+    cells = [[("" if c is None else str(c)) for c in row] for row in table]
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows([header, *cells])
+        return buf.getvalue()
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c or "–" for c in row) + " |" for row in cells]
+    return "\n".join(lines)

@@ -1,0 +1,298 @@
+"""`minialbert finetune`: full fine-tuning or adapter tuning on GLUE and biomedical NER, on the
+Hugging Face Trainer; single runs or the paper's grid; results as JSON; resumable grids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.offline import resolve_model_name
+from ..errors import MiniAlbertError
+from ..hf_utils import quiet_transformers
+from .adapter_files import save_adapter_task
+from .glue import get_task, glue_metrics, load_glue
+from .ner import encode_ner, load_ner, ner_metrics, word_level_predictions
+
+logger = logging.getLogger(__name__)
+PAPER_LRS = (5e-5, 5e-4, 1e-3)
+
+
+@dataclass
+class FinetuneOptions:
+    model: str
+    task: str
+    out: str
+    data_dir: str | None = None
+    adapter_tuning: bool = False
+    learning_rates: list[float] | None = None
+    batch_size: int | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    runs: int | None = None
+    grid: str = "none"
+    seed: int = 42
+    dtype: str = "fp32"
+    max_length: int = 128
+    weight_decay: float = 0.01
+    label_all_subtokens: bool = False
+    max_train_samples: int | None = None
+    save_models: str = "best"  # best | all | none
+
+
+@dataclass
+class RunSpec:
+    learning_rate: float
+    batch_size: int
+    epochs: float | None
+    max_steps: int | None
+    seed: int
+
+    def run_id(self, task: str, adapter: bool) -> str:
+        length = f"steps{self.max_steps}" if self.max_steps else f"ep{self.epochs:g}"
+        return f"{task}-{'adapter' if adapter else 'full'}-lr{self.learning_rate:g}-bs{self.batch_size}-{length}-seed{self.seed}"
+
+
+def plan_runs(opts: FinetuneOptions, large: bool) -> list[RunSpec]:
+    """The paper's grid (METHOD.md section 4) or one configuration, each repeated over seeds."""
+    if opts.grid == "paper":
+        lrs, bs, epochs, runs = list(PAPER_LRS), 32 if large else 16, 3 if large else 5, 1 if large else 3
+    elif opts.grid == "none":
+        lrs = [5e-4 if opts.adapter_tuning else 5e-5]
+        bs, epochs, runs = 32 if large else 16, 3, 1
+    else:
+        raise MiniAlbertError(f"--grid must be 'paper' or 'none' (got {opts.grid!r}).")
+    lrs = opts.learning_rates or lrs
+    bs, runs = opts.batch_size or bs, opts.runs or runs
+    epochs = opts.epochs or epochs
+    return [RunSpec(lr, bs, None if opts.max_steps else epochs, opts.max_steps, opts.seed + r)
+            for lr in lrs for r in range(runs)]
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+@dataclass
+class TaskData:
+    kind: str  # "glue" | "ner"
+    num_labels: int
+    label_names: list[str]
+    train: object
+    evals: dict  # name -> (dataset, extra) for prediction
+    large: bool = False
+    problem_type: str | None = None
+    ner_splits: dict = field(default_factory=dict)
+
+
+def prepare_data(opts: FinetuneOptions, tokenizer) -> TaskData:
+    import datasets
+
+    if opts.task.lower() == "ner":
+        if not opts.data_dir:
+            raise MiniAlbertError("--task ner needs --data-dir with train.tsv, devel.tsv and test.tsv (BIO format).")
+        splits, label_list = load_ner(opts.data_dir)
+        encoded = {}
+        for name, split in splits.items():
+            feats, maps = encode_ner(split, tokenizer, label_list, opts.max_length, opts.label_all_subtokens)
+            encoded[name] = (datasets.Dataset.from_list(feats), maps)
+        train = encoded["train"][0]
+        if opts.max_train_samples:
+            train = train.select(range(min(opts.max_train_samples, len(train))))
+        return TaskData("ner", len(label_list), label_list, train,
+                        {k: encoded[k] for k in ("devel", "test")}, ner_splits=splits)
+
+    task = get_task(opts.task)
+    splits = load_glue(task, opts.data_dir)
+    for name, split in splits.items():
+        if split.skipped:
+            logger.warning("%s: skipped %d malformed rows.", split.file, split.skipped)
+
+    def to_dataset(split):
+        columns = list(zip(*split.texts))
+        enc = tokenizer(*columns, truncation=True, max_length=opts.max_length)
+        enc["labels"] = split.labels
+        return datasets.Dataset.from_dict(dict(enc))
+
+    train = to_dataset(splits["train"])
+    if opts.max_train_samples:
+        train = train.shuffle(seed=opts.seed).select(range(min(opts.max_train_samples, len(train))))
+    evals = {name: (to_dataset(s), None) for name, s in splits.items() if name != "train"}
+    labels = list(task.labels) if task.labels else ["score"]
+    return TaskData("glue", task.num_labels, labels, train, evals, large=task.large,
+                    problem_type="regression" if task.labels is None else "single_label_classification")
+
+
+# --- model ------------------------------------------------------------------------------------------
+
+def load_task_model(model_name: str, data: TaskData):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    import minialbert  # noqa: F401  (registers the minialbert model type)
+
+    path = resolve_model_name(model_name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load the model {model_name!r}: {e}") from None
+    head_suffix = "ForTokenClassification" if data.kind == "ner" else "ForSequenceClassification"
+    if any(a.endswith(head_suffix) for a in (config.architectures or [])) and config.num_labels != data.num_labels:
+        raise MiniAlbertError(
+            f"{model_name!r} is a classifier with {config.num_labels} labels but task {data.kind}/{len(data.label_names)} "
+            f"needs {data.num_labels}; start from its base (distilled) checkpoint instead of a fine-tuned one.")
+    auto = AutoModelForTokenClassification if data.kind == "ner" else AutoModelForSequenceClassification
+    id2label = dict(enumerate(data.label_names))
+    with quiet_transformers():  # the new task head is expected to be missing
+        return auto.from_pretrained(path, num_labels=data.num_labels, id2label=id2label,
+                                    label2id={v: k for k, v in id2label.items()}, problem_type=data.problem_type)
+
+
+def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
+    metrics = {}
+    for name, (dataset, maps) in data.evals.items():
+        logits = trainer.predict(dataset).predictions
+        if data.kind == "ner":
+            split = data.ner_splits[name]
+            pred = word_level_predictions(maps, logits, split, data.label_names)
+            metrics[name] = ner_metrics(split.tags, pred)
+        else:
+            task = get_task(opts.task)
+            pred = logits.squeeze(-1) if task.labels is None else logits.argmax(-1)
+            metrics[name] = glue_metrics(task, np.asarray(pred), np.asarray(dataset["labels"]))
+    first = next(iter(metrics))
+    # selection uses the first dev set (GLUE dev / MNLI matched / NER devel)
+    return {"splits": metrics, "score": metrics[first]["score"]}
+
+
+def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run_dir: Path) -> dict:
+    from transformers import (DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    torch.manual_seed(spec.seed)
+    model = load_task_model(opts.model, data)
+    total = sum(p.numel() for p in model.parameters())
+    if opts.adapter_tuning:
+        if not hasattr(model, "prepare_adapter_tuning"):
+            raise MiniAlbertError(f"--adapter-tuning needs a MiniALBERT model; {opts.model!r} is "
+                                  f"{type(model).__name__}.")
+        trainable = model.prepare_adapter_tuning()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cuda = torch.cuda.is_available()
+    if opts.dtype == "fp16" and not cuda:
+        raise MiniAlbertError("--dtype fp16 needs a CUDA GPU; on CPU use fp32 (or bf16).")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    args = TrainingArguments(
+        output_dir=str(run_dir / "trainer"), per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
+        lr_scheduler_type="linear", num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
+        seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to=["tensorboard"],
+        bf16=opts.dtype == "bf16", fp16=opts.dtype == "fp16", use_cpu=not cuda, disable_tqdm=False)
+    collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
+                else DataCollatorWithPadding(tokenizer))
+    trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=collator)
+    start = time.time()
+    trainer.train()
+    seconds = time.time() - start
+    result = evaluate(trainer, data, opts)
+    shutil.rmtree(run_dir / "trainer", ignore_errors=True)
+    if opts.save_models != "none":
+        if opts.adapter_tuning:
+            save_adapter_task(model, run_dir / "adapter", str(Path(resolve_model_name(opts.model)).resolve())
+                              if Path(resolve_model_name(opts.model)).exists() else opts.model,
+                              "token-classification" if data.kind == "ner" else "sequence-classification",
+                              {"task": opts.task})
+        else:
+            model.save_pretrained(run_dir / "model")
+            tokenizer.save_pretrained(run_dir / "model")
+    return {"task": opts.task, "model": opts.model, "adapter_tuning": opts.adapter_tuning,
+            "hyperparameters": {"learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
+                                "epochs": spec.epochs, "max_steps": spec.max_steps,
+                                "weight_decay": opts.weight_decay, "max_length": opts.max_length,
+                                "dtype": opts.dtype},
+            "seed": spec.seed, "metrics": result["splits"], "score": result["score"],
+            "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
+            "trainable_parameters": trainable, "total_parameters": total,
+            "base_parameters": sum(p.numel() for p in model.base_model.parameters())}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)  # atomic: a crash never leaves half a results file
+
+
+def run_finetune(opts: FinetuneOptions) -> dict:
+    from transformers import AutoTokenizer
+
+    out = Path(opts.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    path = resolve_model_name(opts.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"No tokenizer found for {opts.model!r} ({e}); a distilled student keeps its "
+                              "teacher's tokenizer in OUT/final.") from None
+    if opts.task.lower() != "ner":
+        get_task(opts.task)  # unknown task: fail before any work
+    data = prepare_data(opts, tokenizer)
+    specs = plan_runs(opts, data.large)
+    results = []
+    for i, spec in enumerate(specs, 1):
+        run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning)
+        record = out / "runs" / f"{run_id}.json"
+        if record.exists():  # interrupted grids resume without redoing finished runs
+            logger.info("[%d/%d] %s: already done, skipping", i, len(specs), run_id)
+            results.append(json.loads(record.read_text()))
+            continue
+        logger.info("[%d/%d] %s", i, len(specs), run_id)
+        result = run_one(opts, spec, data, tokenizer, out / "runs" / run_id)
+        result["run_id"] = run_id
+        _write_json(record, result)
+        results.append(result)
+    summary = summarise(opts, results)
+    if opts.save_models == "best":
+        for r in results:
+            if r["run_id"] != summary["best"]["best_run"]:
+                for sub in ("model", "adapter"):
+                    shutil.rmtree(out / "runs" / r["run_id"] / sub, ignore_errors=True)
+    _write_json(out / "results.json", summary)
+    return summary
+
+
+def summarise(opts: FinetuneOptions, results: list[dict]) -> dict:
+    """Mean over seeds per configuration; the best configuration by dev score."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        hp = r["hyperparameters"]
+        groups.setdefault((hp["learning_rate"], hp["batch_size"], hp["epochs"], hp["max_steps"]), []).append(r)
+    configs = []
+    for (lr, bs, ep, steps), runs in groups.items():
+        scores = [r["score"] for r in runs]
+        configs.append({"learning_rate": lr, "batch_size": bs, "epochs": ep, "max_steps": steps,
+                        "runs": len(runs), "mean_score": statistics.fmean(scores),
+                        "std_score": statistics.pstdev(scores) if len(scores) > 1 else 0.0,
+                        "metrics_mean": _mean_metrics([r["metrics"] for r in runs]),
+                        "run_ids": [r["run_id"] for r in runs],
+                        "best_run": max(runs, key=lambda r: r["score"])["run_id"],
+                        "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs)})
+    best = max(configs, key=lambda c: c["mean_score"])
+    first = results[0]
+    return {"task": opts.task.lower(), "model": opts.model, "adapter_tuning": opts.adapter_tuning,
+            "data_name": Path(opts.data_dir).name if opts.data_dir else None,
+            "grid": opts.grid, "score": best["mean_score"], "best": best, "configs": configs,
+            "trainable_parameters": first["trainable_parameters"], "base_parameters": first["base_parameters"],
+            "total_parameters": first["total_parameters"]}
+
+
+def _mean_metrics(items: list[dict]) -> dict:
+    out = {}
+    for split in items[0]:
+        out[split] = {k: statistics.fmean(m[split][k] for m in items) for k in items[0][split]}
+    return out
