@@ -68,25 +68,27 @@ def encode_ner(split: NerSplit, tokenizer, label_list: list[str], max_length: in
     boundaries into several features; a word longer than the whole budget keeps its first pieces."""
     label_id = {t: i for i, t in enumerate(label_list)}
     budget = max_length - 2  # [CLS] ... [SEP]
+    vocab = sorted({w for s in split.sentences for w in s})
+    # one batched call of the fast tokenizer for every distinct word, instead of one call per word
+    word_ids = dict(zip(vocab, tokenizer(vocab, add_special_tokens=False)["input_ids"]))
     features, maps = [], []
     for s_idx, (words, tags) in enumerate(zip(split.sentences, split.tags)):
-        pieces = [(tokenizer.tokenize(w) or [tokenizer.unk_token])[:budget] for w in words]
+        pieces = [(word_ids[w] or [tokenizer.unk_token_id])[:budget] for w in words]
         start = 0
         while start < len(words):
             end, used = start, 0
             while end < len(words) and used + len(pieces[end]) <= budget:
                 used += len(pieces[end])
                 end += 1
-            tokens, labels, firsts = [tokenizer.cls_token], [-100], []
+            ids, labels, firsts = [tokenizer.cls_token_id], [-100], []
             for w in range(start, end):
-                firsts.append((len(tokens), w))
+                firsts.append((len(ids), w))
                 first = label_id[tags[w]]
                 rest = label_id.get("I-" + tags[w][2:], first) if tags[w] != "O" else first
-                tokens += pieces[w]
+                ids += pieces[w]
                 labels += [first] + [rest if label_all else -100] * (len(pieces[w]) - 1)
-            tokens.append(tokenizer.sep_token)
+            ids.append(tokenizer.sep_token_id)
             labels.append(-100)
-            ids = tokenizer.convert_tokens_to_ids(tokens)
             features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
             maps.append((s_idx, firsts))
             start = end
