@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# `minialbert distill` never overwrites a run; the demo target starts afresh in runs/distill.
 demo: $(STAMP)
+	rm -rf runs/distill
 	$(VENV)/bin/minialbert distill
 
 test: $(STAMP)

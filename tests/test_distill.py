@@ -97,7 +97,8 @@ def test_200_real_steps_lower_alignment_losses_and_student_loads(corpus, tmp_pat
     source = "wiki-offline" if corpus == "wiki-offline" else str(shared_path("data", "corpora", "biomed", "sentences.txt"))
     out = tmp_path / "run"
     assert main(["distill", "--out", str(out), "--corpus", source, "--max-steps", "200", "--logging-steps", "20",
-                 "--save-steps", "100", *FAST[:-2], "--warmup-steps", "10", "--max-docs", "3000"]) == 0
+                 "--save-steps", "100", *FAST[:-2], "--warmup-steps", "10", "--max-docs", "3000",
+                 "--batch-size", "4"]) == 0
     rows = log_rows(out)
     first, last = rows[0], rows[-1]
     assert last["step"] == 200
@@ -107,6 +108,7 @@ def test_200_real_steps_lower_alignment_losses_and_student_loads(corpus, tmp_pat
     assert type(student).__name__ == "MiniAlbertForMaskedLM" and student.config.embedding_size == 128
     info = json.loads((out / "final" / "distillation.json").read_text())
     assert info["steps"] == 200 and info["output_loss"] is False and info["layer_map"] == [2, 4, 6]
+    assert list((out / "tensorboard").rglob("events.out.tfevents*"))  # this run's own TensorBoard folder
 
 
 @pytest.mark.slow

@@ -139,6 +139,7 @@ def test_packaged_minilm_learns_sst2_beyond_majority(tmp_path):
     glue = shared_path("data", "glue")
     assert main(["finetune", "--model", "minilm", "--task", "sst2", "--data-dir", str(glue), "--max-steps", "250",
                  "--batch-size", "16", "--max-length", "64", "--lr", "1e-4", "--save-models", "none",
+                 "--max-train-samples", "4000",
                  "--out", str(tmp_path)]) == 0
     dev = load_glue(get_task("sst2"), str(glue))["dev"].labels
     majority = max(np.mean(dev), 1 - np.mean(dev))

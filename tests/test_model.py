@@ -33,6 +33,15 @@ def test_info_json_gives_the_papers_exact_counts(preset, capsys):
     assert info["config"]["hidden_size"] == 768 and info["config"]["num_hidden_layers"] == 6
 
 
+def test_info_on_a_checkpoint_folder(tmp_path, capsys):
+    model = MiniAlbertForMaskedLM(tiny_config())
+    model.save_pretrained(tmp_path)
+    assert main(["info", str(tmp_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"]["base"] == sum(p.numel() for p in model.minialbert.parameters())
+    assert info["config"]["embedding_size"] == 16
+
+
 def test_info_counts_match_a_real_model():
     model = MiniAlbertModel(minialbert.preset_config("minialbert-128"))
     assert sum(p.numel() for p in model.parameters()) == 12_072_768

@@ -11,7 +11,7 @@ from ..errors import MiniAlbertError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import distill_commands, finetune_commands, model_commands
+    from . import analysis_commands, distill_commands, finetune_commands, model_commands
 
     parser = argparse.ArgumentParser(
         prog="minialbert",
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.register(sub)
     bench_sub = distill_commands.register(sub)
     finetune_commands.register(sub, bench_sub)
+    analysis_commands.register(sub)
     return parser
 
 

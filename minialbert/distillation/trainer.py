@@ -253,7 +253,7 @@ def training_arguments(recipe: DistillRecipe, out: Path, *, report_to=("tensorbo
                        "fp32 here (see `minialbert bench distill`). Consider --dtype fp32.")
     if recipe.max_steps is None and recipe.streaming:
         raise MiniAlbertError("A streaming corpus has no length: give --max-steps.")
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # per run: one process may run several
     return TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=recipe.batch_size,

@@ -1,0 +1,93 @@
+"""`minialbert ablate`: one student per variant with the same budget, seed and data, each fine-tuned
+on the same tasks; a Table 3/4-style report (METHOD.md section 2). Interrupted studies resume:
+finished distillations and fine-tuning runs are reused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from ..errors import MiniAlbertError
+
+# variant -> recipe overrides (Table 3: alignment losses; Table 4: embedding loss, full-rank embeddings)
+VARIANTS = {
+    "full": {"alignment": "full"},
+    "hidden": {"alignment": "hidden"},
+    "attention": {"alignment": "attention"},
+    "none": {"alignment": "none"},
+    "embedding-loss": {"alignment": "full", "embedding_weight": 3.0},
+    "full-rank": {"alignment": "full", "embedding_size": "H"},
+}
+
+
+def parse_tasks(tasks: str, glue_dir, ner_dir) -> list[tuple[str, str, str | None]]:
+    """'rte,stsb,ner:NCBI-disease' -> [(label, task, data_dir)]."""
+    out = []
+    for t in [x.strip() for x in tasks.split(",") if x.strip()]:
+        if t.startswith("ner:"):
+            if not ner_dir:
+                raise MiniAlbertError(f"Task {t} needs --ner-dir (the folder holding {t[4:]}/train.tsv ...).")
+            out.append((t, "ner", str(Path(ner_dir) / t[4:])))
+        else:
+            out.append((t, t, glue_dir))
+    return out
+
+
+def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir, finetune_steps: int = 200,
+                 finetune_lr: float = 5e-4, max_length: int = 128) -> dict:
+    from ..distillation.recipe import apply_overrides
+    from ..distillation.trainer import run_distillation
+    from ..finetune.runner import FinetuneOptions, run_finetune
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise MiniAlbertError(f"Unknown variants {unknown}; choose from {', '.join(VARIANTS)}.")
+    out = Path(out_dir)
+    rows = {}
+    for variant in variants:
+        overrides = dict(VARIANTS[variant], max_steps=budget_steps)
+        if overrides.get("embedding_size") == "H":
+            overrides["embedding_size"] = recipe.hidden_size or _teacher_width(recipe.teacher)
+        variant_recipe = apply_overrides(recipe, overrides)
+        distill_dir = out / variant / "distill"
+        if not (distill_dir / "final" / "distillation.json").exists():
+            run_distillation(variant_recipe, distill_dir, resume=any((distill_dir / "checkpoints").glob("checkpoint-*")))
+        scores = {}
+        for label, task, data_dir in tasks:
+            summary = run_finetune(FinetuneOptions(
+                model=str(distill_dir / "final"), task=task, data_dir=data_dir, max_steps=finetune_steps,
+                learning_rates=[finetune_lr], max_length=max_length, seed=recipe.seed, save_models="none",
+                out=str(out / variant / "finetune" / label.replace(":", "-"))))
+            score = summary["best"]["metrics_mean"]["test"]["f1"] if task == "ner" else summary["score"]
+            scores[label] = round(100 * score, 2)
+        rows[variant] = {"scores": scores, "average": round(sum(scores.values()) / max(len(scores), 1), 2),
+                         "recipe": dataclasses.asdict(variant_recipe)}
+    reference = rows.get("full", {}).get("average")
+    for row in rows.values():
+        row["drop_vs_full"] = None if reference is None else round(row["average"] - reference, 2)
+    report = {"budget_steps": budget_steps, "tasks": [t[0] for t in tasks], "variants": rows}
+    tmp = out / "ablation.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out / "ablation.json")
+    (out / "ablation.md").write_text(render_ablation(report) + "\n")
+    return report
+
+
+def _teacher_width(teacher: str) -> int:
+    from transformers import AutoConfig
+
+    from ..data.offline import resolve_model_name
+
+    return AutoConfig.from_pretrained(resolve_model_name(teacher)).hidden_size
+
+
+def render_ablation(report: dict) -> str:
+    tasks = report["tasks"]
+    lines = ["| variant | " + " | ".join(tasks) + " | average | drop vs full |", "|---" * (len(tasks) + 3) + "|"]
+    for name, row in report["variants"].items():
+        drop = "–" if row["drop_vs_full"] is None else f"{row['drop_vs_full']:+.2f}"
+        lines.append(f"| {name} | " + " | ".join(f"{row['scores'][t]:.2f}" for t in tasks)
+                     + f" | {row['average']:.2f} | {drop} |")
+    return "\n".join(lines)

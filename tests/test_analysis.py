@@ -1,0 +1,70 @@
+"""Ablation runner and the two plot commands, on tiny budgets."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from minialbert.cli import main
+
+from helpers import shared_path
+
+TINY = ["--set", "max_length=32", "--set", "stride=16", "--set", "batch_size=4", "--set", "max_docs=60",
+        "--set", "warmup_steps=0", "--set", "logging_steps=1", "--set", "iterations=2"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    glue = shared_path("data", "glue")
+    out = tmp_path_factory.mktemp("ablation")
+    args = ["ablate", "--variants", "full,none,full-rank", "--budget-steps", "3", "--tasks", "rte",
+            "--glue-dir", str(glue), "--finetune-steps", "3", "--max-length", "32", "--out", str(out), *TINY]
+    assert main(args) == 0
+    return out, args
+
+
+def test_ablation_report_and_resume(ablation, capsys):
+    out, args = ablation
+    report = json.loads((out / "ablation.json").read_text())
+    assert set(report["variants"]) == {"full", "none", "full-rank"} and report["tasks"] == ["rte"]
+    full = report["variants"]["full"]
+    assert full["drop_vs_full"] == 0.0
+    none = report["variants"]["none"]
+    assert none["drop_vs_full"] == pytest.approx(none["average"] - full["average"], abs=0.011)
+    assert report["variants"]["full-rank"]["recipe"]["embedding_size"] == 384  # E = H of the packaged teacher
+    assert none["recipe"]["alignment"] == "none"
+    rows = [json.loads(l) for l in (out / "none" / "distill" / "log.jsonl").read_text().splitlines()]
+    assert "hidden" not in rows[-1] and "attention" not in rows[-1]
+    md = (out / "ablation.md").read_text()
+    assert md.startswith("| variant | rte | average | drop vs full |")
+    stamp = (out / "full" / "distill" / "final" / "model.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # resumes: nothing is distilled again
+    assert (out / "full" / "distill" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_plot_losses_and_attention(ablation, tmp_path, capsys):
+    out, _ = ablation
+    png = tmp_path / "losses.png"
+    assert main(["plot-losses", str(out / "full" / "distill"), "--out", str(png)]) == 0
+    assert Image.open(png).size[0] > 500
+    png = tmp_path / "attention.png"
+    assert main(["plot-attention", "--teacher", "minilm", "--student", str(out / "full" / "distill" / "final"),
+                 "--text", "The cat sat on the mat.", "--max-heads", "4", "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert '"teacher_layers": [3, 6]' in printed  # from the student's distillation.json (N=2, L=6)
+    assert Image.open(png).size[1] > 300
+
+
+def test_bad_input(tmp_path, capsys):
+    assert main(["plot-losses", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    assert "log.jsonl does not exist" in capsys.readouterr().err
+    assert main(["ablate", "--variants", "full,best", "--budget-steps", "1", "--tasks", "rte", "--out",
+                 str(tmp_path)]) == 2
+    assert "Unknown variants ['best']" in capsys.readouterr().err
+    assert main(["ablate", "--budget-steps", "1", "--tasks", "rte", "--set", "nope=1", "--out", str(tmp_path)]) == 2
+    assert "--set 'nope=1'" in capsys.readouterr().err
