@@ -2,15 +2,12 @@
 tuning files, grids, reports and bad input."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import minialbert
 from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
 from minialbert.cli import main
 from minialbert.data.offline import packaged_teacher_path

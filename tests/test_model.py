@@ -8,7 +8,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
                           AutoModelForSequenceClassification, AutoModelForTokenClassification)
 
 import minialbert
-from minialbert import MiniAlbertConfig, MiniAlbertConfigError, MiniAlbertForMaskedLM, MiniAlbertModel
+from minialbert import MiniAlbertConfigError, MiniAlbertForMaskedLM, MiniAlbertModel
 from minialbert.cli import main
 from minialbert.model.summary import parameter_breakdown
 

@@ -8,7 +8,6 @@ import json
 import typing
 from pathlib import Path
 
-from ..errors import MiniAlbertError
 
 HELP = {
     "teacher": "teacher: 'minilm' (packaged, offline), a local folder, or a hub name (needs a network)",
