@@ -11,7 +11,7 @@ from ..errors import MiniAlbertError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import analysis_commands, distill_commands, finetune_commands, model_commands
+    from . import analysis_commands, distill_commands, finetune_commands, inference_commands, model_commands
 
     parser = argparse.ArgumentParser(
         prog="minialbert",
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = distill_commands.register(sub)
     finetune_commands.register(sub, bench_sub)
     analysis_commands.register(sub)
+    inference_commands.register(sub, bench_sub)
     return parser
 
 
