@@ -71,3 +71,13 @@ def test_bench_infer(two_tasks, capsys):
     assert set(r["models"]) == {str(base), "minialbert-128"}
     assert r["models"]["minialbert-128"]["parameters"] == 12_072_768
     assert r["student_speedup_vs"]["minialbert-128"] > 0
+
+
+def test_missing_model_paths_give_clear_errors(tmp_path, capsys):
+    missing = str(tmp_path / "no-such-model")
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    for args in (["predict", "--base", missing, "--task-file", missing, "--input", str(tmp_path / "in.jsonl")],
+                 ["plot-attention", "--teacher", "minilm", "--student", missing, "--text", "x", "--out", "x.png"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and "no-such-model" in err and "Traceback" not in err

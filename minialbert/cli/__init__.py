@@ -36,6 +36,10 @@ def main(argv=None) -> int:
     except MiniAlbertError as e:
         print(f"minialbert {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file or model that cannot be found or read (transformers says which)
+        print(f"minialbert {args.command}: error: {e}\nCheck the path or model name; hub names need a network.",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"minialbert {args.command}: interrupted; checkpoints already written are kept.",
               file=sys.stderr)
