@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..distillation.runlog import read_log
 from ..errors import MiniAlbertError
 
 COMPONENTS = ("loss", "mlm", "attention", "hidden", "output", "embedding")
@@ -26,7 +27,7 @@ def plot_losses(run_dir, out_png) -> list[str]:
     log = Path(run_dir) / "log.jsonl"
     if not log.is_file():
         raise MiniAlbertError(f"{log} does not exist; give the --out folder of a `minialbert distill` run.")
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = read_log(log)
     present = [c for c in COMPONENTS if any(c in r for r in rows)]
     if not rows or not present:
         raise MiniAlbertError(f"{log} holds no logged losses yet.")

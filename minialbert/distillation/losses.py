@@ -135,6 +135,11 @@ class LossWeights:
     def uses_hidden(self) -> bool:
         return self.alignment > 0 and self.alignment_mode in ("full", "hidden")
 
+    def active_components(self) -> list[str]:
+        switches = {"attention": self.uses_attention, "hidden": self.uses_hidden, "output": bool(self.output),
+                    "embedding": bool(self.embedding)}
+        return ["mlm"] + [k for k, on in switches.items() if on]
+
     def total(self, losses: dict) -> torch.Tensor:
         total = self.mlm * losses["mlm"]
         if self.uses_attention:

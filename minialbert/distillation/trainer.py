@@ -25,6 +25,7 @@ from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
 from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
                      output_loss, uniform_layer_map)
 from .recipe import DistillRecipe
+from .runlog import read_log
 from .teacher import Teacher
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,9 @@ def _set_aside_incomplete(folder: Path, keep: Path | None) -> None:
 
 def _truncate_log(path: Path, step: int) -> None:
     if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        rows = [row for row in read_log(path) if row["step"] <= step]
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(r + "\n" for r in rows))
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(tmp, path)
 
 
@@ -313,9 +314,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     logger.info("Student: %s parameters (base), %d iterations, E=%d, adapters=%s; layer map %s; losses: %s",
                 f"{sum(p.numel() for p in student.minialbert.parameters()):,}", student.config.num_hidden_layers,
                 student.config.embedding_size, student.config.use_adapters, layer_map,
-                ", ".join(k for k in COMPONENTS if k == "mlm" or (k == "attention" and weights.uses_attention)
-                          or (k == "hidden" and weights.uses_hidden) or (k == "output" and weights.output)
-                          or (k == "embedding" and weights.embedding)))
+                ", ".join(weights.active_components()))
     start = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.time() - start
@@ -341,15 +340,13 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
 
 
 def _last_logged(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_log(path)
     return rows[-1] if rows else {}
 
 
 def loss_summary(path: Path) -> str:
     """First vs last logged value of each loss component, for the end-of-run printout."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = read_log(path)
     if not rows:
         return "(no logged steps)"
     first, last = rows[0], rows[-1]

@@ -38,6 +38,15 @@ def save_adapter_task(model, out_dir, base_model: str, head: str, extra: dict | 
     return out
 
 
+def read_adapter_task(task_dir) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config and the tensors of an adapter-only task folder."""
+    task_dir = Path(task_dir)
+    if not (task_dir / ADAPTER_CONFIG).is_file():
+        raise MiniAlbertError(f"{task_dir} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
+    cfg = json.loads((task_dir / ADAPTER_CONFIG).read_text())
+    return cfg, load_file(str(task_dir / ADAPTER_WEIGHTS))
+
+
 def load_adapter_model(task_dir, base_model=None):
     """Rebuild a task model: the frozen base (from the pointer, or `base_model` to override it) with
     fresh adapters if it had none, then the saved adapter and head tensors."""
@@ -45,10 +54,7 @@ def load_adapter_model(task_dir, base_model=None):
 
     from ..hf_utils import quiet_transformers
 
-    task_dir = Path(task_dir)
-    if not (task_dir / ADAPTER_CONFIG).is_file():
-        raise MiniAlbertError(f"{task_dir} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
-    cfg = json.loads((task_dir / ADAPTER_CONFIG).read_text())
+    cfg, state = read_adapter_task(task_dir)
     auto = getattr(transformers, _HEADS[cfg["head"]])
     id2label = {int(k): v for k, v in cfg["id2label"].items()}
     with quiet_transformers():
@@ -56,7 +62,6 @@ def load_adapter_model(task_dir, base_model=None):
                                      id2label=id2label, label2id={v: k for k, v in id2label.items()},
                                      problem_type=cfg["problem_type"])
     model.prepare_adapter_tuning()
-    state = load_file(str(task_dir / ADAPTER_WEIGHTS))
     missing = set(state) - set(dict(model.named_parameters()))
     if missing:
         raise MiniAlbertError(f"{task_dir}: tensors {sorted(missing)[:3]} do not fit the base model.")

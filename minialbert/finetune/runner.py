@@ -204,8 +204,9 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     shutil.rmtree(run_dir / "trainer", ignore_errors=True)
     if opts.save_models != "none":
         if opts.adapter_tuning:
-            save_adapter_task(model, run_dir / "adapter", str(Path(resolve_model_name(opts.model)).resolve())
-                              if Path(resolve_model_name(opts.model)).exists() else opts.model,
+            local = Path(resolve_model_name(opts.model))
+            base_pointer = str(local.resolve()) if local.exists() else opts.model  # a folder, or a hub name
+            save_adapter_task(model, run_dir / "adapter", base_pointer,
                               "token-classification" if data.kind == "ner" else "sequence-classification",
                               {"task": opts.task})
         else:

@@ -3,16 +3,13 @@ for a task swaps in that task's adapters and head (module references, no reload 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import MiniAlbertError
-from ..finetune.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..finetune.adapter_files import read_adapter_task
 from ..model import MiniAlbertAdapters, MiniAlbertModel
 
 _ADAPTER_PREFIX = "minialbert.encoder.adapters."
@@ -45,11 +42,7 @@ class MultiTaskModel:
         self.tasks: dict[str, TaskModule] = {}
 
     def add_task(self, name: str, task_dir) -> TaskModule:
-        task_dir = Path(task_dir)
-        if not (task_dir / ADAPTER_CONFIG).is_file():
-            raise MiniAlbertError(f"{task_dir} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
-        cfg = json.loads((task_dir / ADAPTER_CONFIG).read_text())
-        state = load_file(str(task_dir / ADAPTER_WEIGHTS))
+        cfg, state = read_adapter_task(task_dir)
         config = self.base.config.__class__(**{**self.base.config.to_dict(), "use_adapters": True})
         adapters = MiniAlbertAdapters(config)
         adapter_state = {k[len(_ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(_ADAPTER_PREFIX)}
