@@ -22,7 +22,7 @@ def _cache(tmp_path_factory, monkeypatch):
 def ablation(tmp_path_factory):
     glue = shared_path("data", "glue")
     out = tmp_path_factory.mktemp("ablation")
-    args = ["ablate", "--variants", "full,none,full-rank", "--budget-steps", "3", "--tasks", "rte",
+    args = ["ablate", "--variants", "full,none,full-rank,mlm-only", "--budget-steps", "3", "--tasks", "rte",
             "--glue-dir", str(glue), "--finetune-steps", "3", "--max-length", "32", "--out", str(out), *TINY]
     assert main(args) == 0
     return out, args
@@ -31,7 +31,7 @@ def ablation(tmp_path_factory):
 def test_ablation_report_and_resume(ablation, capsys):
     out, args = ablation
     report = json.loads((out / "ablation.json").read_text())
-    assert set(report["variants"]) == {"full", "none", "full-rank"} and report["tasks"] == ["rte"]
+    assert set(report["variants"]) == {"full", "none", "full-rank", "mlm-only"} and report["tasks"] == ["rte"]
     full = report["variants"]["full"]
     assert full["drop_vs_full"] == 0.0
     none = report["variants"]["none"]
@@ -40,6 +40,8 @@ def test_ablation_report_and_resume(ablation, capsys):
     assert none["recipe"]["alignment"] == "none"
     rows = [json.loads(l) for l in (out / "none" / "distill" / "log.jsonl").read_text().splitlines()]
     assert "hidden" not in rows[-1] and "attention" not in rows[-1]
+    mlm_only = json.loads((out / "mlm-only" / "distill" / "final" / "distillation.json").read_text())
+    assert mlm_only["initialisation"] == {"embedding_init": "random"} and mlm_only["output_loss"] is False
     md = (out / "ablation.md").read_text()
     assert md.startswith("| variant | rte | average | drop vs full |")
     stamp = (out / "full" / "distill" / "final" / "model.safetensors").stat().st_mtime_ns

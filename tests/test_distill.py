@@ -111,6 +111,22 @@ def test_200_real_steps_lower_alignment_losses_and_student_loads(corpus, tmp_pat
     assert list((out / "tensorboard").rglob("events.out.tfevents*"))  # this run's own TensorBoard folder
 
 
+def test_mlm_only_baseline_skips_the_teacher_pass_and_teacher_initialisation(tmp_path, monkeypatch):
+    from minialbert.distillation.teacher import Teacher
+
+    def no_teacher_pass(*args, **kwargs):
+        raise AssertionError("the teacher's forward pass ran for an MLM-only student")
+
+    monkeypatch.setattr(Teacher, "forward", no_teacher_pass)
+    out = tmp_path / "run"
+    assert main(["distill", "--out", str(out), "--alignment", "none", "--output-weight", "0",
+                 "--embedding-init", "random", "--shared-layer-init", "0", "--max-steps", "2",
+                 "--logging-steps", "1", *FAST]) == 0
+    assert all(set(row) & {"hidden", "attention", "output"} == set() for row in log_rows(out))
+    info = json.loads((out / "final" / "distillation.json").read_text())
+    assert info["initialisation"] == {"embedding_init": "random"}
+
+
 @pytest.mark.slow
 def test_fit_head_improves_accuracy_and_enables_output_loss(tmp_path):
     head = tmp_path / "minilm-mlm"

@@ -81,3 +81,97 @@ def test_missing_model_paths_give_clear_errors(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert "error:" in err and "no-such-model" in err and "Traceback" not in err
+
+
+def _onnx_outputs(path, inputs):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {k: v.numpy() for k, v in inputs.items()})
+
+
+def _inputs(B, T, vocab, pad=0):
+    ids = torch.randint(0, vocab, (B, T))
+    mask = torch.ones_like(ids)
+    mask[0, T - pad:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.fixture(scope="module")
+def token_classifier(tmp_path_factory):
+    from minialbert import MiniAlbertForTokenClassification
+
+    torch.manual_seed(0)
+    config = MiniAlbertConfig(vocab_size=1200, embedding_size=32, hidden_size=128, num_hidden_layers=6,
+                              num_attention_heads=4, intermediate_size=512, num_labels=3)
+    folder = tmp_path_factory.mktemp("tagger")
+    model = MiniAlbertForTokenClassification(config).eval()
+    model.save_pretrained(folder)
+    return folder, model
+
+
+def test_onnx_export_matches_pytorch_on_other_shapes_and_stores_the_shared_layer_once(token_classifier, tmp_path,
+                                                                                      capsys):
+    folder, model = token_classifier
+    out = tmp_path / "tagger.onnx"
+    assert main(["export", str(folder), "--onnx", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["outputs"] == ["logits"] and report["fp32_max_abs_diff"] <= 1e-4
+    for B, T, pad in ((1, 5, 0), (4, 23, 6)):  # dynamic batch and sequence axes, with padding
+        inputs = _inputs(B, T, 1200, pad)
+        with torch.no_grad():
+            expected = model(**inputs).logits
+        (got,) = _onnx_outputs(out, inputs)
+        assert got.shape == tuple(expected.shape)
+        torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=0)
+    unique = sum(p.numel() for p in model.parameters())
+    layer = sum(p.numel() for p in model.minialbert.encoder.layer.parameters())
+    size = out.stat().st_size
+    # one copy of the shared layer: the file is about 4 bytes per unique parameter; a second copy of
+    # the layer (let alone N = 6) would add 4 * layer bytes
+    assert 0.95 * 4 * unique <= size < 4 * (unique + layer), (size, unique, layer)
+
+
+def test_int8_export_is_smaller_and_close(token_classifier, tmp_path, capsys):
+    folder, model = token_classifier
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "fp32.onnx")]) == 0
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "int8.onnx"), "--int8"]) == 0
+    report = json.loads(capsys.readouterr().out.split("\n}\n")[1] + "\n}")
+    assert report["int8"] is True
+    fp32, int8 = (tmp_path / "fp32.onnx").stat().st_size, (tmp_path / "int8.onnx").stat().st_size
+    assert int8 < fp32 / 2.5, (int8, fp32)  # the shared layer's weights are quantised too
+    inputs = _inputs(4, 20, 1200)
+    (a,), (b,) = _onnx_outputs(tmp_path / "fp32.onnx", inputs), _onnx_outputs(tmp_path / "int8.onnx", inputs)
+    assert torch.corrcoef(torch.stack([torch.from_numpy(a).flatten(), torch.from_numpy(b).flatten()]))[0, 1] > 0.99
+
+
+def test_export_bad_input(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing"), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["export", "minialbert-128", "--onnx", str(tmp_path / "m.bin")]) == 2
+    assert "must end in .onnx" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_bench_onnx_reports_speed_and_dev_accuracy_of_an_adapter_task(two_tasks, capsys):
+    _, dirs = two_tasks
+    glue = shared_path("data", "glue")
+    assert main(["bench", "onnx", "--model", str(dirs["rte"]), "--task", "rte", "--data-dir", str(glue),
+                 "--batch", "2", "--seq", "16", "--reps", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["models"][str(dirs["rte"])]["engines"]) == {"pytorch", "onnx-fp32", "onnx-int8"}
+    dev = result["dev"]
+    # same predictions up to 1e-4 in the logits: the same dev accuracy (ties aside)
+    assert abs(dev["onnx-fp32"]["accuracy"] - dev["pytorch"]["accuracy"]) <= 1 / 277
+    assert dev["int8_change_points"] == pytest.approx(100 * (dev["onnx-int8"]["score"] - dev["pytorch"]["score"]),
+                                                      abs=0.01)
+    sizes = result["models"][str(dirs["rte"])]["file_mb"]
+    assert sizes["int8"] < sizes["fp32"]
+
+
+def test_bench_onnx_compares_models_in_one_run(capsys):
+    assert main(["bench", "onnx", "--model", "minialbert-128", "--compare", "minialbert-312", "--batch", "1",
+                 "--seq", "8", "--reps", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["models"]) == {"minialbert-128", "minialbert-312"}
+    assert set(result["student_speedup_vs"]["minialbert-312"]) == {"pytorch", "onnx-fp32", "onnx-int8"}

@@ -19,6 +19,12 @@ VARIANTS = {
     "none": {"alignment": "none"},
     "embedding-loss": {"alignment": "full", "embedding_weight": 3.0},
     "full-rank": {"alignment": "full", "embedding_size": "H"},
+    # Tables 1-2: the student without adapters (a plain ALBERT-style recursion)
+    "no-adapters": {"alignment": "full", "adapters": False},
+    # the no-teacher baseline: same architecture, data and steps, trained with MLM only from a random
+    # start (the teacher supplies only its tokenizer and width; its forward pass is skipped)
+    "mlm-only": {"alignment": "none", "output_weight": 0.0, "embedding_weight": 0.0,
+                 "embedding_init": "random", "shared_layer_init": 0},
 }
 
 

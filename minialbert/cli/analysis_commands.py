@@ -12,12 +12,15 @@ def register(sub) -> None:
     p = sub.add_parser(
         "ablate", help="Distil one student per loss/embedding variant, fine-tune each, tabulate (Tables 3-4).",
         description="Runs the same recipe, budget, seed and data for each variant (full, hidden, attention, none, "
-                    "embedding-loss, full-rank), fine-tunes every student on the listed tasks and writes "
+                    "embedding-loss, full-rank, no-adapters, mlm-only), fine-tunes every student on the listed tasks and writes "
                     "OUT/ablation.md and OUT/ablation.json (score per task, average, drop vs full). "
                     "Re-running resumes: finished students and fine-tuning runs are reused.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--recipe", default="cpu-demo", help="distillation recipe (name or YAML)")
-    p.add_argument("--variants", default="full,hidden,attention,none")
+    p.add_argument("--variants", default="full,hidden,attention,none",
+                   help="comma list. full/hidden/attention/none: alignment losses (Table 3); embedding-loss, "
+                        "full-rank (E = H): Table 4; no-adapters: the student without adapters; mlm-only: "
+                        "no teacher at all (random start, MLM loss only), the baseline distillation must beat")
     p.add_argument("--budget-steps", type=int, required=True, help="distillation steps per variant")
     p.add_argument("--tasks", required=True, help="comma list: GLUE names and ner:NAME (e.g. rte,stsb,ner:NCBI-disease)")
     p.add_argument("--glue-dir", default=None, help="GLUE folder (official TSVs); default: the hub")

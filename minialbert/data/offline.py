@@ -32,4 +32,9 @@ def wiki_offline_json() -> Path:
 def resolve_model_name(name: str) -> str:
     """Map the packaged-teacher aliases to their folder; anything else passes through unchanged
     (a local path, or a hub name for users with a network)."""
-    return str(packaged_teacher_path()) if name.lower() in PACKAGED_TEACHER_ALIASES else name
+    if name.lower() in PACKAGED_TEACHER_ALIASES:
+        return str(packaged_teacher_path())
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise MiniAlbertError(f"The model folder {name} does not exist; give a checkpoint folder, 'minilm' "
+                              "for the packaged teacher, or a hub name (needs a network).")
+    return str(Path(name).expanduser()) if name.startswith("~") else name

@@ -135,6 +135,11 @@ class LossWeights:
     def uses_hidden(self) -> bool:
         return self.alignment > 0 and self.alignment_mode in ("full", "hidden")
 
+    @property
+    def needs_teacher(self) -> bool:
+        """False for MLM-only training: then the teacher's forward pass is skipped."""
+        return self.uses_attention or self.uses_hidden or bool(self.output) or bool(self.embedding)
+
     def active_components(self) -> list[str]:
         switches = {"attention": self.uses_attention, "hidden": self.uses_hidden, "output": bool(self.output),
                     "embedding": bool(self.embedding)}

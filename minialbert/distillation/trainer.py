@@ -84,9 +84,11 @@ class DistillationTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inner = self.accelerator.unwrap_model(model)
         masked = inputs["labels"] != -100
-        t_hidden, t_attn, t_logits = self.teacher.forward(
-            inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"), masked,
-            attentions=inner.weights.uses_attention)
+        t_hidden = t_attn = t_logits = None
+        if inner.weights.needs_teacher:  # MLM-only baselines pay for no teacher pass
+            t_hidden, t_attn, t_logits = self.teacher.forward(
+                inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"), masked,
+                attentions=inner.weights.uses_attention)
         if not inner.weights.output:
             t_logits = None
         out = model(**inputs, teacher_hidden=t_hidden, teacher_attentions=t_attn, teacher_logits=t_logits)

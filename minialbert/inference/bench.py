@@ -60,3 +60,108 @@ def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compi
     return {"batch": batch, "seq": seq, "reps": reps, "compiled": compile_model, "threads": torch.get_num_threads(),
             "peak_rss_mb": round(psutil.Process().memory_info().rss / 2 ** 20, 1), "models": rows,
             "student_speedup_vs": {n: round(rows[n]["latency_ms_median"] / base, 3) for n in compare}}
+
+
+def _tokenizer_for(name: str):
+    """The tokenizer of a checkpoint folder, or of the base an adapter task folder points to."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from ..finetune.adapter_files import ADAPTER_CONFIG, read_adapter_task
+
+    path = Path(resolve_model_name(name))
+    if (path / ADAPTER_CONFIG).is_file():
+        path = Path(read_adapter_task(path)[0]["base_model"])
+    return AutoTokenizer.from_pretrained(path)
+
+
+def dev_score(predict, task_name: str, data_dir, tokenizer, max_length=128, batch_size=32) -> dict:
+    """GLUE dev metrics of `predict` (a function: inputs dict -> logits array)."""
+    import numpy as np
+
+    from ..finetune.glue import get_task, glue_metrics, load_glue
+
+    task = get_task(task_name)
+    split = next(s for name, s in load_glue(task, data_dir).items() if name != "train")
+    preds = []
+    for i in range(0, len(split.texts), batch_size):
+        columns = list(zip(*split.texts[i:i + batch_size]))
+        enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+                        return_token_type_ids=True)
+        logits = np.asarray(predict({k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}))
+        preds.append(logits.squeeze(-1) if task.labels is None else logits.argmax(-1))
+    return glue_metrics(task, np.concatenate(preds), np.asarray(split.labels))
+
+
+def _timed_round_robin(engines: dict, inputs, reps: int) -> dict:
+    """Warm every engine up, then time one call each per round, so that drift in a noisy machine's
+    speed affects all alike; median and p90 in ms."""
+    for run in engines.values():
+        for _ in range(2):
+            run(inputs)
+    times = {n: [] for n in engines}
+    for _ in range(reps):
+        for n, run in engines.items():
+            start = time.perf_counter()
+            run(inputs)
+            times[n].append(time.perf_counter() - start)
+    rows = {}
+    for n, t in times.items():
+        t.sort()
+        rows[n] = {"latency_ms_median": round(1000 * statistics.median(t), 2),
+                   "latency_ms_p90": round(1000 * t[min(len(t) - 1, int(0.9 * len(t)))], 2)}
+    return rows
+
+
+def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, batch=8, seq=128, reps=10,
+               workdir=None) -> dict:
+    """PyTorch vs ONNX Runtime fp32 vs ONNX Runtime int8 for `model` and each `compare` model, all
+    timed round-robin in one run; with `task`, the GLUE dev score of `model` under all three engines
+    and the int8 change in points."""
+    import tempfile
+    from pathlib import Path
+
+    from .export import example_inputs, export_onnx, load_for_export, onnx_session, run_onnx
+
+    names = [model, *compare]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        engines, info = {}, {}
+        for i, name in enumerate(names):
+            exports = {kind: export_onnx(name, Path(tmp) / f"m{i}-{kind}.onnx", int8=kind == "int8")
+                       for kind in ("fp32", "int8")}
+            torch_model = load_for_export(name).eval()
+            output = exports["fp32"]["outputs"][0]
+
+            def torch_predict(x, m=torch_model, output=output):
+                with torch.inference_mode():
+                    return m(**x)[output].numpy()
+
+            engines[name] = {"pytorch": torch_predict}
+            for kind, exp in exports.items():
+                session = onnx_session(exp["file"])
+                engines[name][f"onnx-{kind}"] = lambda x, s=session: run_onnx(s, x)[0]
+            info[name] = {"parameters": exports["fp32"]["parameters"], "vocab": torch_model.config.vocab_size,
+                          "file_mb": {k: round(e["file_bytes"] / 2 ** 20, 2) for k, e in exports.items()},
+                          "fp32_max_abs_diff": exports["fp32"]["fp32_max_abs_diff"],
+                          "int8_max_abs_diff": exports["int8"]["int8_max_abs_diff"]}
+        inputs = example_inputs(batch, seq, min(i["vocab"] for i in info.values()))
+        flat = {(n, e): run for n, per in engines.items() for e, run in per.items()}
+        timed = _timed_round_robin(flat, inputs, reps)
+        for name in names:
+            rows = {e: timed[(name, e)] for e in engines[name]}
+            base = rows["pytorch"]["latency_ms_median"]
+            info[name].update(engines=rows, speedup_vs_pytorch={
+                e: round(base / r["latency_ms_median"], 3) for e, r in rows.items() if e != "pytorch"})
+        result = {"batch": batch, "seq": seq, "reps": reps, "threads": torch.get_num_threads(), "models": info}
+        if compare:  # > 1: the student is faster than the compared model with the same engine
+            result["student_speedup_vs"] = {
+                c: {e: round(timed[(c, e)]["latency_ms_median"] / timed[(model, e)]["latency_ms_median"], 3)
+                    for e in engines[model]} for c in compare}
+        if task:
+            tokenizer = _tokenizer_for(model)
+            scores = {e: dev_score(run, task, data_dir, tokenizer) for e, run in engines[model].items()}
+            result["dev"] = {"task": task, "model": model, **scores,
+                             "int8_change_points": round(100 * (scores["onnx-int8"]["score"]
+                                                                 - scores["pytorch"]["score"]), 2)}
+    return result

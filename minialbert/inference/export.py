@@ -1,0 +1,201 @@
+"""`minialbert export`: ONNX export of a base model or any task head, with optional int8 weights.
+
+Export uses PyTorch's standard exporter (`torch.onnx.export`, torch.export-based) with dynamic batch
+and sequence axes; int8 uses onnxruntime's dynamic quantisation. Both are library calls: what we
+add is choosing the model class, a parity check against PyTorch, and atomic writes. Because the
+student's one shared layer is one set of parameters, the exporter stores it once: the file size
+tracks unique parameters, not N x layer (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.offline import resolve_model_name
+from ..errors import MiniAlbertError
+from ..hf_utils import quiet_transformers
+
+logger = logging.getLogger(__name__)
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+PARITY_TOLERANCE = 1e-4  # fp32 ONNX vs PyTorch, max absolute difference
+
+
+def load_for_export(name: str) -> nn.Module:
+    """A checkpoint folder (any architecture in its config.json: base, masked-LM or task head), an
+    adapter-only task folder (base + adapters + head), a preset or a BERT shape of `bench infer`
+    (random weights), or a hub name."""
+    from ..model import PRESETS
+    from .bench import BERT_SHAPES, build_model
+
+    if name in PRESETS or name in BERT_SHAPES:
+        return build_model(name)
+    path = Path(resolve_model_name(name))
+    from ..finetune.adapter_files import ADAPTER_CONFIG, load_adapter_model
+
+    if (path / ADAPTER_CONFIG).is_file():
+        return load_adapter_model(path)
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    import minialbert  # noqa: F401  (registers the minialbert model type)
+    from .. import model as minialbert_models
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load {name!r} for export: {e}") from None
+    arch = (config.architectures or [""])[0]
+    cls = getattr(minialbert_models, arch, None) or getattr(transformers, arch, None)
+    with quiet_transformers():
+        return (cls or AutoModel).from_pretrained(path)
+
+
+class OnnxWrapper(nn.Module):
+    """Fixed positional inputs and a tuple of tensors out: the form an ONNX graph has."""
+
+    def __init__(self, model: nn.Module, output_names: list[str]):
+        super().__init__()
+        self.model = model
+        self.output_names = output_names
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return tuple(out[k] for k in self.output_names)
+
+
+def example_inputs(batch: int, seq: int, vocab_size: int, seed: int = 0, pad_last: int = 0) -> dict:
+    """Random token ids; the first sequence padded at its last `pad_last` positions."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(min(1000, vocab_size // 2), min(vocab_size, 20000), (batch, seq), generator=g)
+    mask = torch.ones_like(ids)
+    if pad_last:
+        mask[0, -pad_last:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def _output_names(model: nn.Module, inputs: dict) -> list[str]:
+    with torch.inference_mode():
+        out = model(**inputs)
+    return [k for k, v in out.items() if isinstance(v, torch.Tensor)]
+
+
+def onnx_session(path, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, inputs: dict) -> list[np.ndarray]:
+    wanted = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v.numpy() for k, v in inputs.items() if k in wanted})
+
+
+@contextlib.contextmanager
+def _quiet_export():
+    """The exporter and the quantiser are chatty (progress prints, a log line per node, shape-naming
+    warnings); keep the console readable. Errors still propagate."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def export_onnx(name: str, out, int8: bool = False, opset: int = 18) -> dict:
+    """Export `name` to `out` (fp32, or int8 weights with `int8`); return a report with the parity
+    against PyTorch measured on inputs of a different shape from the export example."""
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise MiniAlbertError(f"--onnx {out}: the output file name must end in .onnx.")
+    _require_onnx_packages()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = load_for_export(name).eval()
+    vocab = model.config.vocab_size
+    names = _output_names(model, example_inputs(2, 16, vocab))
+    wrapper = OnnxWrapper(model, names).eval()
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    tmp = out.with_name(out.stem + ".fp32.tmp.onnx")
+    with _quiet_export():
+        try:
+            torch.onnx.export(wrapper, tuple(example_inputs(2, 16, vocab).values()), str(tmp),
+                              input_names=list(INPUT_NAMES), output_names=names, opset_version=opset,
+                              dynamic_shapes={k: {0: batch, 1: seq} for k in INPUT_NAMES},
+                              dynamo=True, external_data=False)
+        except Exception as e:  # the exporter raises many types; name the model and keep the reason
+            tmp.unlink(missing_ok=True)
+            raise MiniAlbertError(f"ONNX export of {name!r} ({type(model).__name__}) failed: "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    _strip_debug_metadata(tmp)
+    check = example_inputs(3, 37, vocab, seed=1, pad_last=9)  # another shape: the axes must be dynamic
+    with torch.inference_mode():
+        reference = [t.numpy() for t in wrapper(**check)]
+    fp32_diff = max(float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(tmp), check), reference))
+    if fp32_diff > PARITY_TOLERANCE:
+        tmp.unlink(missing_ok=True)
+        raise MiniAlbertError(f"ONNX export of {name!r}: outputs differ from PyTorch by {fp32_diff:.2e} "
+                              f"(> {PARITY_TOLERANCE:g}); the file was not written. Please report this.")
+    report = {"model": name, "class": type(model).__name__, "outputs": names, "opset": opset,
+              "parameters": sum(p.numel() for p in model.parameters()),
+              "fp32_max_abs_diff": fp32_diff, "int8": int8}
+    final = tmp
+    if int8:
+        final = out.with_name(out.stem + ".int8.tmp.onnx")
+        quantize_int8(tmp, final)
+        tmp.unlink()
+        report["int8_max_abs_diff"] = max(
+            float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(final), check), reference))
+    os.replace(final, out)  # the file appears whole or not at all
+    report.update(file=str(out), file_bytes=out.stat().st_size)
+    return report
+
+
+def _require_onnx_packages() -> None:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MiniAlbertError(f"ONNX export needs {', '.join(missing)}: pip install 'minialbert[onnx]'.")
+
+
+def _strip_debug_metadata(path) -> None:
+    """The exporter annotates every node with Python stack traces and module paths (for debugging
+    the export); a deployment file does not need them (they can outweigh a small model's weights)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
+
+
+def quantize_int8(src, dst) -> None:
+    """Dynamic quantisation: int8 weights for MatMul/Gemm, activations quantised on the fly. The
+    pre-processing pass folds the shared layer's weight transposes into constants first: without it
+    the quantiser sees a Transpose output, not a weight, and leaves the shared layer in fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src), Path(dst)
+    folded = dst.with_name(dst.stem + ".pre.onnx")
+    try:
+        with _quiet_export():
+            quant_pre_process(str(src), str(folded), skip_symbolic_shape=True)
+            quantize_dynamic(str(folded), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        folded.unlink(missing_ok=True)
+
