@@ -186,6 +186,7 @@ def test_grid_resumes_and_report_tables(tiny_checkpoint, tmp_path, capsys):
     assert main(["report", str(tmp_path), "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["rte"] == pytest.approx(100 * summary["score"], abs=0.01)
+    assert row["train s"] == round(summary["best"]["train_seconds_mean"])
 
 
 def test_bench_finetune_measures_both_modes(tiny_checkpoint, capsys):

@@ -36,7 +36,8 @@ def register(sub, bench_sub) -> None:
 
     p = sub.add_parser("report", help="Paper-style table (Tables 1-2) from finetune result folders.",
                        description="Collects results.json files and prints one row per (model, adapter tuning) with "
-                                   "a column per task (GLUE dev score, NER test F1, in percent) and the average.")
+                                   "a column per task (GLUE dev score, NER test F1, in percent), the average, and the "
+                                   "training seconds of the reported configurations summed over the tasks.")
     p.add_argument("result_dirs", nargs="+", help="folders (searched recursively) or results.json files")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.add_argument("--paper", action="store_true", help="append the paper's reference rows (averages)")

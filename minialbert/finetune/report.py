@@ -48,17 +48,20 @@ def build_table(results: list[dict]) -> tuple[list[str], list[list]]:
         task = r["task"] if r["task"] != "ner" else f"ner:{r.get('data_name', 'ner')}"
         tasks.append(task)
         key = (r["model"], r["adapter_tuning"])
-        row = rows.setdefault(key, {"params": r["base_parameters"], "trainable": r["trainable_parameters"]})
+        row = rows.setdefault(key, {"params": r["base_parameters"], "trainable": r["trainable_parameters"],
+                                    "seconds": 0.0})
         row[task] = _task_score(r)
+        row["seconds"] += r["best"].get("train_seconds_mean", 0.0)
     order = [t for t in GLUE_ORDER if t in tasks] + sorted({t for t in tasks if t.startswith("ner:")})
-    header = ["model", "adapter", "EF", "#params", "trainable", *order, "average"]
+    # train s: training time of the reported (best) configuration, summed over the row's tasks
+    header = ["model", "adapter", "EF", "#params", "trainable", *order, "average", "train s"]
     table = []
     for (model, adapter), row in rows.items():
         scores = [row.get(t) for t in order]
         present = [s for s in scores if s is not None]
         table.append([model, "yes" if adapter else "no", "", f"{row['params'] / 1e6:.1f}M",
                       f"{row['trainable'] / 1e6:.2f}M", *[None if s is None else round(s, 2) for s in scores],
-                      round(sum(present) / len(present), 2) if present else None])
+                      round(sum(present) / len(present), 2) if present else None, round(row["seconds"])])
     return header, table
 
 
@@ -66,8 +69,8 @@ def render(header, table, fmt: str, paper: bool = False) -> str:
     if fmt == "json":
         return json.dumps([dict(zip(header, row)) for row in table], indent=2)
     if paper:
-        n_tasks = len(header) - 6
-        table = table + [[name, ad, "", p, tr, *[None] * n_tasks, f"GLUE {glue} / NER {ner}"]
+        n_tasks = len(header) - 7
+        table = table + [[name, ad, "", p, tr, *[None] * n_tasks, f"GLUE {glue} / NER {ner}", None]
                          for name, ad, p, tr, glue, ner in PAPER_ROWS]
     cells = [[("" if c is None else str(c)) for c in row] for row in table]
     if fmt == "csv":
