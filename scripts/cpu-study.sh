@@ -3,8 +3,8 @@
 # Each stage resumes (finished students and fine-tuning runs are reused), so an interrupted study
 # continues where it stopped. Budgets are environment variables; the defaults are what RESULTS.md
 # reports (about 2 hours on 2 CPU cores). Larger budgets: DISTILL_STEPS=2000 FT_STEPS=1000 ...
-# EXTRA=1 adds the stages RESULTS.md lists as not run (CoLA, RTE, BC5CDR-chem for the general
-# students; the teacher completed with `fit-head`).
+# EXTRA=1 adds CoLA, RTE and BC5CDR-chem for the teacher and the adapter-tuned student, the teacher
+# completed with `fit-head`, and two more SST-2 fine-tuning seeds for three variants (RESULTS.md ran both).
 #   usage: bash scripts/cpu-study.sh            (from the repository root, inside .venv)
 set -euo pipefail
 SHARED=${SHARED:-../shared}
@@ -74,6 +74,10 @@ if [ "${EXTRA:-0}" = 1 ]; then
   HEAD=$OUT/minilm-mlm
   [ -f "$HEAD/fit_head.json" ] || minialbert fit-head --out "$HEAD" --max-steps "$FIT_HEAD_STEPS" --batch-size 16
   ablate --variants full --set teacher="$HEAD" --tasks sst2,stsb,ner:NCBI-disease --out "$OUT/ablation-fit-head"
+  log "extra: seed noise on SST-2 (two more fine-tuning seeds for three alignment variants)"
+  for v in full attention none; do
+    ft "$ABL/$v/distill/final" sst2 "$OUT/seeds/$v/sst2" --lr 5e-4 --seed 43 --runs 2 --save-models none
+  done
 fi
 
 log "figures and tables"
@@ -81,4 +85,8 @@ minialbert plot-attention --teacher minilm --student "$ABL/full/distill/final" \
   --text "The quick brown fox jumps over the lazy dog." --max-heads 6 --out "$OUT/attention.png" > "$OUT/attention.json"
 minialbert plot-losses "$ABL/full/distill" --out "$OUT/losses-full.png"
 minialbert report "$OUT/teacher" "$ABL"/*/finetune "$OUT/adapter" "$BIO/finetune" --format md > "$OUT/report.md"
+if [ "${EXTRA:-0}" = 1 ]; then
+  minialbert report "$OUT/ablation-fit-head"/*/finetune --format md > "$OUT/report-fit-head.md"
+  minialbert report "$OUT/seeds" --format json > "$OUT/report-seeds.json"
+fi
 log "done"

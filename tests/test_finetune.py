@@ -222,3 +222,38 @@ def test_bad_input(tiny_checkpoint, tmp_path, capsys):
     assert main(["finetune", "--model", str(clf), "--task", "stsb", "--data-dir", str(shared_path("data", "glue")),
                  "--out", str(tmp_path / "o2")]) == 2
     assert "classifier with 2 labels" in capsys.readouterr().err
+
+
+def _result(model, task, score, adapter=False, seconds=10.0, data_name="glue"):
+    best = {"train_seconds_mean": seconds, "metrics_mean": {"test": {"f1": score}}}
+    return {"task": task, "model": model, "adapter_tuning": adapter, "data_name": data_name, "score": score,
+            "best": best, "base_parameters": 5_900_000, "trainable_parameters": 120_000}
+
+
+def test_report_averages_only_complete_rows_and_tasks_selects_columns(tmp_path, capsys):
+    from minialbert.errors import MiniAlbertError
+    from minialbert.finetune.report import build_table
+
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "config.json").write_text(json.dumps({"embedding_size": 128, "hidden_size": 384}))
+    results = [_result(str(student), "sst2", 0.80), _result(str(student), "rte", 0.60),
+               _result(str(student), "ner", 0.50, data_name="NCBI-disease"),
+               _result("teacher", "sst2", 0.90, seconds=30.0)]
+    header, table = build_table(results)
+    assert header[5:] == ["sst2", "rte", "ner:NCBI-disease", "average", "train s"]
+    rows = {row[0]: dict(zip(header, row)) for row in table}
+    assert rows[str(student)]["average"] == pytest.approx(63.33, abs=0.01)
+    assert rows[str(student)]["EF"] == "yes" and rows["teacher"]["EF"] == ""
+    assert rows["teacher"]["average"] is None  # misses rte and NER: no average that reads as comparable
+    header, table = build_table(results, ["sst2"])
+    rows = {row[0]: dict(zip(header, row)) for row in table}
+    assert rows["teacher"]["average"] == 90.0 and rows[str(student)]["average"] == 80.0
+    assert rows[str(student)]["train s"] == 10  # only the shown task's training time
+    with pytest.raises(MiniAlbertError, match="--tasks mnli"):
+        build_table(results, ["mnli"])
+    json_dir = tmp_path / "r"
+    json_dir.mkdir()
+    (json_dir / "results.json").write_text(json.dumps(results[0]))
+    assert main(["report", str(json_dir), "--tasks", "rte"]) != 0
+    assert "no results for that task" in capsys.readouterr().err

@@ -37,10 +37,15 @@ def register(sub, bench_sub) -> None:
     p = sub.add_parser("report", help="Paper-style table (Tables 1-2) from finetune result folders.",
                        description="Collects results.json files and prints one row per (model, adapter tuning) with "
                                    "a column per task (GLUE dev score, NER test F1, in percent), the average, and the "
-                                   "training seconds of the reported configurations summed over the tasks.")
+                                   "training seconds of the reported configurations summed over the tasks. The "
+                                   "average is left empty for a row that misses a shown task; use --tasks to compare "
+                                   "rows on the tasks they share.")
     p.add_argument("result_dirs", nargs="+", help="folders (searched recursively) or results.json files")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.add_argument("--paper", action="store_true", help="append the paper's reference rows (averages)")
+    p.add_argument("--tasks", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=None,
+                   help="comma-separated columns to show, in this order, e.g. sst2,mrpc,ner:NCBI-disease "
+                        "(default: every task found)")
     p.set_defaults(func=run_report)
 
     p = bench_sub.add_parser("finetune", help="Seconds per step: full fine-tuning vs adapter tuning, same run.",
@@ -75,7 +80,7 @@ def run_finetune_cmd(args) -> int:
 def run_report(args) -> int:
     from ..finetune.report import build_table, collect, render
 
-    header, table = build_table(collect(args.result_dirs))
+    header, table = build_table(collect(args.result_dirs), args.tasks)
     print(render(header, table, args.format, args.paper))
     return 0
 

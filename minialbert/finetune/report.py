@@ -41,27 +41,49 @@ def _task_score(result: dict) -> float:
     return 100 * result["score"]
 
 
-def build_table(results: list[dict]) -> tuple[list[str], list[list]]:
+def _embedding_factorised(model: str) -> str:
+    """The paper's EF column, read from a local checkpoint's config.json ("" when unknown)."""
+    try:
+        cfg = json.loads((Path(model) / "config.json").read_text())
+        return "yes" if cfg["embedding_size"] < cfg["hidden_size"] else "no"
+    except (OSError, KeyError, TypeError, ValueError):
+        return ""
+
+
+def build_table(results: list[dict], tasks: list[str] | None = None) -> tuple[list[str], list[list]]:
+    """One row per (model, adapter tuning); `tasks` picks and orders the columns. The average is
+    over the shown tasks and left empty for a row that misses one of them, so that averages in one
+    table are always comparable; pass `tasks` to compare rows on the tasks they share."""
     rows: dict[tuple, dict] = {}
-    tasks = []
+    found = []
     for r in results:
         task = r["task"] if r["task"] != "ner" else f"ner:{r.get('data_name', 'ner')}"
-        tasks.append(task)
+        found.append(task)
         key = (r["model"], r["adapter_tuning"])
         row = rows.setdefault(key, {"params": r["base_parameters"], "trainable": r["trainable_parameters"],
-                                    "seconds": 0.0})
+                                    "seconds": {}})
         row[task] = _task_score(r)
-        row["seconds"] += r["best"].get("train_seconds_mean", 0.0)
-    order = [t for t in GLUE_ORDER if t in tasks] + sorted({t for t in tasks if t.startswith("ner:")})
-    # train s: training time of the reported (best) configuration, summed over the row's tasks
+        row["seconds"][task] = r["best"].get("train_seconds_mean", 0.0)
+    order = [t for t in GLUE_ORDER if t in found] + sorted({t for t in found if t.startswith("ner:")})
+    if tasks:
+        unknown = [t for t in tasks if t not in order]
+        if unknown:
+            raise MiniAlbertError(f"--tasks {','.join(unknown)}: no results for that task here; the results hold "
+                                  f"{', '.join(order)}.")
+        order = list(tasks)
+    # train s: training time of the reported (best) configuration, summed over the row's shown tasks
     header = ["model", "adapter", "EF", "#params", "trainable", *order, "average", "train s"]
     table = []
     for (model, adapter), row in rows.items():
         scores = [row.get(t) for t in order]
-        present = [s for s in scores if s is not None]
-        table.append([model, "yes" if adapter else "no", "", f"{row['params'] / 1e6:.1f}M",
-                      f"{row['trainable'] / 1e6:.2f}M", *[None if s is None else round(s, 2) for s in scores],
-                      round(sum(present) / len(present), 2) if present else None, round(row["seconds"])])
+        if all(s is None for s in scores):
+            continue
+        complete = all(s is not None for s in scores)
+        table.append([model, "yes" if adapter else "no", _embedding_factorised(model),
+                      f"{row['params'] / 1e6:.1f}M", f"{row['trainable'] / 1e6:.2f}M",
+                      *[None if s is None else round(s, 2) for s in scores],
+                      round(sum(scores) / len(scores), 2) if complete else None,
+                      round(sum(row["seconds"].get(t, 0.0) for t in order))])
     return header, table
 
 

@@ -212,7 +212,10 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
 
 
 def _key_mask(attention_mask):
-    """(B, T) 0/1 padding mask -> bool (B, 1, 1, T) key mask, or None when nothing is padded."""
+    """(B, T) 0/1 padding mask -> bool (B, 1, 1, T) key mask (None stays None).
+
+    An all-ones mask is kept rather than dropped: checking it would be a data-dependent branch that
+    breaks torch.export/torch.compile graphs, and CPU SDPA measured the same speed either way."""
     if attention_mask is None:
         return None
     return attention_mask.bool()[:, None, None, :]
