@@ -50,20 +50,6 @@ def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compi
             "student_speedup_vs": {n: round(rows[n]["latency_ms_median"] / base, 3) for n in compare}}
 
 
-def _tokenizer_for(name: str):
-    """The tokenizer of a checkpoint folder, or of the base an adapter task folder points to."""
-    from pathlib import Path
-
-    from transformers import AutoTokenizer
-
-    from ..finetune.adapter_files import ADAPTER_CONFIG, read_adapter_task
-
-    path = Path(resolve_model_name(name))
-    if (path / ADAPTER_CONFIG).is_file():
-        path = Path(read_adapter_task(path)[0]["base_model"])
-    return AutoTokenizer.from_pretrained(path)
-
-
 def dev_score(predict, task_name: str, data_dir, tokenizer, max_length=128, batch_size=32) -> dict:
     """GLUE dev metrics of `predict` (a function: inputs dict -> logits array)."""
     import numpy as np
@@ -116,23 +102,24 @@ def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, b
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         engines, info = {}, {}
         for i, name in enumerate(names):
-            exports = {kind: export_onnx(name, Path(tmp) / f"m{i}-{kind}.onnx", int8=kind == "int8")
-                       for kind in ("fp32", "int8")}
-            torch_model = load_for_export(name).eval()
-            output = exports["fp32"]["outputs"][0]
+            torch_model = load_for_export(name).eval()  # loaded once: the files hold these very weights
+            files = {kind: Path(tmp) / f"m{i}-{kind}.onnx" for kind in ("fp32", "int8")}
+            exp = export_onnx(name, files["int8"], int8=True, model=torch_model, fp32_copy=files["fp32"])
+            output = exp["outputs"][0]
 
             def torch_predict(x, m=torch_model, output=output):
                 with torch.inference_mode():
                     return m(**x)[output].numpy()
 
             engines[name] = {"pytorch": torch_predict}
-            for kind, exp in exports.items():
-                session = onnx_session(exp["file"])
-                engines[name][f"onnx-{kind}"] = lambda x, s=session: run_onnx(s, x)[0]
-            info[name] = {"parameters": exports["fp32"]["parameters"], "vocab": torch_model.config.vocab_size,
-                          "file_mb": {k: round(e["file_bytes"] / 2 ** 20, 2) for k, e in exports.items()},
-                          "fp32_max_abs_diff": exports["fp32"]["fp32_max_abs_diff"],
-                          "int8_max_abs_diff": exports["int8"]["int8_max_abs_diff"]}
+            for kind, file in files.items():
+                engines[name][f"onnx-{kind}"] = lambda x, s=onnx_session(file): run_onnx(s, x)[0]
+            info[name] = {"parameters": exp["parameters"], "vocab": torch_model.config.vocab_size,
+                          "file_mb": {k: round(f.stat().st_size / 2 ** 20, 2) for k, f in files.items()},
+                          "fp32_max_abs_diff": exp["fp32_max_abs_diff"],
+                          "int8_max_abs_diff": exp["int8_max_abs_diff"]}
+            if name == model:
+                tokenizer_path = torch_model.name_or_path  # an adapter task's base, or the checkpoint itself
         inputs = example_inputs(batch, seq, min(i["vocab"] for i in info.values()))
         flat = {(n, e): run for n, per in engines.items() for e, run in per.items()}
         timed = _timed_round_robin(flat, inputs, reps)
@@ -147,7 +134,9 @@ def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, b
                 c: {e: round(timed[(c, e)]["latency_ms_median"] / timed[(model, e)]["latency_ms_median"], 3)
                     for e in engines[model]} for c in compare}
         if task:
-            tokenizer = _tokenizer_for(model)
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
             scores = {e: dev_score(run, task, data_dir, tokenizer) for e, run in engines[model].items()}
             result["dev"] = {"task": task, "model": model, **scores,
                              "int8_change_points": round(100 * (scores["onnx-int8"]["score"]

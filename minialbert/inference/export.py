@@ -23,7 +23,6 @@ from ..data.offline import resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 
-logger = logging.getLogger(__name__)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-4  # fp32 ONNX vs PyTorch, max absolute difference
 
@@ -116,15 +115,18 @@ def _quiet_export():
         root.setLevel(level)
 
 
-def export_onnx(name: str, out, int8: bool = False, opset: int = 18) -> dict:
+def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.Module | None = None,
+                fp32_copy=None) -> dict:
     """Export `name` to `out` (fp32, or int8 weights with `int8`); return a report with the parity
-    against PyTorch measured on inputs of a different shape from the export example."""
+    against PyTorch measured on inputs of a different shape from the export example. `model`: the
+    already loaded `load_for_export(name)`, if the caller has it; `fp32_copy`: with `int8`, keep the
+    intermediate fp32 file there too, so that one export serves both precisions."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise MiniAlbertError(f"--onnx {out}: the output file name must end in .onnx.")
     _require_onnx_packages()
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = load_for_export(name).eval()
+    model = (load_for_export(name) if model is None else model).eval()
     vocab = model.config.vocab_size
     names = _output_names(model, example_inputs(2, 16, vocab))
     wrapper = OnnxWrapper(model, names).eval()
@@ -156,9 +158,13 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18) -> dict:
     if int8:
         final = out.with_name(out.stem + ".int8.tmp.onnx")
         quantize_int8(tmp, final)
-        tmp.unlink()
         report["int8_max_abs_diff"] = max(
             float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(final), check), reference))
+        if fp32_copy is None:
+            tmp.unlink()
+        else:
+            os.replace(tmp, fp32_copy)
+            report.update(fp32_file=str(fp32_copy), fp32_file_bytes=Path(fp32_copy).stat().st_size)
     os.replace(final, out)  # the file appears whole or not at all
     report.update(file=str(out), file_bytes=out.stat().st_size)
     return report
