@@ -151,6 +151,8 @@ def test_export_bad_input(tmp_path, capsys):
     assert main(["export", "minialbert-128", "--onnx", str(tmp_path / "m.bin")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing half-written
+    assert main(["bench", "onnx", "--model", "minialbert-128", "--task", "sst2"]) == 2  # before any export
+    assert "no task head" in capsys.readouterr().err
 
 
 def test_bench_onnx_reports_speed_and_dev_accuracy_of_an_adapter_task(two_tasks, capsys):

@@ -9,6 +9,7 @@ import psutil
 import torch
 
 from ..data.offline import resolve_model_name
+from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model import PRESETS, MiniAlbertModel, preset_config
 
@@ -98,6 +99,10 @@ def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, b
 
     from .export import example_inputs, export_onnx, load_for_export, onnx_session, run_onnx
 
+    if task and (model in PRESETS or model in BERT_SHAPES):
+        raise MiniAlbertError(f"--task {task}: --model {model} is a randomly initialised shape with no task head; "
+                              "give a fine-tuned sequence classifier (a `minialbert finetune` model or adapter "
+                              "folder) to score on the dev set, or leave out --task to time shapes only.")
     names = [model, *compare]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         engines, info = {}, {}
