@@ -28,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory):
     return str(path)
 
 
-ROWS = {"cola": (8551, 1043), "sst2": (67349, 872), "mrpc": (3667, 408), "stsb": (5749, 1500), "rte": (2490, 277),
+ROWS = {"cola": (8551, 1043), "sst2": (67349, 872), "mrpc": (3668, 408), "stsb": (5749, 1500), "rte": (2490, 277),
         "wnli": (635, 71)}
 
 
@@ -51,7 +51,7 @@ def test_glue_known_rows():
     assert cola.texts[0] == ("Our friends won't buy this analysis, let alone the next one we propose.",) and cola.labels[0] == 1
     mrpc = load_glue(get_task("mrpc"), glue)["train"]
     assert mrpc.texts[0][0].startswith("Amrozi accused his brother") and mrpc.labels[0] == 1 and mrpc.labels[1] == 0
-    assert sum(mrpc.labels) == 2473  # MANIFEST: 2,473 positive
+    assert sum(mrpc.labels) == 2474  # MANIFEST: 2,474 positive (the standard 3,668-row split)
     stsb = load_glue(get_task("stsb"), glue)["train"]
     assert stsb.texts[0] == ("A plane is taking off.", "An air plane is taking off.") and stsb.labels[0] == 5.0
     rte = load_glue(get_task("rte"), glue)["train"]

@@ -27,9 +27,11 @@ HELP = {
     "blank_line_docs": "text files: documents are separated by blank lines (default: one per line)",
     "streaming": "stream an hf: corpus instead of downloading it whole (needs --max-steps)",
     "max_docs": "use only the first N documents of the corpus",
+    "pack": "pack consecutive documents into full windows separated by [SEP] (no padding; "
+            "--stride and --windows-per-doc then do not apply)",
     "batch_size": "examples per device per step",
     "max_steps": "optimiser steps (overrides --epochs)",
-    "dtype": "fp32 | bf16 | fp16 (fp16 needs a GPU; bf16 is slow on CPUs without native bf16)",
+    "dtype": "auto (bf16 on a GPU; on a CPU the faster of fp32/bf16 by a matmul probe) | fp32 | bf16 | fp16 (GPU)",
     "notes": argparse.SUPPRESS,
 }
 
@@ -95,6 +97,9 @@ def register(sub) -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--max-docs", type=int, default=None)
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows for the accuracy check")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="also measure held-out accuracy every N steps (the curve goes into fit_head.json)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="where to save the completed masked-LM checkpoint")
     p.set_defaults(func=run_fit_head)
@@ -140,7 +145,8 @@ def run_fit_head(args) -> int:
 
     report = fit_mlm_head(args.teacher, args.corpus, args.out, max_steps=args.max_steps,
                           batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
-                          max_docs=args.max_docs, eval_windows=args.eval_windows, seed=args.seed)
+                          max_docs=args.max_docs, eval_windows=args.eval_windows, seed=args.seed,
+                          eval_every=args.eval_every, dtype=args.dtype)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -26,7 +26,12 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--grid", choices=["paper", "none"], default="none",
                    help="paper: lr {5e-5, 5e-4, 1e-3} with the paper's batch/epochs/runs")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 on a GPU that supports it; on a CPU whichever of fp32/bf16 a matmul probe finds faster")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of the steps with a linear warm-up")
+    p.add_argument("--seeds-at-best", type=int, default=None,
+                   help="pick the best configuration with one seed each, then repeat it to N seeds "
+                        "(results.json reports its mean and standard deviation)")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--label-all-subtokens", action="store_true", help="NER: label every sub-token, not only the first")
     p.add_argument("--max-train-samples", type=int, default=None, help="use a subset of the training set")
@@ -46,6 +51,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--tasks", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=None,
                    help="comma-separated columns to show, in this order, e.g. sst2,mrpc,ner:NCBI-disease "
                         "(default: every task found)")
+    p.add_argument("--std", action="store_true",
+                   help="show 'mean ± sample std (seeds)' for tasks run with several seeds")
     p.set_defaults(func=run_report)
 
     p = bench_sub.add_parser("finetune", help="Seconds per step: full fine-tuning vs adapter tuning, same run.",
@@ -68,7 +75,7 @@ def run_finetune_cmd(args) -> int:
         learning_rates=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
         runs=args.runs, grid=args.grid, seed=args.seed, dtype=args.dtype, max_length=args.max_length,
         label_all_subtokens=args.label_all_subtokens, max_train_samples=args.max_train_samples,
-        save_models=args.save_models))
+        save_models=args.save_models, warmup_ratio=args.warmup_ratio, seeds_at_best=args.seeds_at_best))
     best = summary["best"]
     print(f"\n{summary['task']}: best score {100 * summary['score']:.2f} (lr {best['learning_rate']:g}, batch "
           f"{best['batch_size']}, {best['runs']} run(s)); trainable parameters {summary['trainable_parameters']:,}")
@@ -80,7 +87,7 @@ def run_finetune_cmd(args) -> int:
 def run_report(args) -> int:
     from ..finetune.report import build_table, collect, render
 
-    header, table = build_table(collect(args.result_dirs), args.tasks)
+    header, table = build_table(collect(args.result_dirs), args.tasks, args.std)
     print(render(header, table, args.format, args.paper))
     return 0
 

@@ -33,6 +33,7 @@ class CorpusOptions:
     streaming: bool = False
     num_proc: int | None = None
     max_docs: int | None = None
+    pack: bool = False
 
 
 def cache_root() -> Path:
@@ -130,6 +131,26 @@ def windows_fn(tokenizer, opts: CorpusOptions):
     return fn
 
 
+def packed_windows_fn(tokenizer, opts: CorpusOptions):
+    """batched map: consecutive documents concatenated as `doc [SEP] doc [SEP] ...` and cut into
+    full windows, each starting with [CLS] (RoBERTa's full-sentences format): short documents no
+    longer turn into padding; a document may continue in the next window. Teacher and student see
+    the same packed input."""
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    budget = opts.max_length - 1  # room after [CLS]
+
+    def fn(batch):
+        stream = []
+        for doc in tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]:
+            stream += doc + [sep]
+        ids = [[cls] + stream[i:i + budget] for i in range(0, len(stream), budget)]
+        return {"input_ids": ids, "token_type_ids": [[0] * len(w) for w in ids],
+                "attention_mask": [[1] * len(w) for w in ids],
+                "special_tokens_mask": [[int(t in (cls, sep)) for t in w] for w in ids]}
+
+    return fn
+
+
 def build_windows(tokenizer, opts: CorpusOptions, cache: bool = True):
     """Tokenised, windowed training examples; cached on disk (memory-mapped Arrow) per source,
     tokenizer and windowing options."""
@@ -140,11 +161,11 @@ def build_windows(tokenizer, opts: CorpusOptions, cache: bool = True):
         logger.info("Using cached windows %s", target)
         return datasets.load_from_disk(str(target))
     texts = load_texts(opts)
-    kwargs = dict(batched=True, with_indices=True, remove_columns=["text"])
+    fn = packed_windows_fn(tokenizer, opts) if opts.pack else windows_fn(tokenizer, opts)
+    kwargs = dict(batched=True, with_indices=not opts.pack, remove_columns=["text"])
     if opts.streaming:
-        return texts.map(windows_fn(tokenizer, opts), **kwargs)
-    windows = texts.map(windows_fn(tokenizer, opts), num_proc=opts.num_proc, desc="Tokenising into windows",
-                        **kwargs)
+        return texts.map(fn, **kwargs)
+    windows = texts.map(fn, num_proc=opts.num_proc, desc="Tokenising into windows", **kwargs)
     if len(windows) == 0:
         raise MiniAlbertError(f"Corpus {opts.source!r} produced no token windows.")
     if cache:

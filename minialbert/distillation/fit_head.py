@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import TrainerCallback
 
 from ..data.offline import resolve_model_name
 from ..errors import MiniAlbertError
+from ..runtime import resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,10 @@ def masked_token_accuracy(mlm, windows, collator, seed: int, batch_size: int = 3
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     correct = total = 0
+    device = next(mlm.parameters()).device
     for start in range(0, len(windows), batch_size):
         batch = collator([windows[i] for i in range(start, min(start + batch_size, len(windows)))])
+        batch = {k: v.to(device) for k, v in batch.items()}
         masked = batch["labels"] != -100
         h = mlm.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         pred = mlm.cls(h[masked]).argmax(-1)
@@ -52,8 +56,24 @@ def masked_token_accuracy(mlm, windows, collator, seed: int, batch_size: int = 3
     return correct / max(total, 1)
 
 
+class AccuracyCurve(TrainerCallback):
+    """Held-out masked-token accuracy every `every` steps: the curve shows when the head stops improving."""
+
+    def __init__(self, mlm, windows, collator, seed: int, every: int):
+        self.mlm, self.windows, self.collator, self.seed, self.every = mlm, windows, collator, seed, every
+        self.curve: list[dict] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every and state.global_step % self.every == 0:
+            acc = masked_token_accuracy(self.mlm, self.windows, self.collator, self.seed)
+            self.mlm.train()
+            self.curve.append({"step": state.global_step, "masked_token_accuracy": round(acc, 4)})
+            logger.info("fit-head step %d: held-out masked-token accuracy %.4f", state.global_step, acc)
+
+
 def fit_mlm_head(teacher: str, corpus: str, out_dir, max_steps=300, batch_size=32, learning_rate=2e-3,
-                 max_length=128, max_docs=None, eval_windows=256, seed=42) -> dict:
+                 max_length=128, max_docs=None, eval_windows=256, seed=42, eval_every: int = 0,
+                 dtype: str = "auto") -> dict:
     from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertForMaskedLM,
                               DataCollatorForLanguageModeling, Trainer, TrainingArguments)
 
@@ -83,19 +103,25 @@ def fit_mlm_head(teacher: str, corpus: str, out_dir, max_steps=300, batch_size=3
     n_eval = min(eval_windows, max(1, len(windows) // 10))
     split = windows.train_test_split(test_size=n_eval, seed=seed)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15)
-    before = masked_token_accuracy(mlm, split["test"], collator, seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    before = masked_token_accuracy(mlm.to(device), split["test"], collator, seed)
+    curve = AccuracyCurve(mlm, split["test"], collator, seed, eval_every)
+    dtype = resolve_dtype(dtype)
 
     out = Path(out_dir)
     args = TrainingArguments(output_dir=str(out / "checkpoints"), max_steps=max_steps,
                              per_device_train_batch_size=batch_size, learning_rate=learning_rate,
                              warmup_steps=max(1, max_steps // 20), weight_decay=0.0, lr_scheduler_type="linear",
                              logging_steps=max(1, max_steps // 10), save_strategy="no", report_to=[],
-                             use_cpu=not torch.cuda.is_available(), remove_unused_columns=False, seed=seed)
-    Trainer(model=HeadOnlyMLM(mlm), args=args, train_dataset=split["train"], data_collator=collator).train()
+                             use_cpu=device == "cpu", remove_unused_columns=False, seed=seed,
+                             bf16=dtype == "bf16", fp16=dtype == "fp16")
+    Trainer(model=HeadOnlyMLM(mlm), args=args, train_dataset=split["train"], data_collator=collator,
+            callbacks=[curve]).train()
     after = masked_token_accuracy(mlm, split["test"], collator, seed)
 
     report = {"teacher": teacher, "corpus": corpus, "steps": max_steps, "held_out_windows": n_eval,
               "masked_token_accuracy_before": round(before, 4), "masked_token_accuracy_after": round(after, 4),
+              "curve": [{"step": 0, "masked_token_accuracy": round(before, 4)}, *curve.curve], "dtype": dtype,
               "trainable_parameters": sum(p.numel() for p in mlm.parameters() if p.requires_grad)}
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # save_strategy="no": nothing to keep there
     mlm.requires_grad_(True)

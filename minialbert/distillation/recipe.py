@@ -47,6 +47,7 @@ class DistillRecipe:
     max_docs: int | None = None
     num_proc: int | None = None
     mlm_probability: float = 0.15
+    pack: bool = False                    # pack consecutive documents into full windows (no padding)
     # optimisation
     batch_size: int = 8                   # per device
     gradient_accumulation_steps: int = 1
@@ -55,7 +56,7 @@ class DistillRecipe:
     weight_decay: float = 1e-4
     max_steps: int | None = None
     epochs: float = 1.0
-    dtype: str = "fp32"                   # fp32 | bf16 | fp16
+    dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
     seed: int = 42
     save_steps: int = 500
     save_total_limit: int = 3

@@ -49,6 +49,7 @@ class DistillationModel(nn.Module):
         self.weights = weights
         self.temperature = temperature
         self.average_heads = average_heads
+        self.main_input_name = "input_ids"  # lets the Trainer count the tokens it feeds
 
     def forward(self, input_ids, attention_mask, labels, teacher_hidden, teacher_attentions=None,
                 teacher_logits=None, token_type_ids=None):
@@ -102,6 +103,8 @@ class DistillationTrainer(Trainer):
         for k in COMPONENTS:
             if k in out:
                 self._sums[k] = self._sums.get(k, 0.0) + out[k].float().item()
+        mask = inputs["attention_mask"]
+        self._sums["padding_fraction"] = self._sums.get("padding_fraction", 0.0) + 1 - mask.sum().item() / mask.numel()
         self._count += 1
         return (loss, out) if return_outputs else loss
 
@@ -120,8 +123,9 @@ class JsonlLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
-            row = {"step": state.global_step, **{k: logs[k] for k in ("loss", *COMPONENTS, "learning_rate",
-                                                                        "epoch") if k in logs}}
+            row = {"step": state.global_step, **{k: logs[k] for k in ("loss", *COMPONENTS, "learning_rate", "epoch",
+                                                                        "padding_fraction") if k in logs},
+                   "tokens": state.num_input_tokens_seen}
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -246,11 +250,10 @@ def _resolve_alignment(recipe: DistillRecipe, teacher: Teacher, config: MiniAlbe
 
 
 def training_arguments(recipe: DistillRecipe, out: Path, *, report_to=("tensorboard",)) -> TrainingArguments:
-    if recipe.dtype not in ("fp32", "bf16", "fp16"):
-        raise MiniAlbertError(f"--dtype must be fp32, bf16 or fp16 (got {recipe.dtype!r}).")
+    from ..runtime import resolve_dtype
+
+    dtype = resolve_dtype(recipe.dtype)
     cuda = torch.cuda.is_available()
-    if recipe.dtype == "fp16" and not cuda:
-        raise MiniAlbertError("--dtype fp16 needs a CUDA GPU; on CPU use fp32 (or bf16).")
     if recipe.dtype == "bf16" and not cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         logger.warning("This CPU has no native bfloat16 matrix instructions: bf16 will be much SLOWER than "
                        "fp32 here (see `minialbert bench distill`). Consider --dtype fp32.")
@@ -264,7 +267,8 @@ def training_arguments(recipe: DistillRecipe, out: Path, *, report_to=("tensorbo
         learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay,
         lr_scheduler_type="linear", warmup_steps=recipe.warmup_steps,
         max_steps=recipe.max_steps if recipe.max_steps else -1, num_train_epochs=recipe.epochs,
-        bf16=recipe.dtype == "bf16", fp16=recipe.dtype == "fp16", use_cpu=not cuda,
+        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda,
+        include_num_input_tokens_seen="non_padding",  # distilled tokens, counted over all processes
         seed=recipe.seed, data_seed=recipe.seed,
         save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
         logging_steps=recipe.logging_steps, logging_first_step=True, report_to=list(report_to),
@@ -303,10 +307,20 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     student, init_info = build_student(recipe, teacher, tokenizer, config)
     model = DistillationModel(student, layer_map, weights, recipe.temperature, recipe.average_heads, projection)
 
+    if recipe.max_steps == 0:  # initialisation only: the 0-token point of a budget curve
+        logger.warning("--max-steps 0: no training; saving the initialised student.")
+        summary = {"teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(),
+                   "layer_map": layer_map, "initialisation": init_info, "steps": 0, "seed": recipe.seed,
+                   "train_seconds_this_run": 0.0, "distilled_tokens": 0, "world_size": args.world_size,
+                   "output_loss": bool(weights.output), "final_losses": {}}
+        if args.process_index == 0:
+            _publish_final(out, student, tokenizer, summary)
+        return summary
+
     opts = CorpusOptions(source=recipe.corpus, max_length=recipe.max_length, stride=recipe.stride,
                          windows_per_doc=recipe.windows_per_doc, seed=recipe.seed, text_field=recipe.text_field,
                          blank_line_docs=recipe.blank_line_docs, streaming=recipe.streaming,
-                         num_proc=recipe.num_proc, max_docs=recipe.max_docs)
+                         num_proc=recipe.num_proc, max_docs=recipe.max_docs, pack=recipe.pack)
     with args.main_process_first(desc="corpus windows"):
         windows = build_windows(tokenizer, opts)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=recipe.mlm_probability)
@@ -325,20 +339,26 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
         "teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(),
         "layer_map": layer_map, "initialisation": init_info, "steps": trainer.state.global_step,
         "seed": recipe.seed, "train_seconds_this_run": round(elapsed, 1),
+        "distilled_tokens": trainer.state.num_input_tokens_seen, "world_size": args.world_size,
+        "dtype": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "windows": len(windows) if hasattr(windows, "__len__") else None,
         "output_loss": bool(weights.output), "resumed_from": str(resume_from) if resume_from else None,
         "final_losses": _last_logged(out / "log.jsonl"), "train_loss": result.training_loss,
     }
     if trainer.is_world_process_zero():
-        final = out / "final"
-        tmp = out / "final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        student.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "distillation.json").write_text(json.dumps(summary, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)  # the final student appears whole or not at all
+        _publish_final(out, student, tokenizer, summary)
     return summary
+
+
+def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:
+    """OUT/final: the student, its tokenizer and distillation.json, appearing whole or not at all."""
+    final, tmp = out / "final", out / "final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    student.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "distillation.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
 
 
 def _last_logged(path: Path) -> dict:

@@ -34,11 +34,14 @@ def collect(result_dirs) -> list[dict]:
     return found
 
 
-def _task_score(result: dict) -> float:
-    """Percent, as the paper prints. NER: test-set F1 of the best configuration (selected on devel)."""
+def _task_score(result: dict) -> tuple[float, float, int]:
+    """(mean, sample standard deviation over seeds, seeds) in percent, as the paper prints. NER:
+    test-set F1 of the best configuration (selected on devel)."""
+    best = result["best"]
     if result["task"] == "ner":
-        return 100 * result["best"]["metrics_mean"]["test"]["f1"]
-    return 100 * result["score"]
+        std = best.get("metrics_std", {}).get("test", {}).get("f1", 0.0)
+        return 100 * best["metrics_mean"]["test"]["f1"], 100 * std, best.get("runs", 1)
+    return 100 * result["score"], 100 * best.get("std_score", 0.0), best.get("runs", 1)
 
 
 def _embedding_factorised(model: str) -> str:
@@ -50,7 +53,8 @@ def _embedding_factorised(model: str) -> str:
         return ""
 
 
-def build_table(results: list[dict], tasks: list[str] | None = None) -> tuple[list[str], list[list]]:
+def build_table(results: list[dict], tasks: list[str] | None = None,
+                with_std: bool = False) -> tuple[list[str], list[list]]:
     """One row per (model, adapter tuning); `tasks` picks and orders the columns. The average is
     over the shown tasks and left empty for a row that misses one of them, so that averages in one
     table are always comparable; pass `tasks` to compare rows on the tasks they share."""
@@ -62,7 +66,7 @@ def build_table(results: list[dict], tasks: list[str] | None = None) -> tuple[li
         key = (r["model"], r["adapter_tuning"])
         row = rows.setdefault(key, {"params": r["base_parameters"], "trainable": r["trainable_parameters"],
                                     "seconds": {}})
-        row[task] = _task_score(r)
+        row[task], row.setdefault("std", {})[task], row.setdefault("runs", {})[task] = _task_score(r)
         row["seconds"][task] = r["best"].get("train_seconds_mean", 0.0)
     order = [t for t in GLUE_ORDER if t in found] + sorted({t for t in found if t.startswith("ner:")})
     if tasks:
@@ -81,10 +85,19 @@ def build_table(results: list[dict], tasks: list[str] | None = None) -> tuple[li
         complete = all(s is not None for s in scores)
         table.append([model, "yes" if adapter else "no", _embedding_factorised(model),
                       f"{row['params'] / 1e6:.1f}M", f"{row['trainable'] / 1e6:.2f}M",
-                      *[None if s is None else round(s, 2) for s in scores],
+                      *[_cell(row, t, with_std) for t in order],
                       round(sum(scores) / len(scores), 2) if complete else None,
                       round(sum(row["seconds"].get(t, 0.0) for t in order))])
     return header, table
+
+
+def _cell(row: dict, task: str, with_std: bool):
+    """The task's score; with_std: 'mean ± std (n)' where several seeds were run."""
+    if row.get(task) is None:
+        return None
+    if with_std and row["runs"][task] > 1:
+        return f"{row[task]:.2f} ± {row['std'][task]:.2f} ({row['runs'][task]})"
+    return round(row[task], 2)
 
 
 def render(header, table, fmt: str, paper: bool = False) -> str:

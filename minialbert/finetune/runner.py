@@ -18,6 +18,7 @@ import torch
 from ..data.offline import resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
+from ..runtime import resolve_dtype
 from .adapter_files import save_adapter_task
 from .glue import get_task, glue_metrics, load_glue
 from .ner import encode_ner, load_ner, ner_metrics, word_level_predictions
@@ -40,9 +41,11 @@ class FinetuneOptions:
     runs: int | None = None
     grid: str = "none"
     seed: int = 42
-    dtype: str = "fp32"
+    dtype: str = "auto"
     max_length: int = 128
     weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seeds_at_best: int | None = None  # after a one-seed grid, repeat the best configuration to N seeds
     label_all_subtokens: bool = False
     max_train_samples: int | None = None
     save_models: str = "best"  # best | all | none
@@ -170,7 +173,7 @@ def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
     return {"splits": metrics, "score": metrics[first]["score"]}
 
 
-def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run_dir: Path) -> dict:
+def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run_dir: Path, dtype: str) -> dict:
     from transformers import (DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
@@ -185,15 +188,13 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cuda = torch.cuda.is_available()
-    if opts.dtype == "fp16" and not cuda:
-        raise MiniAlbertError("--dtype fp16 needs a CUDA GPU; on CPU use fp32 (or bf16).")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     args = TrainingArguments(
         output_dir=str(run_dir / "trainer"), per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
-        lr_scheduler_type="linear", num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
+        lr_scheduler_type="linear", warmup_steps=opts.warmup_ratio, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
         seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to=["tensorboard"],
-        bf16=opts.dtype == "bf16", fp16=opts.dtype == "fp16", use_cpu=not cuda, disable_tqdm=False)
+        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False)
     collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
                 else DataCollatorWithPadding(tokenizer))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=collator)
@@ -215,8 +216,8 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     return {"task": opts.task, "model": opts.model, "adapter_tuning": opts.adapter_tuning,
             "hyperparameters": {"learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
                                 "epochs": spec.epochs, "max_steps": spec.max_steps,
-                                "weight_decay": opts.weight_decay, "max_length": opts.max_length,
-                                "dtype": opts.dtype},
+                                "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
+                                "max_length": opts.max_length, "dtype": dtype},
             "seed": spec.seed, "metrics": result["splits"], "score": result["score"],
             "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
             "trainable_parameters": trainable, "total_parameters": total,
@@ -243,21 +244,21 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     if opts.task.lower() != "ner":
         get_task(opts.task)  # unknown task: fail before any work
     data = prepare_data(opts, tokenizer)
+    dtype = resolve_dtype(opts.dtype)
     specs = plan_runs(opts, data.large)
-    results = []
-    for i, spec in enumerate(specs, 1):
-        run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning)
-        record = out / "runs" / f"{run_id}.json"
-        if record.exists():  # interrupted grids resume without redoing finished runs
-            logger.info("[%d/%d] %s: already done, skipping", i, len(specs), run_id)
-            results.append(json.loads(record.read_text()))
-            continue
-        logger.info("[%d/%d] %s", i, len(specs), run_id)
-        result = run_one(opts, spec, data, tokenizer, out / "runs" / run_id)
-        result["run_id"] = run_id
-        _write_json(record, result)
-        results.append(result)
-    summary = summarise(opts, results)
+    results = [_run_or_reuse(opts, spec, data=data, tokenizer=tokenizer, out=out, dtype=dtype, label=f"{i}/{len(specs)}")
+               for i, spec in enumerate(specs, 1)]
+    chosen = None
+    if opts.seeds_at_best and opts.seeds_at_best > 1:
+        # Pick the configuration on dev with one seed per configuration, then repeat only it; the
+        # reported score is its mean over seeds (a lucky single-seed configuration cannot take over).
+        best = summarise(opts, results)["best"]
+        chosen = _config_key(best)
+        results += [_run_or_reuse(opts, RunSpec(best["learning_rate"], best["batch_size"], best["epochs"],
+                                                best["max_steps"], opts.seed + k),
+                                  data=data, tokenizer=tokenizer, out=out, dtype=dtype, label=f"seed {opts.seed + k}")
+                    for k in range(1, opts.seeds_at_best)]
+    summary = summarise(opts, results, chosen)
     if opts.save_models == "best":
         for r in results:
             if r["run_id"] != summary["best"]["best_run"]:
@@ -267,8 +268,26 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     return summary
 
 
-def summarise(opts: FinetuneOptions, results: list[dict]) -> dict:
-    """Mean over seeds per configuration; the best configuration by dev score."""
+def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, tokenizer, out: Path, dtype: str,
+                  label: str) -> dict:
+    run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning)
+    record = out / "runs" / f"{run_id}.json"
+    if record.exists():  # interrupted grids resume without redoing finished runs
+        logger.info("[%s] %s: already done, skipping", label, run_id)
+        return json.loads(record.read_text())
+    logger.info("[%s] %s", label, run_id)
+    result = run_one(opts, spec, data, tokenizer, out / "runs" / run_id, dtype)
+    result["run_id"] = run_id
+    _write_json(record, result)
+    return result
+
+
+def _config_key(config: dict) -> tuple:
+    return config["learning_rate"], config["batch_size"], config["epochs"], config["max_steps"]
+
+
+def summarise(opts: FinetuneOptions, results: list[dict], chosen: tuple | None = None) -> dict:
+    """Mean over seeds per configuration; the best configuration by dev score (or `chosen`)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         hp = r["hyperparameters"]
@@ -278,12 +297,13 @@ def summarise(opts: FinetuneOptions, results: list[dict]) -> dict:
         scores = [r["score"] for r in runs]
         configs.append({"learning_rate": lr, "batch_size": bs, "epochs": ep, "max_steps": steps,
                         "runs": len(runs), "mean_score": statistics.fmean(scores),
-                        "std_score": statistics.pstdev(scores) if len(scores) > 1 else 0.0,
+                        "std_score": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                         "metrics_mean": _mean_metrics([r["metrics"] for r in runs]),
+                        "metrics_std": _mean_metrics([r["metrics"] for r in runs], statistics.stdev),
                         "run_ids": [r["run_id"] for r in runs],
                         "best_run": max(runs, key=lambda r: r["score"])["run_id"],
                         "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs)})
-    best = max(configs, key=lambda c: c["mean_score"])
+    best = max(configs, key=lambda c: (chosen is None or _config_key(c) == chosen, c["mean_score"]))
     first = results[0]
     return {"task": opts.task.lower(), "model": opts.model, "adapter_tuning": opts.adapter_tuning,
             "data_name": Path(opts.data_dir).name if opts.data_dir else None,
@@ -292,8 +312,8 @@ def summarise(opts: FinetuneOptions, results: list[dict]) -> dict:
             "total_parameters": first["total_parameters"]}
 
 
-def _mean_metrics(items: list[dict]) -> dict:
-    out = {}
-    for split in items[0]:
-        out[split] = {k: statistics.fmean(m[split][k] for m in items) for k in items[0][split]}
-    return out
+def _mean_metrics(items: list[dict], reduce=statistics.fmean) -> dict:
+    """Per split and metric, `reduce` over runs (the sample standard deviation is 0 for one run)."""
+    if reduce is statistics.stdev and len(items) < 2:
+        return {split: {k: 0.0 for k in items[0][split]} for split in items[0]}
+    return {split: {k: reduce([m[split][k] for m in items]) for k in items[0][split]} for split in items[0]}

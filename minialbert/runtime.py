@@ -1,0 +1,98 @@
+"""Which precision to train in: `--dtype auto` measures instead of assuming.
+
+On CUDA, bf16 where the GPU supports it. On a CPU, a short same-process matmul probe times fp32
+against bf16 (a CPU may report native bf16 instructions and still run bf16 matmuls at half the
+fp32 speed), and bf16 is chosen only when it is clearly faster. The verdict is cached per CPU
+model and torch version, so the probe runs once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import MiniAlbertError
+
+logger = logging.getLogger(__name__)
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+BF16_MARGIN = 1.10  # bf16 must beat fp32 by 10% to be picked: a tie is not worth the lower precision
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.3) -> float:
+    """Sustained GFLOP/s of an n x n x n matmul in `dtype` on this CPU (threads as configured)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up (first call may pick kernels)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or reps < 2:
+        torch.mm(a, b)
+        reps += 1
+    return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def _probe_cache() -> Path:
+    from .data.corpus import cache_root
+
+    return cache_root() / "dtype-probe.json"
+
+
+def cpu_dtype_probe(refresh: bool = False) -> dict:
+    """{'fp32_gflops', 'bf16_gflops', 'choice', 'cpu', 'torch', 'threads'}; cached per machine."""
+    key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    cache = _probe_cache()
+    if not refresh:
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("key") == key:
+                return cached
+        except (OSError, ValueError):
+            pass
+    fp32 = matmul_gflops(torch.float32)
+    bf16 = matmul_gflops(torch.bfloat16)
+    result = {"key": key, "cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
+              "choice": "bf16" if bf16 > BF16_MARGIN * fp32 else "fp32"}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, cache)
+    except OSError:  # a read-only home only costs the probe next time
+        pass
+    return result
+
+
+def resolve_dtype(name: str) -> str:
+    """'auto' -> 'bf16' or 'fp32' (said in the log, with the reason); other names are checked."""
+    if name not in DTYPES:
+        raise MiniAlbertError(f"--dtype must be one of {', '.join(DTYPES)} (got {name!r}).")
+    cuda = torch.cuda.is_available()
+    if name == "fp16" and not cuda:
+        raise MiniAlbertError("--dtype fp16 needs a CUDA GPU; on CPU use fp32, bf16 or auto.")
+    if name != "auto":
+        return name
+    if cuda:
+        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        logger.info("--dtype auto: %s on %s (bf16 %ssupported).", choice, torch.cuda.get_device_name(),
+                    "" if choice == "bf16" else "not ")
+        return choice
+    probe = cpu_dtype_probe()
+    logger.info("--dtype auto: %s on this CPU (%s): matmul probe fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s%s.",
+                probe["choice"], probe["cpu"], probe["fp32_gflops"], probe["bf16_gflops"],
+                "" if probe["choice"] == "bf16" else " (bf16 picked only when >10% faster)")
+    return probe["choice"]

@@ -1,0 +1,286 @@
+"""How much of the teacher survives: the retention study (docs/RESULTS.md).
+
+    python scripts/retention_study.py run --work runs/retention --jobs 8      # resumable, job by job
+    python scripts/retention_study.py collect --work runs/retention            # small files -> docs/results/retention
+    python scripts/retention_study.py summarise                                # summary.json + docs/figures/retention.png
+
+`run` completes the packaged MiniLM with an MLM head (fit-head, with its accuracy curve), fine-tunes
+the teacher with the protocol below, distils students of one recipe (H 384, E 128, adapters, 6
+iterations, from the teacher's initialisation) at budgets 4x apart, the MLM-only students at the
+top budget, and fine-tunes each student with the same protocol. Every job is a `minialbert`
+command; a job whose output exists is skipped, so an interrupted study continues where it stopped.
+Several jobs run at once (`--jobs`): one GPU holds many of these small fine-tunings side by side.
+
+Protocol: learning rate picked on dev with seed 42 from a small grid (teacher {2e-5, 5e-5, 1e-4};
+students the paper's {5e-5, 5e-4, 1e-3}), then the picked rate repeated to 3 seeds (SST-2: 1);
+3 epochs (SST-2: 1), batch 16 (SST-2: 32), 10% linear warm-up, dynamic padding, max length 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TASKS = ["sst2", "mrpc", "stsb", "rte", "cola", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+TEACHER_LRS = ["2e-5", "5e-5", "1e-4"]
+STUDENT_LRS = ["5e-5", "5e-4", "1e-3"]
+BUDGETS = [0, 64, 256, 1024, 4096]  # distillation steps of 64 packed windows of 128 tokens
+STUDENT = ["--recipe", "cpu-demo", "--iterations", "6", "--embedding-size", "128", "--adapters", "--pack",
+           "--max-length", "128", "--batch-size", "64", "--learning-rate", "5e-4", "--save-steps", "100000",
+           "--logging-steps", "25"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Job:
+    def __init__(self, name: str, argv: list[str], done: str, after: list[str] = ()):
+        self.name, self.argv, self.done, self.after = name, argv, done, list(after)
+
+
+def plan(args) -> list[Job]:
+    """Jobs in priority order: the teacher and the top-budget students first, the curve last."""
+    top = max(args.budgets)
+    jobs = [Job("fit-head", ["fit-head", "--teacher", "minilm", "--corpus", "corpus", "--max-steps",
+                             str(args.fit_head_steps), "--eval-every", str(max(1, args.fit_head_steps // 12)),
+                             "--batch-size", "64", "--eval-windows", "512", "--out", "teacher-mlm"],
+                "teacher-mlm/fit_head.json")]
+    students = {}  # label -> (distill argv, needs the completed teacher)
+    for steps in sorted(args.budgets, key=lambda b: (b != top, -b)):
+        students[f"steps-{steps}"] = ([*STUDENT, "--teacher", "teacher-mlm", "--max-steps", str(steps),
+                                       "--warmup-steps", str(steps // 10)], True)
+    students[f"none-{top}"] = ([*STUDENT, "--teacher", "minilm", "--alignment", "none", "--output-weight", "0",
+                                "--max-steps", str(top), "--warmup-steps", str(top // 10)], False)
+    students[f"mlm-only-{top}"] = ([*STUDENT, "--teacher", "minilm", "--alignment", "none", "--output-weight", "0",
+                                    "--embedding-init", "random", "--shared-layer-init", "0",
+                                    "--max-steps", str(top), "--warmup-steps", str(top // 10)], False)
+    for label, (argv, needs_head) in students.items():
+        jobs.append(Job(f"distill-{label}", ["distill", *argv, "--corpus", "corpus", "--out", f"students/{label}"],
+                        f"students/{label}/final/distillation.json", ["fit-head"] if needs_head else []))
+
+    def finetune(model_label, model, lrs, after, adapter=False):
+        for task in args.tasks:
+            ner = task.startswith("ner:")
+            data = str(Path(args.ner_dir) / task[4:]) if ner else args.glue_dir
+            sst2 = task == "sst2"
+            out = f"ft/{model_label}{'-adapter' if adapter else ''}/{task.replace(':', '-')}"
+            argv = ["finetune", "--model", model, "--task", "ner" if ner else task, "--data-dir", data,
+                    "--lr", *lrs, "--seeds-at-best", "1" if sst2 else "3", "--epochs", "1" if sst2 else "3",
+                    "--save-models", "none", "--out", out]
+            if adapter:
+                argv.append("--adapter-tuning")
+            if args.max_train_samples:
+                argv += ["--max-train-samples", str(args.max_train_samples)]
+            jobs.append(Job(f"ft-{out[3:]}", argv, f"{out}/results.json", after))
+
+    finetune("teacher", "minilm", TEACHER_LRS, [])
+    order = [f"steps-{top}", f"none-{top}", f"mlm-only-{top}"] + [l for l in students if l.startswith("steps-")
+                                                                  and l != f"steps-{top}"]
+    for i, label in enumerate(order):
+        finetune(label, f"students/{label}/final", STUDENT_LRS, [f"distill-{label}"])
+        if i == 0:
+            finetune(label, f"students/{label}/final", STUDENT_LRS, [f"distill-{label}"], adapter=True)
+    return jobs
+
+
+def make_corpus(work: Path, biomed: Path) -> None:
+    """work/corpus: the offline Wikipedia summaries and the biomedical sentences, one document per
+    line (consecutive biomedical lines come from one document, so packing keeps them together)."""
+    from minialbert.data.offline import wiki_offline_json
+
+    folder = work / "corpus"
+    if (folder / "wiki.txt").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    articles = json.loads(wiki_offline_json().read_text(encoding="utf-8"))
+    lines = [" ".join(a.get("extract", "").split()) for a in articles.values()]
+    shutil.copyfile(biomed, folder / "biomed.txt")
+    tmp = folder / "wiki.tmp"
+    tmp.write_text("\n".join(line for line in lines if line) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / "wiki.txt")
+
+
+def run(args) -> int:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "logs").mkdir(exist_ok=True)
+    make_corpus(work, Path(args.biomed))
+    jobs = plan(args)
+    pending = [j for j in jobs if not (work / j.done).exists()]
+    finished = {j.name for j in jobs if j not in pending}
+    failed, running = set(), {}
+    print(f"{len(jobs)} jobs, {len(finished)} already done, {len(pending)} to run, {args.jobs} at a time", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(args.threads)}
+    while pending or running:
+        for name, (job, proc, log, started) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            ok = proc.returncode == 0 and (work / job.done).exists()
+            (finished if ok else failed).add(name)
+            print(f"{time.strftime('%H:%M:%S')} {'done' if ok else 'FAILED'} {name} ({time.time() - started:.0f} s)",
+                  flush=True)
+        for job in list(pending):
+            if len(running) >= args.jobs:
+                break
+            if any(a in failed for a in job.after):
+                pending.remove(job)
+                failed.add(job.name)
+                continue
+            if all(a in finished for a in job.after):
+                pending.remove(job)
+                log = (work / "logs" / f"{job.name.replace('/', '_')}.log").open("w")
+                proc = subprocess.Popen([sys.executable, "-m", "minialbert", *job.argv], cwd=work, env=env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+                running[job.name] = (job, proc, log, time.time())
+                print(f"{time.strftime('%H:%M:%S')} start {job.name}", flush=True)
+        time.sleep(1)
+    print(f"finished {len(finished)}, failed {sorted(failed) or 'none'}", flush=True)
+    return 1 if failed else 0
+
+
+def collect(args) -> int:
+    """Copy the small result files (never weights) from the work folder into the repository."""
+    work, dest = Path(args.work), Path(args.results)
+    patterns = ["teacher-mlm/fit_head.json", "students/*/final/distillation.json", "students/*/log.jsonl",
+                "ft/*/*/results.json", "ft/*/*/runs/*.json"]
+    n = 0
+    for pattern in patterns:
+        for f in work.glob(pattern):
+            target = dest / f.relative_to(work)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            n += 1
+    print(f"copied {n} files into {dest}")
+    return 0
+
+
+def _score(result: dict) -> float:
+    best = result["best"]
+    return 100 * (best["metrics_mean"]["test"]["f1"] if result["task"] == "ner" else result["score"])
+
+
+def _rows(results_dir: Path) -> dict:
+    """model label -> {task column -> (mean, std, seeds, params)}."""
+    rows = {}
+    for f in sorted(results_dir.glob("ft/*/*/results.json")):
+        r = json.loads(f.read_text())
+        column = f.parent.name.replace("ner-", "ner:")
+        best = r["best"]
+        std = (best.get("metrics_std", {}).get("test", {}).get("f1", 0.0) if r["task"] == "ner"
+               else best.get("std_score", 0.0))
+        rows.setdefault(f.parent.parent.name, {})[column] = (_score(r), 100 * std, best["runs"],
+                                                              r["base_parameters"])
+    return rows
+
+
+def summarise(args) -> int:
+    results = Path(args.results)
+    rows = _rows(results)
+    if "teacher" not in rows:
+        print(f"{results}: no teacher results yet", file=sys.stderr)
+        return 1
+    tasks = [t for t in TASKS if t in rows["teacher"]]
+
+    def average(label):
+        row = rows.get(label, {})
+        return statistics.fmean(row[t][0] for t in tasks) if all(t in row for t in tasks) else None
+
+    def tokens(label):
+        f = results / "students" / label / "final" / "distillation.json"
+        return json.loads(f.read_text()).get("distilled_tokens") if f.exists() else None
+
+    curve = sorted((tokens(l), average(l), l) for l in rows if l.startswith("steps-") and not l.endswith("-adapter")
+                   and average(l) is not None and tokens(l) is not None)
+    teacher_avg = average("teacher")
+    top = max(curve, key=lambda c: c[0]) if curve else None
+    summary = {"teacher_average": round(teacher_avg, 2), "tasks": tasks,
+               "teacher_parameters": rows["teacher"][tasks[0]][3],
+               "models": {l: {"average": None if average(l) is None else round(average(l), 2),
+                              "distilled_tokens": tokens(l.removesuffix("-adapter")),
+                              "scores": {t: {"mean": round(v[0], 2), "std": round(v[1], 2), "seeds": v[2]}
+                                         for t, v in r.items()}} for l, r in sorted(rows.items())}}
+    if top:
+        student = rows[top[2]]
+        summary.update({"student": top[2], "student_average": round(top[1], 2),
+                        "retention": round(top[1] / teacher_avg, 4),
+                        "student_parameters": student[tasks[0]][3],
+                        "parameter_ratio": round(student[tasks[0]][3] / rows["teacher"][tasks[0]][3], 4),
+                        "distilled_tokens": top[0], "seeds": {t: student[t][2] for t in tasks}})
+    out = results / "summary.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "models"}, indent=2))
+    if curve:
+        plot(curve, teacher_avg, rows, average, tokens, Path(args.figure))
+    return 0
+
+
+def plot(curve, teacher_avg, rows, average, tokens, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = min(t for t, _, _ in curve if t) / 4 if any(t for t, _, _ in curve) else 1e4
+    xs = [t if t else floor for t, _, _ in curve]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(xs, [a for _, a, _ in curve], "o-", label="distilled student (full fine-tuning)")
+    if curve[0][0] == 0:
+        ax.annotate("init only\n(0 tokens)", (xs[0], curve[0][1]), textcoords="offset points", xytext=(4, -24),
+                    fontsize=8)
+    ax.axhline(teacher_avg, color="k", ls="--", label=f"teacher (MiniLM) {teacher_avg:.1f}")
+    ax.axhline(0.9 * teacher_avg, color="grey", ls=":", label="90% of the teacher")
+    for label, marker, text in [("none-", "s", "MLM only, teacher init"), ("mlm-only-", "^", "MLM only, random init"),
+                                ("steps-", "D", "adapter tuning (top student)")]:
+        for l in rows:
+            is_adapter = l.endswith("-adapter")
+            if l.startswith(label) and (is_adapter == (label == "steps-")) and average(l) is not None:
+                t = tokens(l.removesuffix("-adapter"))
+                ax.plot([t], [average(l)], marker, ms=8, label=text)
+    ax.set_xscale("log")
+    ax.set_xlabel("distilled tokens (non-padding)")
+    ax.set_ylabel("average score (7 tasks)")
+    ax.set_title("Retention of the teacher's quality")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run (or continue) every job")
+    r.add_argument("--work", default="runs/retention")
+    r.add_argument("--glue-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
+    r.add_argument("--ner-dir", default=str(REPO.parent / "shared" / "data" / "bioner"))
+    r.add_argument("--biomed", default=str(REPO.parent / "shared" / "data" / "corpora" / "biomed" / "sentences.txt"))
+    r.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
+    r.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=BUDGETS)
+    r.add_argument("--fit-head-steps", type=int, default=3000)
+    r.add_argument("--jobs", type=int, default=1, help="jobs at once (CPU: 1; a GPU: 8 or more)")
+    r.add_argument("--threads", type=int, default=2, help="CPU threads per job")
+    r.add_argument("--max-train-samples", type=int, default=None, help="smoke tests only")
+    c = sub.add_parser("collect", help="copy the small result files into the repository")
+    c.add_argument("--work", default="runs/retention")
+    c.add_argument("--results", default=str(REPO / "docs" / "results" / "retention"))
+    s = sub.add_parser("summarise", help="summary.json and the retention figure from committed results")
+    s.add_argument("--results", default=str(REPO / "docs" / "results" / "retention"))
+    s.add_argument("--figure", default=str(REPO / "docs" / "figures" / "retention.png"))
+    args = p.parse_args()
+    if getattr(args, "glue_dir", None):
+        args.glue_dir, args.ner_dir = str(Path(args.glue_dir).resolve()), str(Path(args.ner_dir).resolve())
+        args.biomed = str(Path(args.biomed).resolve())
+    return {"run": run, "collect": collect, "summarise": summarise}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
