@@ -158,7 +158,40 @@ def collect(args) -> int:
             shutil.copyfile(f, target)
             n += 1
     print(f"copied {n} files into {dest}")
+    for folder in sorted(dest.glob("ft/*/*")):
+        if not (folder / "results.json").exists() and any(folder.glob("runs/*.json")):
+            rebuild(folder)
     return 0
+
+
+def rebuild(folder: Path) -> None:
+    """results.json of a fine-tuning job that stopped early (out of machine time), from the runs it
+    finished: the configuration the protocol picked (the one repeated over seeds) with the seeds it
+    has, marked "incomplete". A run whose score is NaN (constant predictions, before the metric
+    scored those 0) counts as 0."""
+    from minialbert.finetune.runner import FinetuneOptions, summarise
+
+    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("runs/*.json"))]
+    for r in runs:
+        for split in r["metrics"].values():
+            for k, v in split.items():
+                split[k] = 0.0 if v != v else v
+        r["score"] = 0.0 if r["score"] != r["score"] else r["score"]
+    task = folder.name
+    opts = FinetuneOptions(model=runs[0]["model"], task="ner" if task.startswith("ner-") else task, out=str(folder),
+                           data_dir=task[4:] if task.startswith("ner-") else None,
+                           adapter_tuning=runs[0]["adapter_tuning"])
+    counts = {}
+    for r in runs:
+        hp = r["hyperparameters"]
+        counts[(hp["learning_rate"], hp["batch_size"], hp["epochs"], hp["max_steps"])] = counts.get(
+            (hp["learning_rate"], hp["batch_size"], hp["epochs"], hp["max_steps"]), 0) + 1
+    chosen = max(counts, key=counts.get) if max(counts.values()) > 1 else None
+    summary = summarise(opts, runs, chosen)
+    summary["incomplete"] = (f"rebuilt from {len(runs)} finished run records (the job stopped before writing "
+                             f"results.json); the picked configuration has {summary['best']['runs']} seed(s)")
+    (folder / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    print(f"rebuilt {folder / 'results.json'} ({summary['incomplete']})")
 
 
 def _score(result: dict) -> float:
@@ -247,7 +280,7 @@ def plot(curve, teacher_avg, rows, average, tokens, path: Path) -> None:
     ax.set_xlabel("distilled tokens (non-padding)")
     ax.set_ylabel("average score (7 tasks)")
     ax.set_title("Retention of the teacher's quality")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.87), ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ as the paper reports them (scikit-learn / scipy; no metric downloads)."""
 from __future__ import annotations
 
 import csv
+import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,8 @@ import numpy as np
 from ..errors import MiniAlbertError
 
 csv.field_size_limit(sys.maxsize)
+logger = logging.getLogger(__name__)
+STSB_RANGE = (0.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -95,25 +99,26 @@ def read_tsv(task: GlueTask, path: Path) -> GlueSplit:
         if not row:
             continue
         label = row[label_idx].strip() if len(row) >= width else None
-        ok = label is not None and (label in task.labels if task.labels else _is_float(label))
+        ok = label is not None and (label in task.labels if task.labels else _is_score(label))
         if not ok:
             if task.skip_malformed:
                 split.skipped += 1
                 continue
             raise MiniAlbertError(f"{path}, line {n}: malformed row for GLUE {task.name} (expected at least "
                                   f"{width} tab-separated fields with a label in "
-                                  f"{list(task.labels) if task.labels else 'a number'}; got {row[:width]!r}).")
+                                  f"{list(task.labels) if task.labels else 'a number in [0, 5]'}; got {row[:width]!r}).")
         split.texts.append(tuple(row[i] for i in text_idx))
         split.labels.append(float(label) if task.labels is None else task.labels.index(label))
     return split
 
 
-def _is_float(text: str) -> bool:
+def _is_score(text: str) -> bool:
+    """An STS-B similarity: a finite number in [0, 5] (nan, inf and out-of-range values are errors)."""
     try:
-        float(text)
-        return True
+        value = float(text)
     except ValueError:
         return False
+    return math.isfinite(value) and STSB_RANGE[0] <= value <= STSB_RANGE[1]
 
 
 def load_glue(task: GlueTask, data_dir: str | None) -> dict[str, GlueSplit]:
@@ -158,6 +163,12 @@ def glue_metrics(task: GlueTask, predictions: np.ndarray, labels: np.ndarray) ->
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     if task.labels is None:
+        # A diverged run (non-finite outputs) or constant predictions have no defined correlation;
+        # they carry no ranking information, so they score 0 (never NaN, which is not valid JSON).
+        if not np.all(np.isfinite(predictions)) or np.ptp(predictions) == 0:
+            logger.warning("GLUE %s: the predictions are %s; correlations set to 0.", task.name,
+                           "constant" if np.all(np.isfinite(predictions)) else "not finite (the run diverged)")
+            return {"pearson": 0.0, "spearman": 0.0, "score": 0.0}
         p, s = float(pearsonr(predictions, labels)[0]), float(spearmanr(predictions, labels)[0])
         return {"pearson": p, "spearman": s, "score": (p + s) / 2}
     m = {"accuracy": float(accuracy_score(labels, predictions))}

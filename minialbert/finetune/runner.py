@@ -226,7 +226,7 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
 
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))  # never a bare NaN: results stay valid JSON
     os.replace(tmp, path)  # atomic: a crash never leaves half a results file
 
 
