@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -54,12 +55,16 @@ def test_plot_losses_and_attention(ablation, tmp_path, capsys):
     png = tmp_path / "losses.png"
     assert main(["plot-losses", str(out / "full" / "distill"), "--out", str(png)]) == 0
     assert Image.open(png).size[0] > 500
+    gray = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert (gray < 128).mean() > 0.005 and gray.std() > 10  # curves drawn, not an empty frame
     png = tmp_path / "attention.png"
     assert main(["plot-attention", "--teacher", "minilm", "--student", str(out / "full" / "distill" / "final"),
                  "--text", "The cat sat on the mat.", "--max-heads", "4", "--out", str(png)]) == 0
     printed = capsys.readouterr().out
     assert '"teacher_layers": [3, 6]' in printed  # from the student's distillation.json (N=2, L=6)
     assert Image.open(png).size[1] > 300
+    rgb = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    assert len(np.unique(rgb, axis=0)) > 200  # heat maps full of graded colours, not blank panels
 
 
 def test_bad_input(tmp_path, capsys):

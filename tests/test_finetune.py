@@ -114,6 +114,39 @@ def test_ner_loader_on_real_files_and_long_sentence_splitting():
     assert sum(l != -100 for f in feats for l in f["labels"]) == 60
 
 
+def recompute_dev_metrics(model_dir, task, data_dir, max_length):
+    """Score the saved model's dev predictions independently of the run (scikit-learn / scipy for GLUE)."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import accuracy_score, matthews_corrcoef
+    from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    from minialbert.finetune.ner import ner_metrics, word_level_predictions
+    from minialbert.finetune.runner import FinetuneOptions, prepare_data
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    data = prepare_data(FinetuneOptions(model=str(model_dir), task=task, out="", data_dir=str(data_dir),
+                                        max_length=max_length), tok)
+    split = "devel" if task == "ner" else "dev"
+    dataset, maps = data.evals[split]
+    auto = AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(model_dir).eval()
+    collate = DataCollatorForTokenClassification(tok) if task == "ner" else DataCollatorWithPadding(tok)
+    logits = []
+    with torch.no_grad():
+        for i in range(0, len(dataset), 64):
+            rows = [dataset[j] for j in range(i, min(i + 64, len(dataset)))]
+            batch = collate([{k: v for k, v in r.items() if k != "labels"} for r in rows])
+            logits += list(model(**batch).logits.numpy())
+    if task == "ner":
+        return ner_metrics(data.ner_splits[split].tags, word_level_predictions(maps, logits, data.ner_splits[split],
+                                                                                data.label_names))
+    labels = np.array(dataset["labels"])
+    if task == "stsb":
+        return {"spearman": spearmanr(np.array(logits)[:, 0], labels)[0]}
+    pred = np.array(logits).argmax(-1)
+    return {"accuracy": accuracy_score(labels, pred), "matthews_correlation": matthews_corrcoef(labels, pred)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task,data,metric", [
     ("rte", ("glue",), "accuracy"), ("stsb", ("glue",), "spearman"), ("cola", ("glue",), "matthews_correlation"),
@@ -121,14 +154,20 @@ def test_ner_loader_on_real_files_and_long_sentence_splitting():
 def test_short_runs_write_results_with_the_right_metrics(task, data, metric, tiny_checkpoint, tmp_path):
     data_dir = shared_path("data", *data)
     assert main(["finetune", "--model", tiny_checkpoint, "--task", task, "--data-dir", str(data_dir),
-                 "--max-steps", "100", "--max-length", "64", "--lr", "1e-3", "--out", str(tmp_path)]) == 0
+                 "--max-steps", "100", "--max-length", "64", "--lr", "1e-3", "--dtype", "fp32",
+                 "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     split = "devel" if task == "ner" else "dev"
-    assert metric in results["best"]["metrics_mean"][split]
+    stored = results["best"]["metrics_mean"][split][metric]
+    low = -1.0 if metric in ("spearman", "matthews_correlation") else 0.0
+    assert np.isfinite(stored) and low <= stored <= 1.0
     run = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     assert run["train_steps"] == 100 and run["trainable_parameters"] > 0 and run["train_seconds"] > 0
     if task == "ner":
         assert "test" in run["metrics"] and {"precision", "recall"} <= set(run["metrics"]["test"])
+    # the stored score is the saved model's: recomputed from its predictions, outside the run
+    model_dir = next((tmp_path / "runs").glob("*/model"))
+    assert recompute_dev_metrics(model_dir, task, data_dir, 64)[metric] == pytest.approx(stored, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -148,7 +187,7 @@ def test_packaged_minilm_learns_sst2_beyond_majority(tmp_path):
 def test_adapter_tuning_file_reloads_to_the_same_predictions(tiny_checkpoint, tmp_path):
     glue = shared_path("data", "glue")
     assert main(["finetune", "--model", tiny_checkpoint, "--task", "mrpc", "--data-dir", str(glue), "--adapter-tuning",
-                 "--max-steps", "20", "--max-length", "64", "--out", str(tmp_path)]) == 0
+                 "--max-steps", "20", "--max-length", "64", "--dtype", "fp32", "--out", str(tmp_path)]) == 0
     run = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     H, r = 64, 16
     adapters = 2 * 2 * ((H * (H // r) + H // r) + (H // r * H + H) + 2 * H)
@@ -161,7 +200,17 @@ def test_adapter_tuning_file_reloads_to_the_same_predictions(tiny_checkpoint, tm
     ids = torch.randint(1000, 2000, (2, 9))
     with torch.no_grad():
         assert not torch.allclose(model(ids).logits, base(ids).logits)  # the saved adapters/head are used
-        assert torch.equal(model(ids).logits, load_adapter_model(task_dir)(ids).logits)
+    # the reloaded task file reproduces the dev score the run stored for it
+    from minialbert.finetune.runner import FinetuneOptions, prepare_data
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    dev, _ = prepare_data(FinetuneOptions(model=tiny_checkpoint, task="mrpc", out="", data_dir=glue, max_length=64),
+                          tok).evals["dev"]
+    from transformers import DataCollatorWithPadding
+    batch = DataCollatorWithPadding(tok)([{k: v for k, v in r.items() if k != "labels"} for r in dev])
+    with torch.no_grad():
+        pred = model.eval()(**batch).logits.argmax(-1).numpy()
+    metrics = glue_metrics(get_task("mrpc"), pred, np.array(dev["labels"]))
+    assert metrics["f1"] == pytest.approx(run["metrics"]["dev"]["f1"], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -118,7 +118,11 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: the faster of fp32/bf16 on this CPU by a matmul probe (bf16 on a GPU)")
+    p.add_argument("--profile", action="store_true",
+                   help="split the step into data, teacher forward, student forward, losses, backward, optimizer "
+                        "(seconds, share, GFLOP/s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_distill)
     return bsub
@@ -154,7 +158,8 @@ def run_fit_head(args) -> int:
 def run_bench_distill(args) -> int:
     from ..distillation.bench import bench_distill
 
-    result = bench_distill(args.teacher_config, args.student, args.batch, args.seq, args.steps, args.dtype)
+    result = bench_distill(args.teacher_config, args.student, args.batch, args.seq, args.steps, args.dtype,
+                           profile=args.profile)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

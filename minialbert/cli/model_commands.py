@@ -28,28 +28,46 @@ def register(sub) -> None:
 
 
 def load_config(model: str):
-    """A MiniAlbertConfig from a preset name or a checkpoint directory."""
-    from ..model import PRESETS, MiniAlbertConfig, preset_config
+    """A config from a preset name, 'minilm' (the packaged teacher) or a checkpoint directory."""
+    from transformers import AutoConfig
+
+    import minialbert  # noqa: F401  (registers the minialbert model type)
+
+    from ..data.offline import resolve_model_name
+    from ..model import PRESETS, preset_config
 
     if model in PRESETS:
         return preset_config(model)
-    path = Path(model)
+    path = Path(resolve_model_name(model))  # aliases; a damaged config.json is named there
     if not (path / "config.json").is_file():
-        raise MiniAlbertError(f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a "
+        raise MiniAlbertError(f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}), 'minilm', nor a "
                               "folder with a config.json.")
     cfg = json.loads((path / "config.json").read_text())
-    if cfg.get("model_type") != "minialbert":
-        raise MiniAlbertError(f"{path / 'config.json'} has model_type {cfg.get('model_type')!r}, not "
-                              "'minialbert'. Reference checkpoints: run `minialbert import-reference` first.")
-    return MiniAlbertConfig.from_pretrained(str(path))
+    if cfg.get("model_type") == "albert" and "use_adapter" in cfg:
+        raise MiniAlbertError(f"{path / 'config.json'} is a reference MiniALBERT checkpoint; run "
+                              "`minialbert import-reference` first.")
+    try:
+        return AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"{path / 'config.json'}: {e}") from None
 
 
 def model_info(model: str) -> dict:
     import torch
+    from transformers import AutoModel
 
     from ..model import MiniAlbertModel, parameter_breakdown
 
     config = load_config(model)
+    if config.model_type != "minialbert":  # a teacher or baseline (e.g. the packaged MiniLM): totals only
+        with torch.device("meta"):
+            base = AutoModel.from_config(config)
+        embeddings = sum(p.numel() for p in base.get_input_embeddings().parameters())
+        total = sum(p.numel() for p in base.parameters())
+        keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size", "max_position_embeddings")
+        return {"model": model, "parameters": {"base": total, "word_embeddings": embeddings},
+                "config": {k: getattr(config, k, None) for k in keys}}
     with torch.device("meta"):  # shapes only: no memory for weights
         counts = parameter_breakdown(MiniAlbertModel(config))
     counts = {k: v for k, v in counts.items() if k not in ("total_with_head", "task_head")}
@@ -64,6 +82,12 @@ def run_info(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     c, p = info["config"], info["parameters"]
+    if "model_type" in c:
+        print(f"{args.model}: {c['model_type']} with {c['num_hidden_layers']} layers, H={c['hidden_size']} "
+              f"heads={c['num_attention_heads']} FFN={c['intermediate_size']} V={c['vocab_size']}")
+        print(f"  base model (no task head)  {p['base']:>12,}  ({p['base'] / 1e6:.2f}M)")
+        print(f"  word embeddings            {p['word_embeddings']:>12,}  ({p['word_embeddings'] / 1e6:.2f}M)")
+        return 0
     print(f"{args.model}: E={c['embedding_size']} H={c['hidden_size']} N={c['num_hidden_layers']} "
           f"heads={c['num_attention_heads']} FFN={c['intermediate_size']} V={c['vocab_size']} "
           f"adapters={'yes (r=%d)' % c['adapter_reduction_factor'] if c['use_adapters'] else 'no'}")

@@ -7,6 +7,7 @@ with a text field, or 'hf:NAME[:CONFIG][:SPLIT]' through `load_dataset` (optiona
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -84,6 +85,7 @@ def load_texts(opts: CorpusOptions):
             ds = ds.select_columns([opts.text_field]).rename_column(opts.text_field, "text") \
                 if opts.text_field != "text" else ds.select_columns(["text"])
         elif txt:
+            _check_text_files(txt)
             ds = datasets.load_dataset("text", data_files=txt, split="train",
                                        sample_by="paragraph" if opts.blank_line_docs else "line")
         else:
@@ -94,6 +96,28 @@ def load_texts(opts: CorpusOptions):
     if opts.max_docs is not None:
         ds = ds.select(range(min(opts.max_docs, len(ds))))
     return ds
+
+
+def _check_text_files(files: list[str]) -> None:
+    """Empty, binary or non-UTF-8 files make `datasets` fail with an error that names no file."""
+    nonempty = []
+    for name in files:
+        decoder, blank, offset = codecs.getincrementaldecoder("utf-8")(), True, 0
+        with open(name, "rb") as f:
+            while chunk := f.read(1 << 20):  # streamed: corpora can be larger than memory
+                if b"\0" in chunk:
+                    raise MiniAlbertError(f"Corpus file {name} looks binary (it holds NUL bytes); give UTF-8 text, "
+                                          "one document per line.")
+                try:
+                    blank = blank and not decoder.decode(chunk).strip()
+                except UnicodeDecodeError as e:
+                    raise MiniAlbertError(f"Corpus file {name} is not UTF-8 text (byte {offset + e.start}: {e.reason}); "
+                                          "convert it, e.g. `iconv -f latin1 -t utf-8`.") from None
+                offset += len(chunk)
+        if not blank:
+            nonempty.append(name)
+    if not nonempty:
+        raise MiniAlbertError(f"Corpus {', '.join(files)} is empty: no non-blank documents.")
 
 
 def _fingerprint(opts: CorpusOptions, tokenizer) -> str:

@@ -37,4 +37,30 @@ def resolve_model_name(name: str) -> str:
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise MiniAlbertError(f"The model folder {name} does not exist; give a checkpoint folder, 'minilm' "
                               "for the packaged teacher, or a hub name (needs a network).")
-    return str(Path(name).expanduser()) if name.startswith("~") else name
+    path = Path(name).expanduser()
+    if path.is_dir():
+        check_model_folder(path)
+    return str(path) if name.startswith("~") else name
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local checkpoint whose config.json does not parse or whose safetensors file is cut short
+    (a copy or download that stopped) is named here, instead of failing deep inside loading."""
+    import json
+
+    from safetensors import safe_open
+
+    config = folder / "config.json"
+    if config.exists():
+        try:
+            json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MiniAlbertError(f"{config} is not valid JSON ({e}); restore it from the original checkpoint "
+                                  "or save the model again.") from None
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except Exception as e:  # safetensors raises its own error type for a damaged header or size
+            raise MiniAlbertError(f"{weights} is damaged ({e}); it was probably cut short while being written or "
+                                  "copied. Copy or save the model again.") from None

@@ -15,7 +15,7 @@ from ..model import MiniAlbertForMaskedLM
 from .losses import LossWeights, distillation_losses, uniform_layer_map
 from .recipe import DistillRecipe
 from .teacher import Teacher
-from .trainer import DistillationModel, student_config
+from .trainer import DistillationModel, SeededMaskingCollator, student_config
 
 TEACHER_SHAPES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -34,8 +34,9 @@ def matmul_peak_gflops(dtype, tokens: int, hidden: int, reps=3) -> float:
     return 2 * tokens * hidden * 4 * hidden * reps / (time.perf_counter() - start) / 1e9
 
 
-def step_flops(teacher_cfg, student_cfg, B, T, n_masked) -> float:
-    """Matmul FLOPs of one step: teacher forward, student forward + backward (x3)."""
+def step_flops(teacher_cfg, student_cfg, B, T, n_masked, split: bool = False):
+    """Matmul FLOPs of one step: teacher forward, student forward + backward (x3); with `split`,
+    (teacher forward, student forward) separately."""
     def layer_flops(H, I):  # per token: QKV+O, FFN, attention scores and context
         return 2 * (4 * H * H + 2 * H * I) + 4 * T * H
     tokens = B * T
@@ -47,11 +48,44 @@ def step_flops(teacher_cfg, student_cfg, B, T, n_masked) -> float:
                 if s.use_adapters else 0)
     proj = 2 * s.embedding_size * s.hidden_size if s.embedding_size != s.hidden_size else 0
     student = (s.num_hidden_layers * layer_flops(s.hidden_size, s.intermediate_size) + adapters + proj) * tokens
-    return teacher + 3 * (student + head)
+    return (teacher, student + head) if split else teacher + 3 * (student + head)
 
 
-def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=256, steps=3, dtype="bf16") -> dict:
+class _BenchTokenizer:
+    """What the masking collator needs of a tokenizer, for random-weight benchmarks without a vocabulary."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size, self.mask_token, self.mask_token_id, self.pad_token_id = vocab_size, "[MASK]", 103, 0
+        self.padding_side = "right"
+
+    def __len__(self):
+        return self.vocab_size
+
+    def convert_tokens_to_ids(self, token):
+        return self.mask_token_id
+
+    def pad(self, examples, return_tensors="pt"):
+        T = max(len(e["input_ids"]) for e in examples)
+        batch = {k: torch.tensor([e[k] + [0] * (T - len(e[k])) for e in examples]) for k in examples[0]}
+        batch["attention_mask"] = torch.tensor([[1] * len(e["input_ids"]) + [0] * (T - len(e["input_ids"]))
+                                                for e in examples])
+        return batch
+
+
+def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=256, steps=3, dtype="auto",
+                  profile: bool = False) -> dict:
     from transformers import BertConfig, BertForMaskedLM
+
+    from ..runtime import cpu_dtype_probe, resolve_dtype
+
+    requested = dtype
+    dtype = resolve_dtype(dtype)
+    if requested == "auto" and not torch.cuda.is_available():
+        probe = cpu_dtype_probe()
+        dtype_reason = (f"auto: matmul probe fp32 {probe['fp32_gflops']} vs bf16 {probe['bf16_gflops']} GFLOP/s "
+                        f"on {probe['cpu']}")
+    else:
+        dtype_reason = "requested" if requested != "auto" else "auto: CUDA"
 
     torch.manual_seed(0)
     t_cfg = BertConfig(**TEACHER_SHAPES[teacher_shape], attn_implementation="eager")
@@ -62,7 +96,7 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
     s_cfg.hidden_dropout_prob = s_cfg.attention_probs_dropout_prob = 0.0  # deterministic comparisons
     layer_map = uniform_layer_map(s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
     model = DistillationModel(MiniAlbertForMaskedLM(s_cfg), layer_map, LossWeights()).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4, fused=True)  # as the trainer: adamw_torch_fused
 
     ids = torch.randint(1000, t_cfg.vocab_size, (B, T))
     attention_mask = torch.ones(B, T, dtype=torch.long)
@@ -90,25 +124,43 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
         low = losses_on_batch("bf16")
         result["bf16_vs_fp32_loss_rel_diff"] = abs(low["loss"].item() - fast["loss"].item()) / abs(fast["loss"].item())
 
+    # One step, phase by phase (each phase waits for its own work: CPU ops are synchronous).
+    phases = {k: [] for k in ("data", "teacher_forward", "student_forward", "losses", "backward", "optimizer")}
+    collator = SeededMaskingCollator(_BenchTokenizer(t_cfg.vocab_size), 0.15, seed=0)
+    windows = [{"input_ids": ids[b][attention_mask[b].bool()].tolist(), "special_tokens_mask":
+                [0] * int(attention_mask[b].sum()), "window_index": b} for b in range(B)]
     times = []
     for step in range(steps + 1):  # the first step warms up allocators and kernels; not counted
-        start = time.perf_counter()
+        marks = [time.perf_counter()]
+        collator(windows)  # the real masking collator on this batch's windows
+        marks.append(time.perf_counter())
         with autocast(dtype):
             t_hidden, t_attn, t_logits = teacher.forward(ids, attention_mask, None, masked)
-            loss = model(ids, attention_mask, labels, t_hidden, t_attn, t_logits)["loss"]
+            marks.append(time.perf_counter())
+            out, s_logits = model.student_outputs(ids, attention_mask, labels)
+            marks.append(time.perf_counter())
+            loss = model.losses(out, s_logits, attention_mask, labels, t_hidden, t_attn, t_logits)["loss"]
+            marks.append(time.perf_counter())
         loss.backward()
+        marks.append(time.perf_counter())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        marks.append(time.perf_counter())
         if step:
-            times.append(time.perf_counter() - start)
+            times.append(marks[-1] - marks[0])
+            for name, a, b in zip(phases, marks, marks[1:]):
+                phases[name].append(b - a)
     median = statistics.median(times)
     flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()))
     shape = (B * T, t_cfg.hidden_size)
     peak = matmul_peak_gflops(torch.bfloat16 if dtype == "bf16" else torch.float32, *shape)
     peak_fp32 = peak if dtype == "fp32" else matmul_peak_gflops(torch.float32, *shape)
+    real = int(attention_mask.sum())
     result.update({
-        "teacher": teacher_shape, "student": student, "dtype": dtype, "batch": B, "seq": T, "steps": steps,
-        "tokens_per_s": round(B * T / median, 1), "step_s_median": round(median, 3),
+        "teacher": teacher_shape, "student": student, "dtype": dtype, "dtype_reason": dtype_reason,
+        "batch": B, "seq": T, "steps": steps,
+        "tokens_per_s": round(B * T / median, 1), "padding_fraction": round(1 - real / (B * T), 4),
+        "real_tokens_per_s": round(real / median, 1), "step_s_median": round(median, 3),
         "step_s_all": [round(t, 3) for t in times], "step_gflop": round(flops / 1e9, 1),
         "achieved_gflops": round(flops / median / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
         "matmul_peak_gflops_fp32": round(peak_fp32, 1), "mfu": round(flops / median / 1e9 / peak, 3),
@@ -116,4 +168,11 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "torch": torch.__version__,
     })
+    if profile:
+        t_flops, s_flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()), split=True)
+        per_phase = {k: statistics.median(v) for k, v in phases.items()}
+        gflop = {"teacher_forward": t_flops, "student_forward": s_flops, "backward": 2 * s_flops}
+        result["profile"] = {k: {"seconds": round(v, 4), "share": round(v / sum(per_phase.values()), 3),
+                                 **({"gflops": round(gflop[k] / v / 1e9, 1)} if k in gflop else {})}
+                             for k, v in per_phase.items()}
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import MiniAlbertError
+from ..errors import MiniAlbertError, require
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 
@@ -70,6 +70,47 @@ class DistillRecipe:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def validate(self) -> "DistillRecipe":
+        """Cheap checks before anything is loaded; each names its flag and how to fix it."""
+        positive_ints = {"batch_size": "examples per device per step", "gradient_accumulation_steps": "",
+                         "max_length": "tokens per window", "windows_per_doc": "", "save_steps": "",
+                         "logging_steps": "", "save_total_limit": ""}
+        for name, what in positive_ints.items():
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}){': ' + what if what else ''}.")
+        for name in ("iterations", "embedding_size", "hidden_size", "num_attention_heads"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}); leave it out to "
+                                                 "take the preset's or the teacher's value.")
+        require(self.max_length >= 8, f"--max-length {self.max_length} is too short: a window needs [CLS], "
+                                      "[SEP] and some text; use 8 or more (128 or 256 are usual).")
+        require(self.stride >= 0, f"--stride must be 0 or more (got {self.stride}): the tokens two windows "
+                                  "of one document share.")
+        require(self.learning_rate > 0, f"--learning-rate must be positive (got {self.learning_rate}).")
+        require(0 < self.mlm_probability < 1, f"--mlm-probability must be between 0 and 1 (got "
+                                              f"{self.mlm_probability}); BERT uses 0.15.")
+        require(self.max_steps is None or self.max_steps >= 0,
+                f"--max-steps must be 0 (save the initialised student) or more (got {self.max_steps}).")
+        require(self.epochs > 0, f"--epochs must be positive (got {self.epochs}).")
+        require(self.warmup_steps >= 0, f"--warmup-steps must be 0 or more (got {self.warmup_steps}).")
+        require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
+        require(self.temperature > 0, f"--temperature must be positive (got {self.temperature}).")
+        for name in ("mlm_weight", "alignment_weight", "output_weight", "embedding_weight"):
+            require(getattr(self, name) >= 0, f"--{_flag(name)} must be 0 or more (got {getattr(self, name)}).")
+        require(self.max_docs is None or self.max_docs >= 1, f"--max-docs must be at least 1 (got {self.max_docs}).")
+        require(self.alignment in ("full", "hidden", "attention", "none"),
+                f"--alignment must be full, hidden, attention or none (got {self.alignment!r}).")
+        return self
+
+    def adapted_stride(self, special_tokens: int = 2) -> int:
+        """The overlap, shrunk to fit a short window (the tokenizer needs stride < max_length - specials)."""
+        room = self.max_length - special_tokens
+        return self.stride if self.stride < room else max(0, room // 2)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
 
 
 def available_recipes() -> list[str]:

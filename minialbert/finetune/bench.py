@@ -59,7 +59,27 @@ def bench_finetune(model: str, task_name: str, data_dir, steps=20, batch_size=32
 
     full_s, full_n = time_steps(adapter=False)
     adapter_s, adapter_n = time_steps(adapter=True)
+    from ..distillation.bench import matmul_peak_gflops
+
+    config = build().config
+    slots = int(statistics.median(b["input_ids"].numel() for b in batches[1:]))  # padded tokens: computed anyway
+    real = int(statistics.median(int(b["attention_mask"].sum()) for b in batches[1:]))
+    forward = _forward_flops(config, slots, batches[1]["input_ids"].shape[1])
+    peak = matmul_peak_gflops(torch.float32, slots, config.hidden_size)
+    # full fine-tuning: forward + backward (input and weight gradients) ~ 3x the forward;
+    # adapter tuning: the frozen matrices need input gradients only ~ 2x
     return {"model": model, "task": task.name, "batch_size": batch_size, "max_length": max_length, "steps": steps,
             "full_step_s_median": round(full_s, 4), "adapter_step_s_median": round(adapter_s, 4),
             "adapter_speedup": round(full_s / adapter_s, 3), "full_trainable_parameters": full_n,
-            "adapter_trainable_parameters": adapter_n, "threads": torch.get_num_threads()}
+            "adapter_trainable_parameters": adapter_n, "padding_fraction": round(1 - real / slots, 4),
+            "full_real_tokens_per_s": round(real / full_s, 1), "adapter_real_tokens_per_s": round(real / adapter_s, 1),
+            "matmul_peak_gflops_fp32": round(peak, 1),
+            "full_mfu": round(3 * forward / full_s / 1e9 / peak, 3),
+            "adapter_mfu": round(2 * forward / adapter_s / 1e9 / peak, 3), "threads": torch.get_num_threads()}
+
+
+def _forward_flops(config, tokens: int, seq: int) -> float:
+    """Matmul FLOPs of one forward pass over `tokens` token slots (QKV+O, FFN, attention)."""
+    H, I = config.hidden_size, config.intermediate_size
+    per_token = config.num_hidden_layers * (2 * (4 * H * H + 2 * H * I) + 4 * seq * H)
+    return per_token * tokens

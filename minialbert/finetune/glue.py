@@ -82,6 +82,9 @@ def read_tsv(task: GlueTask, path: Path) -> GlueSplit:
                               f"train.tsv and {' and '.join(task.dev_files)} in the official GLUE layout.")
     with path.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or (task.header and len(rows) == 1):
+        raise MiniAlbertError(f"{path} holds no {'rows' if rows else 'data (the file is empty)'}; GLUE {task.name} "
+                              "needs the official TSV with a header and one example per line.")
     if task.header:
         header, body, first_line = rows[0], rows[1:], 2
         try:

@@ -23,7 +23,7 @@ def read_bio(path: Path, allowed_tags: set[str] | None = None) -> NerSplit:
     if not path.is_file():
         raise MiniAlbertError(f"Missing split file {path}; an NER folder needs train.tsv, devel.tsv and test.tsv "
                               "(token<TAB>tag per line, blank line between sentences).")
-    sentences, tags, words, labels = [], [], [], []
+    sentences, tags, words, labels, columns = [], [], [], [], None
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             line = line.rstrip("\n").rstrip("\r")
@@ -36,6 +36,10 @@ def read_bio(path: Path, allowed_tags: set[str] | None = None) -> NerSplit:
             parts = line.split("\t")
             if len(parts) < 2 or not parts[-1]:
                 raise MiniAlbertError(f"{path}, line {n}: expected 'token<TAB>tag', got {line!r}.")
+            columns = columns or len(parts)  # the first line fixes the layout (token ... tag)
+            if len(parts) != columns:
+                raise MiniAlbertError(f"{path}, line {n}: {len(parts)} tab-separated fields where the file's first "
+                                      f"line has {columns}; got {line!r}. Each line is token<TAB>tag (the tag last).")
             tag = parts[-1].strip()
             if not (tag == "O" or tag[:2] in ("B-", "I-")):
                 raise MiniAlbertError(f"{path}, line {n}: tag {tag!r} is not BIO (O, B-X or I-X).")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data.offline import resolve_model_name
-from ..errors import MiniAlbertError
+from ..errors import MiniAlbertError, require
 from ..hf_utils import quiet_transformers
 from ..runtime import resolve_dtype
 from .adapter_files import save_adapter_task
@@ -49,6 +49,20 @@ class FinetuneOptions:
     label_all_subtokens: bool = False
     max_train_samples: int | None = None
     save_models: str = "best"  # best | all | none
+
+    def validate(self) -> "FinetuneOptions":
+        """Cheap checks before the model or the data is loaded; each names its flag."""
+        require(all(lr > 0 for lr in self.learning_rates or []),
+                f"--lr must be positive (got {self.learning_rates}).")
+        for name in ("batch_size", "runs", "seeds_at_best", "max_train_samples"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+        require(self.epochs is None or self.epochs > 0, f"--epochs must be positive (got {self.epochs}).")
+        require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1 (got {self.max_steps}).")
+        require(self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length}).")
+        require(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio}).")
+        require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
+        return self
 
 
 @dataclass
@@ -194,7 +208,7 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
         lr_scheduler_type="linear", warmup_steps=opts.warmup_ratio, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
         seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to=["tensorboard"],
-        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False)
+        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False, optim="adamw_torch_fused")
     collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
                 else DataCollatorWithPadding(tokenizer))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=collator)
@@ -233,16 +247,18 @@ def _write_json(path: Path, obj) -> None:
 def run_finetune(opts: FinetuneOptions) -> dict:
     from transformers import AutoTokenizer
 
+    opts.validate()
     out = Path(opts.out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     path = resolve_model_name(opts.model)
+    if opts.task.lower() != "ner":
+        get_task(opts.task)  # unknown task: fail before any work
+    _check_max_length(opts, path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"No tokenizer found for {opts.model!r} ({e}); a distilled student keeps its "
                               "teacher's tokenizer in OUT/final.") from None
-    if opts.task.lower() != "ner":
-        get_task(opts.task)  # unknown task: fail before any work
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     data = prepare_data(opts, tokenizer)
     dtype = resolve_dtype(opts.dtype)
     specs = plan_runs(opts, data.large)
@@ -266,6 +282,21 @@ def run_finetune(opts: FinetuneOptions) -> dict:
                     shutil.rmtree(out / "runs" / r["run_id"] / sub, ignore_errors=True)
     _write_json(out / "results.json", summary)
     return summary
+
+
+def _check_max_length(opts: FinetuneOptions, path: str) -> None:
+    """Inputs longer than the model's position table would crash mid-run: refuse them up front."""
+    from transformers import AutoConfig
+
+    import minialbert  # noqa: F401  (registers the minialbert model type)
+
+    try:
+        positions = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load the model {opts.model!r}: {e}") from None
+    if positions and opts.max_length > positions:
+        raise MiniAlbertError(f"--max-length {opts.max_length} exceeds the {positions} positions of {opts.model!r}; "
+                              f"use --max-length {positions} or less.")
 
 
 def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, tokenizer, out: Path, dtype: str,

@@ -25,6 +25,7 @@ from ..hf_utils import quiet_transformers
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-4  # fp32 ONNX vs PyTorch, max absolute difference
+MIN_OPSET = 18  # the torch.export-based exporter's first opset; older ones need a lossy down-conversion
 
 
 def load_for_export(name: str) -> nn.Module:
@@ -124,50 +125,85 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
     out = Path(out)
     if out.suffix != ".onnx":
         raise MiniAlbertError(f"--onnx {out}: the output file name must end in .onnx.")
+    if out.is_dir():
+        raise MiniAlbertError(f"--onnx {out} is a folder; give a file name such as {out / 'model.onnx'}.")
     _require_onnx_packages()
+    import onnx
+
+    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise MiniAlbertError(f"--opset {opset} is not supported: PyTorch's exporter writes opsets {MIN_OPSET} to "
+                              f"{onnx.defs.onnx_opset_version()} (the installed onnx); {MIN_OPSET} runs on every "
+                              "current ONNX Runtime.")
     out.parent.mkdir(parents=True, exist_ok=True)
     model = (load_for_export(name) if model is None else model).eval()
+    tokenizer_warning = _missing_tokenizer(name)
     vocab = model.config.vocab_size
     names = _output_names(model, example_inputs(2, 16, vocab))
     wrapper = OnnxWrapper(model, names).eval()
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     tmp = out.with_name(out.stem + ".fp32.tmp.onnx")
-    with _quiet_export():
-        try:
-            torch.onnx.export(wrapper, tuple(example_inputs(2, 16, vocab).values()), str(tmp),
-                              input_names=list(INPUT_NAMES), output_names=names, opset_version=opset,
-                              dynamic_shapes={k: {0: batch, 1: seq} for k in INPUT_NAMES},
-                              dynamo=True, external_data=False)
-        except Exception as e:  # the exporter raises many types; name the model and keep the reason
-            tmp.unlink(missing_ok=True)
-            raise MiniAlbertError(f"ONNX export of {name!r} ({type(model).__name__}) failed: "
-                                  f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
-    _strip_debug_metadata(tmp)
-    check = example_inputs(3, 37, vocab, seed=1, pad_last=9)  # another shape: the axes must be dynamic
-    with torch.inference_mode():
-        reference = [t.numpy() for t in wrapper(**check)]
-    fp32_diff = max(float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(tmp), check), reference))
-    if fp32_diff > PARITY_TOLERANCE:
+    int8_tmp = out.with_name(out.stem + ".int8.tmp.onnx")
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    try:
+        with _quiet_export():
+            try:
+                torch.onnx.export(wrapper, tuple(example_inputs(2, 16, vocab).values()), str(tmp),
+                                  input_names=list(INPUT_NAMES), output_names=names, opset_version=opset,
+                                  dynamic_shapes={k: {0: batch, 1: seq} for k in INPUT_NAMES},
+                                  dynamo=True, external_data=False)
+            except Exception as e:  # the exporter raises many types; name the model and keep the reason
+                raise MiniAlbertError(f"ONNX export of {name!r} ({type(model).__name__}) failed: "
+                                      f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+        _strip_debug_metadata(tmp)
+        check = example_inputs(3, 37, vocab, seed=1, pad_last=9)  # another shape: the axes must be dynamic
+        with torch.inference_mode():
+            reference = [t.numpy() for t in wrapper(**check)]
+        fp32_diff = max(float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(tmp), check), reference))
+        if fp32_diff > PARITY_TOLERANCE:
+            raise MiniAlbertError(f"ONNX export of {name!r}: outputs differ from PyTorch by {fp32_diff:.2e} "
+                                  f"(> {PARITY_TOLERANCE:g}); the file was not written. Please report this.")
+        report = {"model": name, "class": type(model).__name__, "outputs": names, "opset": _file_opset(tmp),
+                  "parameters": sum(p.numel() for p in model.parameters()),
+                  "fp32_max_abs_diff": fp32_diff, "int8": int8}
+        if tokenizer_warning:
+            report["warning"] = tokenizer_warning
+        final = tmp
+        if int8:
+            final = int8_tmp
+            quantize_int8(tmp, final)
+            report["int8_max_abs_diff"] = max(
+                float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(final), check), reference))
+            if fp32_copy is not None:
+                os.replace(tmp, fp32_copy)
+                report.update(fp32_file=str(fp32_copy), fp32_file_bytes=Path(fp32_copy).stat().st_size)
+        os.replace(final, out)  # the file appears whole or not at all
+    finally:  # whatever failed, no temporary file is left behind
         tmp.unlink(missing_ok=True)
-        raise MiniAlbertError(f"ONNX export of {name!r}: outputs differ from PyTorch by {fp32_diff:.2e} "
-                              f"(> {PARITY_TOLERANCE:g}); the file was not written. Please report this.")
-    report = {"model": name, "class": type(model).__name__, "outputs": names, "opset": opset,
-              "parameters": sum(p.numel() for p in model.parameters()),
-              "fp32_max_abs_diff": fp32_diff, "int8": int8}
-    final = tmp
-    if int8:
-        final = out.with_name(out.stem + ".int8.tmp.onnx")
-        quantize_int8(tmp, final)
-        report["int8_max_abs_diff"] = max(
-            float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(final), check), reference))
-        if fp32_copy is None:
-            tmp.unlink()
-        else:
-            os.replace(tmp, fp32_copy)
-            report.update(fp32_file=str(fp32_copy), fp32_file_bytes=Path(fp32_copy).stat().st_size)
-    os.replace(final, out)  # the file appears whole or not at all
+        int8_tmp.unlink(missing_ok=True)
     report.update(file=str(out), file_bytes=out.stat().st_size)
     return report
+
+
+def _file_opset(path) -> int:
+    """The default-domain opset the file really declares (what a runtime checks)."""
+    import onnx
+
+    return next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                if o.domain in ("", "ai.onnx"))
+
+
+def _missing_tokenizer(name: str) -> str | None:
+    """A local folder without tokenizer files exports fine but cannot be served as it is: say so."""
+    folder = Path(name)
+    if not folder.is_dir() or any((folder / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        return None
+    from ..finetune.adapter_files import ADAPTER_CONFIG
+
+    if (folder / ADAPTER_CONFIG).is_file():
+        return None  # the adapter task folder's base holds the tokenizer
+    message = (f"{folder} has no tokenizer files: the ONNX graph takes token ids, so serving it needs the "
+               "tokenizer the model was trained with (save it beside the model with tokenizer.save_pretrained).")
+    logging.getLogger(__name__).warning(message)
+    return message
 
 
 def _require_onnx_packages() -> None:
