@@ -18,7 +18,8 @@ HELP = {
     "hidden_size": "force a student width different from the teacher's (needs --project-hidden)",
     "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
     "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), random, or a model of width E",
-    "shared_layer_init": "copy this teacher layer (1-based) into the shared layer",
+    "shared_layer_init": "shared layer from teacher layer N (1-based), 'average' (mean of the mapped teacher layers) "
+                         "or 'average:2,4,6'; 0 = random",
     "layer_map": "comma-separated teacher layer (1-based) per student iteration; default uniform i*L/N",
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",

@@ -36,6 +36,10 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--label-all-subtokens", action="store_true", help="NER: label every sub-token, not only the first")
     p.add_argument("--max-train-samples", type=int, default=None, help="use a subset of the training set")
     p.add_argument("--save-models", choices=["best", "all", "none"], default="best")
+    p.add_argument("--exits", default="none",
+                   help="elastic depth (MiniALBERT): 'all' trains a classifier on every iteration's output (loss of "
+                        "exit i weighted by i), or a list such as 2,4; then predict/export/bench depth can stop "
+                        "after any K iterations")
     p.add_argument("--out", required=True)
     p.set_defaults(func=run_finetune_cmd)
 
@@ -75,7 +79,8 @@ def run_finetune_cmd(args) -> int:
         learning_rates=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
         runs=args.runs, grid=args.grid, seed=args.seed, dtype=args.dtype, max_length=args.max_length,
         label_all_subtokens=args.label_all_subtokens, max_train_samples=args.max_train_samples,
-        save_models=args.save_models, warmup_ratio=args.warmup_ratio, seeds_at_best=args.seeds_at_best))
+        save_models=args.save_models, warmup_ratio=args.warmup_ratio, seeds_at_best=args.seeds_at_best,
+        exits=args.exits))
     best = summary["best"]
     print(f"\n{summary['task']}: best score {100 * summary['score']:.2f} (lr {best['learning_rate']:g}, batch "
           f"{best['batch_size']}, {best['runs']} run(s)); trainable parameters {summary['trainable_parameters']:,}")

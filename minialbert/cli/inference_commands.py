@@ -21,6 +21,11 @@ def register(sub, bench_sub) -> None:
                    help="adapter task folder, optionally named (repeatable)")
     p.add_argument("--input", required=True, help="JSON lines with text (and text_pair, task)")
     p.add_argument("--output", default=None, help="write JSON lines here instead of stdout")
+    p.add_argument("--iterations", type=int, default=None, metavar="K",
+                   help="run only the first K iterations (elastic depth; best with tasks tuned with --exits)")
+    p.add_argument("--early-exit", type=float, default=None, metavar="THRESHOLD",
+                   help="stop each request at the first exit whose normalised entropy is <= THRESHOLD (0-1); "
+                        "the output says how many iterations it used")
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser(
@@ -35,6 +40,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
     p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the weights")
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--iterations", type=int, default=None, metavar="K",
+                   help="export a K-iteration graph (elastic depth) instead of all N iterations")
     p.set_defaults(func=run_export)
 
     p = bench_sub.add_parser(
@@ -70,6 +77,23 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_infer)
 
+    p = bench_sub.add_parser(
+        "depth", help="One fine-tuned checkpoint at every depth: score vs latency for K = 1..N and early exit.",
+        description="For a MiniALBERT classifier (best fine-tuned with --exits all): dev score, median latency per "
+                    "batch and mean iterations for each fixed depth K and each early-exit threshold, measured in "
+                    "one run, configurations interleaved batch by batch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="fine-tuned checkpoint folder or adapter task folder")
+    p.add_argument("--task", required=True, help="GLUE task name or ner")
+    p.add_argument("--data-dir", required=True, help="GLUE folder or NER folder")
+    p.add_argument("--thresholds", type=lambda s: [float(x) for x in s.split(",")], default=None,
+                   help="normalised-entropy thresholds for early exit, e.g. 0.05,0.1,0.2")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--figure", default=None, help="write score vs latency as a PNG here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_bench_depth)
+
 
 def run_predict(args) -> int:
     from ..inference import MultiTaskModel
@@ -95,7 +119,9 @@ def run_predict(args) -> int:
         if task is None:
             raise MiniAlbertError(f"{path}, line {n}: several tasks are loaded; say which with a 'task' field.")
         pair = [req["text_pair"]] if "text_pair" in req else None
-        lines.append(json.dumps({"task": task, "prediction": server.predict(task, [text], pair)[0]}))
+        labels, used = server.predict_with_depth(task, [text], pair, iterations=args.iterations,
+                                                 early_exit=args.early_exit)
+        lines.append(json.dumps({"task": task, "prediction": labels[0], "iterations": used[0]}))
     text = "\n".join(lines) + "\n"
     if args.output:
         Path(args.output).write_text(text)
@@ -112,10 +138,20 @@ def run_bench_infer(args) -> int:
     return 0
 
 
+def run_bench_depth(args) -> int:
+    from ..inference.depth import THRESHOLDS, bench_depth
+
+    result = bench_depth(args.model, args.task, args.data_dir, args.thresholds or THRESHOLDS, args.batch_size,
+                         args.max_length, args.figure)
+    print(json.dumps(result, indent=2) if args.json else json.dumps(result))
+    return 0
+
+
 def run_export(args) -> int:
     from ..inference.export import export_onnx
 
-    print(json.dumps(export_onnx(args.model, args.onnx, int8=args.int8, opset=args.opset), indent=2))
+    print(json.dumps(export_onnx(args.model, args.onnx, int8=args.int8, opset=args.opset,
+                                 iterations=args.iterations), indent=2))
     return 0
 
 

@@ -25,7 +25,7 @@ class DistillRecipe:
     hidden_size: int | None = None        # only to force a width different from the teacher's
     num_attention_heads: int | None = None
     embedding_init: str = "teacher"       # teacher (copy or SVD) | random | a model name/path of width E
-    shared_layer_init: int | None = None  # copy this teacher layer (1-based) into the shared layer
+    shared_layer_init: str | None = None  # teacher layer (1-based), 'average' or 'average:2,4,6'; 0/None: random
     layer_map: list[int] | None = None    # teacher layer per iteration (1-based); default uniform
     project_hidden: bool = False          # learn a linear map when student and teacher widths differ
     average_heads: bool = False           # compare head-averaged maps when head counts differ

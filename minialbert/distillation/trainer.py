@@ -284,10 +284,10 @@ def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
     return MiniAlbertConfig(**kw)
 
 
-def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer,
-                  config: MiniAlbertConfig) -> tuple[MiniAlbertForMaskedLM, dict]:
+def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: MiniAlbertConfig,
+                  layer_map=None) -> tuple[MiniAlbertForMaskedLM, dict]:
     from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_teacher,
-                                        init_shared_layer_from_teacher)
+                                        init_shared_layer_from_teacher, parse_shared_layer_init)
 
     torch.manual_seed(recipe.seed)
     student = MiniAlbertForMaskedLM(config)
@@ -318,9 +318,10 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer,
                 f"vocabulary from the teacher {teacher.name!r}; its embeddings would index the wrong tokens. "
                 "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
         init_embeddings_from_module(student, source)
-    if recipe.shared_layer_init:
-        init_shared_layer_from_teacher(student, teacher.model, recipe.shared_layer_init)
-        info["shared_layer_init"] = recipe.shared_layer_init
+    if recipe.shared_layer_init not in (None, 0, "0", ""):
+        layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
+        init_shared_layer_from_teacher(student, teacher.model, layers)
+        info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
     return student, info
 
 
@@ -429,7 +430,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(recipe.teacher))
     config = student_config(recipe, teacher.config)
     weights, projection, layer_map = _resolve_alignment(recipe, teacher, config)
-    student, init_info = build_student(recipe, teacher, tokenizer, config)
+    student, init_info = build_student(recipe, teacher, tokenizer, config, layer_map)
     model = DistillationModel(student, layer_map, weights, recipe.temperature, recipe.average_heads, projection)
 
     if recipe.max_steps == 0:  # initialisation only: the 0-token point of a budget curve

@@ -33,6 +33,7 @@ def save_adapter_task(model, out_dir, base_model: str, head: str, extra: dict | 
     cfg = {"base_model": base_model, "head": head, "num_labels": model.config.num_labels,
            "id2label": {str(k): v for k, v in model.config.id2label.items()},
            "problem_type": model.config.problem_type, "adapter_reduction_factor": model.config.adapter_reduction_factor,
+           "exit_iterations": model.config.exit_iterations,
            "tensors": len(state), "parameters": sum(t.numel() for t in state.values()), **(extra or {})}
     (out / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2))
     return out
@@ -60,7 +61,7 @@ def load_adapter_model(task_dir, base_model=None):
     with quiet_transformers():
         model = auto.from_pretrained(base_model or cfg["base_model"], num_labels=cfg["num_labels"],
                                      id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                                     problem_type=cfg["problem_type"])
+                                     problem_type=cfg["problem_type"], exit_iterations=cfg.get("exit_iterations"))
     model.prepare_adapter_tuning()
     missing = set(state) - set(dict(model.named_parameters()))
     if missing:

@@ -46,6 +46,7 @@ class FinetuneOptions:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seeds_at_best: int | None = None  # after a one-seed grid, repeat the best configuration to N seeds
+    exits: str = "none"  # elastic depth: "all" or "1,2,3" = a classifier per iteration, trained together
     label_all_subtokens: bool = False
     max_train_samples: int | None = None
     save_models: str = "best"  # best | all | none
@@ -148,7 +149,22 @@ def prepare_data(opts: FinetuneOptions, tokenizer) -> TaskData:
 
 # --- model ------------------------------------------------------------------------------------------
 
-def load_task_model(model_name: str, data: TaskData):
+def parse_exits(spec: str, num_iterations: int) -> list[int] | None:
+    """'none' -> None; 'all' -> 1..N; '1,3' -> [1, 3] (the last iteration always has its head)."""
+    if spec in (None, "", "none"):
+        return None
+    if spec == "all":
+        return list(range(1, num_iterations + 1))
+    try:
+        exits = sorted({int(x) for x in spec.split(",")} | {num_iterations})
+    except ValueError:
+        exits = []
+    if not exits or not all(1 <= i <= num_iterations for i in exits):
+        raise MiniAlbertError(f"--exits {spec!r}: give 'all', 'none' or iterations in 1..{num_iterations}, e.g. 2,4.")
+    return exits
+
+
+def load_task_model(model_name: str, data: TaskData, exits: str = "none"):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     import minialbert  # noqa: F401  (registers the minialbert model type)
@@ -165,9 +181,16 @@ def load_task_model(model_name: str, data: TaskData):
             f"needs {data.num_labels}; start from its base (distilled) checkpoint instead of a fine-tuned one.")
     auto = AutoModelForTokenClassification if data.kind == "ner" else AutoModelForSequenceClassification
     id2label = dict(enumerate(data.label_names))
+    extra = {}
+    if exits not in (None, "", "none"):
+        if config.model_type != "minialbert":
+            raise MiniAlbertError(f"--exits needs a MiniALBERT model (one shared layer, any depth); {model_name!r} "
+                                  f"is {config.model_type!r}.")
+        extra["exit_iterations"] = parse_exits(exits, config.num_hidden_layers)
     with quiet_transformers():  # the new task head is expected to be missing
         return auto.from_pretrained(path, num_labels=data.num_labels, id2label=id2label,
-                                    label2id={v: k for k, v in id2label.items()}, problem_type=data.problem_type)
+                                    label2id={v: k for k, v in id2label.items()}, problem_type=data.problem_type,
+                                    **extra)
 
 
 def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
@@ -192,7 +215,7 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
                               TrainingArguments)
 
     torch.manual_seed(spec.seed)
-    model = load_task_model(opts.model, data)
+    model = load_task_model(opts.model, data, opts.exits)
     total = sum(p.numel() for p in model.parameters())
     if opts.adapter_tuning:
         if not hasattr(model, "prepare_adapter_tuning"):
@@ -231,7 +254,8 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
             "hyperparameters": {"learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
                                 "epochs": spec.epochs, "max_steps": spec.max_steps,
                                 "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
-                                "max_length": opts.max_length, "dtype": dtype},
+                                "max_length": opts.max_length, "dtype": dtype,
+                                "exits": getattr(model.config, "exit_iterations", None)},
             "seed": spec.seed, "metrics": result["splits"], "score": result["score"],
             "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
             "trainable_parameters": trainable, "total_parameters": total,

@@ -117,7 +117,7 @@ def _quiet_export():
 
 
 def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.Module | None = None,
-                fp32_copy=None) -> dict:
+                fp32_copy=None, iterations: int | None = None) -> dict:
     """Export `name` to `out` (fp32, or int8 weights with `int8`); return a report with the parity
     against PyTorch measured on inputs of a different shape from the export example. `model`: the
     already loaded `load_for_export(name)`, if the caller has it; `fp32_copy`: with `int8`, keep the
@@ -136,6 +136,12 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
                               "current ONNX Runtime.")
     out.parent.mkdir(parents=True, exist_ok=True)
     model = (load_for_export(name) if model is None else model).eval()
+    if iterations is not None:  # elastic depth: the graph runs K iterations and answers with exit K
+        N = getattr(model.config, "num_hidden_layers", None)
+        if getattr(model.config, "model_type", None) != "minialbert" or not 1 <= iterations <= N:
+            raise MiniAlbertError(f"--iterations {iterations}: needs a MiniALBERT model and 1 <= K <= its N "
+                                  f"({N}).")
+        model.config.inference_iterations = iterations
     tokenizer_warning = _missing_tokenizer(name)
     vocab = model.config.vocab_size
     names = _output_names(model, example_inputs(2, 16, vocab))
@@ -162,6 +168,8 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
             raise MiniAlbertError(f"ONNX export of {name!r}: outputs differ from PyTorch by {fp32_diff:.2e} "
                                   f"(> {PARITY_TOLERANCE:g}); the file was not written. Please report this.")
         report = {"model": name, "class": type(model).__name__, "outputs": names, "opset": _file_opset(tmp),
+                  "iterations": getattr(model.config, "inference_iterations", None)
+                  or getattr(model.config, "num_hidden_layers", None),
                   "parameters": sum(p.numel() for p in model.parameters()),
                   "fp32_max_abs_diff": fp32_diff, "int8": int8}
         if tokenizer_warning:

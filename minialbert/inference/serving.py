@@ -23,6 +23,10 @@ class TaskModule:
     head: str  # sequence-classification | token-classification
     id2label: dict[int, str]
     problem_type: str | None
+    exits: dict[int, nn.Linear]  # iteration -> its exit classifier (elastic depth); the last uses `classifier`
+
+    def exit_head(self, iteration: int) -> nn.Linear:
+        return self.exits.get(iteration, self.classifier)
 
 
 class MultiTaskModel:
@@ -47,33 +51,64 @@ class MultiTaskModel:
         adapters = MiniAlbertAdapters(config)
         adapter_state = {k[len(_ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(_ADAPTER_PREFIX)}
         head_state = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("classifier.")}
+        exits = {}
         try:
             adapters.load_state_dict(adapter_state)
             classifier = nn.Linear(config.hidden_size, cfg["num_labels"])
             classifier.load_state_dict(head_state)
+            for i in cfg.get("exit_iterations") or []:
+                if i != config.num_hidden_layers:
+                    exits[i] = nn.Linear(config.hidden_size, cfg["num_labels"]).eval()
+                    exits[i].load_state_dict({k.rsplit(".", 1)[1]: v for k, v in state.items()
+                                              if k.startswith(f"exit_classifiers.{i}.")})
         except RuntimeError as e:
             raise MiniAlbertError(f"{task_dir} does not fit the base {self.base_path}: {e}") from None
         module = TaskModule(name, adapters.eval(), classifier.eval(), cfg["head"],
-                            {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"))
+                            {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits)
         self.tasks[name] = module
         return module
 
     @torch.inference_mode()
-    def logits(self, name: str, texts, text_pairs=None, max_length: int = 128) -> torch.Tensor:
+    def logits_and_depth(self, name: str, texts, text_pairs=None, max_length: int = 128,
+                         iterations: int | None = None, early_exit: float | None = None):
+        """Logits and the iterations each example used: all N, a fixed `iterations` K (answered by
+        exit K's head when the task trained one), or per-example early exit at normalised entropy
+        `early_exit` (tasks fine-tuned with --exits)."""
+        from ..model.modeling_minialbert import early_exit_logits
+
         if name not in self.tasks:
             raise MiniAlbertError(f"Unknown task {name!r}; loaded tasks: {', '.join(self.tasks) or 'none'}.")
         task = self.tasks[name]
+        N = self.base.config.num_hidden_layers
+        if iterations is not None and not 1 <= iterations <= N:
+            raise MiniAlbertError(f"--iterations {iterations} must lie in 1..{N}.")
         enc = self.tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, padding=True,
                              truncation=True, max_length=max_length, return_tensors="pt")
         self.base.encoder.adapters = task.adapters  # swap: the base itself is never reloaded
-        hidden = self.base(**enc).last_hidden_state
-        return task.classifier(hidden[:, 0] if task.head == "sequence-classification" else hidden)
+        token_level = task.head != "sequence-classification"
+        if early_exit is not None:
+            if task.problem_type == "regression":
+                raise MiniAlbertError(f"Task {name!r} is a regression: early exit needs class probabilities; use "
+                                      "--iterations K.")
+            return early_exit_logits(self.base, task.exit_head, list(task.exits), token_level, enc["input_ids"],
+                                     enc["attention_mask"], enc.get("token_type_ids"), early_exit)
+        K = iterations or N
+        hidden = self.base(**enc, num_iterations=K).last_hidden_state
+        return task.exit_head(K)(hidden if token_level else hidden[:, 0]), torch.full((len(enc["input_ids"]),), K)
 
-    def predict(self, name: str, texts, text_pairs=None) -> list:
-        logits = self.logits(name, texts, text_pairs)
+    def logits(self, name: str, texts, text_pairs=None, max_length: int = 128, **depth) -> torch.Tensor:
+        return self.logits_and_depth(name, texts, text_pairs, max_length, **depth)[0]
+
+    def predict(self, name: str, texts, text_pairs=None, **depth) -> list:
+        return self.predict_with_depth(name, texts, text_pairs, **depth)[0]
+
+    def predict_with_depth(self, name: str, texts, text_pairs=None, **depth) -> tuple[list, list[int]]:
+        """Labels (or scores) and the iterations each example used."""
+        logits, used = self.logits_and_depth(name, texts, text_pairs, **depth)
         task = self.tasks[name]
         if task.problem_type == "regression":
-            return logits.squeeze(-1).tolist()
-        return [task.id2label[i] for i in logits.argmax(-1).view(-1).tolist()] \
-            if task.head == "sequence-classification" else \
-            [[task.id2label[i] for i in row] for row in logits.argmax(-1).tolist()]
+            return logits.squeeze(-1).tolist(), used.tolist()
+        labels = logits.argmax(-1).tolist()
+        if task.head == "sequence-classification":
+            return [task.id2label[i] for i in labels], used.tolist()
+        return [[task.id2label[i] for i in row] for row in labels], used.tolist()

@@ -24,6 +24,9 @@ class MiniAlbertConfig(PretrainedConfig):
         intermediate_size: FFN inner width (I).
         use_adapters: one pair of bottleneck adapters per iteration (not shared).
         adapter_reduction_factor: r; the adapter bottleneck is H / r wide.
+        exit_iterations: iterations (1-based) with a trained classifier of their own (elastic
+            depth: `finetune --exits all`); None = one head, on the last iteration.
+        inference_iterations: run only the first K iterations (and their exit head); None = all N.
     """
 
     model_type = "minialbert"
@@ -48,6 +51,8 @@ class MiniAlbertConfig(PretrainedConfig):
         adapter_reduction_factor: int = 16,
         pad_token_id: int = 0,
         tie_word_embeddings: bool = False,
+        exit_iterations: list[int] | None = None,
+        inference_iterations: int | None = None,
         **kwargs,
     ):
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
@@ -67,6 +72,8 @@ class MiniAlbertConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.use_adapters = use_adapters
         self.adapter_reduction_factor = adapter_reduction_factor
+        self.exit_iterations = sorted(set(exit_iterations)) if exit_iterations else None
+        self.inference_iterations = inference_iterations
         self.validate_geometry()
 
     def validate_geometry(self) -> None:
@@ -91,6 +98,11 @@ class MiniAlbertConfig(PretrainedConfig):
         if H % r:
             problems.append(f"adapter_reduction_factor {r} does not divide hidden_size {H}; "
                             f"the adapter bottleneck H/r must be a whole number")
+        if isinstance(N, int) and any(not isinstance(i, int) or not 1 <= i <= N for i in self.exit_iterations or []):
+            problems.append(f"exit_iterations {self.exit_iterations} must lie in 1..{N}")
+        K = self.inference_iterations
+        if K is not None and isinstance(N, int) and (not isinstance(K, int) or not 1 <= K <= N):
+            problems.append(f"inference_iterations (--iterations) {K!r} must lie in 1..{N}")
         if problems:
             raise MiniAlbertConfigError("Invalid MiniALBERT configuration: " + "; ".join(problems) + ".")
 

@@ -93,20 +93,52 @@ _BERT_LAYER_MAP = {
 }
 
 
+def parse_shared_layer_init(spec, teacher_layers: int, layer_map=None) -> list[int]:
+    """'6' or 6 -> [6]; 'average' -> the mapped teacher layers (all layers without a map);
+    'average:2,4,6' -> [2, 4, 6]. 1-based, checked against the teacher's depth."""
+    text = str(spec).strip().lower()
+    if text == "average":
+        layers = sorted(set(layer_map)) if layer_map else list(range(1, teacher_layers + 1))
+    elif text.startswith("average:"):
+        try:
+            layers = [int(x) for x in text[len("average:"):].split(",") if x.strip()]
+        except ValueError:
+            layers = []
+        if not layers:
+            raise InitializationError(f"--shared-layer-init {spec!r}: give teacher layers after 'average:', "
+                                      "e.g. average:2,4,6.")
+    else:
+        try:
+            layers = [int(text)]
+        except ValueError:
+            raise InitializationError(f"--shared-layer-init {spec!r}: give a teacher layer (1-based), 'average' "
+                                      "(the mapped teacher layers) or 'average:2,4,6'.") from None
+    bad = [x for x in layers if not 1 <= x <= teacher_layers]
+    if bad:
+        raise InitializationError(f"--shared-layer-init: teacher layers {bad} are out of range 1..{teacher_layers}.")
+    return layers
+
+
 @torch.no_grad()
-def init_shared_layer_from_teacher(student, teacher, layer: int) -> None:
-    """Copy teacher layer `layer` (1-based) into the student's shared layer."""
+def init_shared_layer_from_teacher(student, teacher, layer) -> None:
+    """Load the student's shared layer from teacher layer `layer` (1-based), or from the element-wise
+    mean of several teacher layers (a list): attention, FFN and LayerNorm weights alike. Averaging
+    starts the shared layer between the layers it must imitate, as Relaxed Recursive Transformers
+    initialise a shared block from several pretrained layers."""
     layers = getattr(getattr(teacher.base_model, "encoder", None), "layer", None)
     if layers is None:
         raise InitializationError(f"{type(teacher).__name__} has no encoder.layer list (BERT-style).")
-    if not 1 <= layer <= len(layers):
-        raise InitializationError(f"Teacher layer {layer} is out of range 1..{len(layers)}.")
-    src = layers[layer - 1]
+    chosen = [layer] if isinstance(layer, int) else list(layer)
+    for index in chosen:
+        if not 1 <= index <= len(layers):
+            raise InitializationError(f"Teacher layer {index} is out of range 1..{len(layers)}.")
     dst = student.base_model.encoder.layer
     for dst_name, src_name in _BERT_LAYER_MAP.items():
-        d, s = dst.get_submodule(dst_name), src.get_submodule(src_name)
-        if d.weight.shape != s.weight.shape:
+        d = dst.get_submodule(dst_name)
+        sources = [layers[i - 1].get_submodule(src_name) for i in chosen]
+        if d.weight.shape != sources[0].weight.shape:
             raise InitializationError(
                 f"Shape mismatch for {dst_name}: student {tuple(d.weight.shape)} vs teacher "
-                f"{tuple(s.weight.shape)}; the student's H and FFN size must equal the teacher's.")
-        d.load_state_dict(s.state_dict())
+                f"{tuple(sources[0].weight.shape)}; the student's H and FFN size must equal the teacher's.")
+        d.load_state_dict({k: torch.stack([src.state_dict()[k].float() for src in sources]).mean(0)
+                           for k in sources[0].state_dict()})

@@ -151,16 +151,21 @@ class MiniAlbertEncoder(nn.Module):
         self.layer = MiniAlbertLayer(config)
         self.adapters = MiniAlbertAdapters(config) if config.use_adapters else None
 
-    def forward(self, hidden_states, key_mask, output_attentions=False, output_hidden_states=False):
+    def step(self, i: int, hidden_states, key_mask, output_attentions=False):
+        """Iteration i (0-based): the shared layer with iteration i's adapters."""
+        if self.adapters is not None:
+            hidden_states = self.adapters.attention[i](hidden_states)
+        hidden_states, probs = self.layer.attention(hidden_states, key_mask, output_attentions)
+        if self.adapters is not None:
+            hidden_states = self.adapters.ffn[i](hidden_states)
+        return self.layer.ffn(hidden_states), probs
+
+    def forward(self, hidden_states, key_mask, output_attentions=False, output_hidden_states=False,
+                num_iterations: int | None = None):
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attn = [] if output_attentions else None
-        for i in range(self.config.num_hidden_layers):
-            if self.adapters is not None:
-                hidden_states = self.adapters.attention[i](hidden_states)
-            hidden_states, probs = self.layer.attention(hidden_states, key_mask, output_attentions)
-            if self.adapters is not None:
-                hidden_states = self.adapters.ffn[i](hidden_states)
-            hidden_states = self.layer.ffn(hidden_states)
+        for i in range(num_iterations or self.config.num_hidden_layers):
+            hidden_states, probs = self.step(i, hidden_states, key_mask, output_attentions)
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             if output_attentions:
@@ -246,15 +251,19 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
         adapters.apply(self._init_weights)
         self.encoder.adapters = adapters
 
+    def embed(self, input_ids, token_type_ids=None):
+        """Embeddings, projected to H when E < H: the state before the first iteration."""
+        h = self.embeddings(input_ids, token_type_ids)
+        return self.projection(h) if self.projection is not None else h
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
+                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
+                **kwargs):
         if input_ids is None:
             raise ValueError("MiniAlbertModel needs input_ids.")
-        h = self.embeddings(input_ids, token_type_ids)
-        if self.projection is not None:
-            h = self.projection(h)
-        return self.encoder(h, _key_mask(attention_mask), bool(output_attentions),
-                            bool(output_hidden_states))
+        return self.encoder(self.embed(input_ids, token_type_ids), _key_mask(attention_mask),
+                            bool(output_attentions), bool(output_hidden_states),
+                            num_iterations or self.config.inference_iterations)
 
 
 class MiniAlbertMLMHead(nn.Module):
@@ -300,8 +309,80 @@ def _classifier_dropout(config):
     return nn.Dropout(config.hidden_dropout_prob if p is None else p)
 
 
-class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
+class MultiExitClassifierMixin:
+    """Elastic depth for the classification heads. Every iteration runs the same layer and was
+    distilled to imitate a teacher layer, so one checkpoint can answer after any K iterations:
+    `config.exit_iterations` adds a classifier per exit (trained together, the loss of exit i
+    weighted by i, as in DeeBERT/PABEE-style training), `num_iterations=K` (or
+    `config.inference_iterations`) runs K iterations and answers with exit K's head, and
+    `early_exit(threshold)` stops each example at the first exit whose normalised prediction
+    entropy is below the threshold. Without exits the model is the usual one-head model."""
+
+    def _init_exits(self, config):
+        N = config.num_hidden_layers
+        self.exit_classifiers = nn.ModuleDict({str(i): nn.Linear(config.hidden_size, config.num_labels)
+                                               for i in config.exit_iterations or [] if i != N})
+
+    def exit_head(self, iteration: int) -> nn.Linear:
+        """Exit `iteration`'s classifier; the final one where no exit was trained there."""
+        return self.exit_classifiers[str(iteration)] if str(iteration) in self.exit_classifiers else self.classifier
+
+    def _pool(self, hidden):
+        return hidden if self.token_level else hidden[:, 0]
+
+    def _exit_loss(self, hidden_states, loss_fn):
+        """Weighted mean of the exits' losses (weight = depth), on the states of every iteration."""
+        exits = [i for i in self.config.exit_iterations if i < len(hidden_states)]
+        total = sum(i * loss_fn(self.exit_head(i)(self.dropout(self._pool(hidden_states[i])))) for i in exits)
+        return total / sum(exits)
+
+    def early_exit(self, input_ids, attention_mask=None, token_type_ids=None, threshold: float = 0.2):
+        """Per example, the logits of the first exit whose normalised entropy is at most
+        `threshold`, or of the last iteration; returns (logits, iterations used per example)."""
+        if self.config.num_labels < 2:
+            raise ValueError("early exit needs class probabilities; regression heads have none "
+                             "(use a fixed depth, num_iterations=K).")
+        return early_exit_logits(self.base_model, self.exit_head, self.config.exit_iterations, self.token_level,
+                                 input_ids, attention_mask, token_type_ids, threshold)
+
+
+@torch.no_grad()
+def early_exit_logits(base, exit_head, exits, token_level: bool, input_ids, attention_mask=None,
+                      token_type_ids=None, threshold: float = 0.2):
+    """Run the iterations one at a time; after each exit, examples whose normalised prediction
+    entropy (0 = certain, 1 = uniform; averaged over real tokens for token classification) is at
+    most `threshold` stop there and leave the batch, so easy batches cost fewer iterations. The
+    last iteration answers for the rest. Returns (logits, iterations used per example)."""
+    N = base.config.num_hidden_layers
+    exits = set(exits or []) | {N}
+    h = base.embed(input_ids, token_type_ids)
+    mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+    active = torch.arange(input_ids.shape[0], device=input_ids.device)
+    logits_out, used = [None] * input_ids.shape[0], torch.full((input_ids.shape[0],), N)
+    for i in range(1, N + 1):
+        h, _ = base.encoder.step(i - 1, h, _key_mask(mask[active]))
+        if i not in exits:
+            continue
+        logits = exit_head(i)(h if token_level else h[:, 0])
+        probs = logits.float().softmax(-1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1) / math.log(probs.shape[-1])
+        if token_level:
+            m = mask[active].to(entropy.dtype)
+            entropy = (entropy * m).sum(-1) / m.sum(-1).clamp_min(1)
+        done = entropy <= threshold if i < N else torch.ones_like(entropy, dtype=torch.bool)
+        for j in done.nonzero().flatten().tolist():
+            logits_out[int(active[j])] = logits[j]
+            used[int(active[j])] = i
+        active, h = active[~done], h[~done]
+        if not len(active):
+            break
+    return torch.stack(logits_out), used
+
+
+class MiniAlbertForSequenceClassification(MultiExitClassifierMixin, MiniAlbertPreTrainedModel):
     """Dropout + linear on the first token's final state (no pooler); regression if num_labels == 1."""
+
+    token_level = False
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__(config)
@@ -309,13 +390,17 @@ class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
         self.minialbert = MiniAlbertModel(config)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_exits(config)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
-        out = self.minialbert(input_ids, attention_mask, token_type_ids,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state[:, 0]))
+                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
+                **kwargs):
+        K = num_iterations or self.config.inference_iterations or self.config.num_hidden_layers
+        train_exits = bool(self.config.exit_iterations) and labels is not None
+        out = self.minialbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K)
+        logits = self.exit_head(K)(self.dropout(out.last_hidden_state[:, 0]))
         loss = None
         if labels is not None:
             if self.config.problem_type is None:
@@ -326,33 +411,47 @@ class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
                 else:
                     self.config.problem_type = "multi_label_classification"
             if self.config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+                def loss_fn(z):
+                    return F.mse_loss(z.squeeze(-1), labels.to(z.dtype).view(-1))
             elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+                def loss_fn(z):
+                    return F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1))
             else:
-                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                def loss_fn(z):
+                    return F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
+            loss = self._exit_loss(out.hidden_states, loss_fn) if train_exits else loss_fn(logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits,
+                                        hidden_states=out.hidden_states if output_hidden_states else None,
                                         attentions=out.attentions)
 
 
-class MiniAlbertForTokenClassification(MiniAlbertPreTrainedModel):
+class MiniAlbertForTokenClassification(MultiExitClassifierMixin, MiniAlbertPreTrainedModel):
+    token_level = True
+
     def __init__(self, config: MiniAlbertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.minialbert = MiniAlbertModel(config)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_exits(config)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
-        out = self.minialbert(input_ids, attention_mask, token_type_ids,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
+                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
+                **kwargs):
+        K = num_iterations or self.config.inference_iterations or self.config.num_hidden_layers
+        train_exits = bool(self.config.exit_iterations) and labels is not None
+        out = self.minialbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K)
+        logits = self.exit_head(K)(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+            def loss_fn(z):
+                return F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
+            loss = self._exit_loss(out.hidden_states, loss_fn) if train_exits else loss_fn(logits)
+        return TokenClassifierOutput(loss=loss, logits=logits,
+                                     hidden_states=out.hidden_states if output_hidden_states else None,
                                      attentions=out.attentions)
 
 
