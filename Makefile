@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(VENV)/bin/minialbert bench distill --teacher-config bert-base --student minialbert-312 --batch 4 --seq 256 --steps 3 --dtype bf16 --json
+	$(VENV)/bin/minialbert bench distill --teacher-config bert-base --student minialbert-312 --batch 4 --seq 256 --steps 3 --dtype auto --profile --json
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The CPU-scale study of docs/RESULTS.md: every number there comes from this script's outputs.
+# The superseded 100-step CPU study (docs/results/cpu-study-100-steps.md); the retention study in docs/RESULTS.md
+# comes from scripts/retention_study.py instead.
 # Each stage resumes (finished students and fine-tuning runs are reused), so an interrupted study
-# continues where it stopped. Budgets are environment variables; the defaults are what RESULTS.md
+# continues where it stopped. Budgets are environment variables; the defaults are what that study
 # reports (about 2 hours on 2 CPU cores). Larger budgets: DISTILL_STEPS=2000 FT_STEPS=1000 ...
 # EXTRA=1 adds CoLA, RTE and BC5CDR-chem for the teacher and the adapter-tuned student, the teacher
-# completed with `fit-head`, and two more SST-2 fine-tuning seeds for three variants (RESULTS.md ran both).
+# completed with `fit-head`, and two more SST-2 fine-tuning seeds for three variants (that study ran both).
 #   usage: bash scripts/cpu-study.sh            (from the repository root, inside .venv)
 set -euo pipefail
 SHARED=${SHARED:-../shared}

@@ -22,24 +22,31 @@ def _pyplot():
     return plt
 
 
-def plot_losses(run_dir, out_png) -> list[str]:
-    """One panel per logged loss component (their scales differ by orders of magnitude)."""
-    log = Path(run_dir) / "log.jsonl"
-    if not log.is_file():
-        raise MiniAlbertError(f"{log} does not exist; give the --out folder of a `minialbert distill` run.")
-    rows = read_log(log)
-    present = [c for c in COMPONENTS if any(c in r for r in rows)]
-    if not rows or not present:
-        raise MiniAlbertError(f"{log} holds no logged losses yet.")
+def plot_losses(run_dirs, out_png) -> list[str]:
+    """One panel per logged loss component (their scales differ by orders of magnitude); several
+    runs are overlaid, one line each, to compare them (e.g. two initialisations)."""
+    runs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    logs = {}
+    for run_dir in runs:
+        log = Path(run_dir) / "log.jsonl"
+        if not log.is_file():
+            raise MiniAlbertError(f"{log} does not exist; give the --out folder of a `minialbert distill` run.")
+        logs[Path(run_dir).name] = read_log(log)
+    present = [c for c in COMPONENTS if any(c in r for rows in logs.values() for r in rows)]
+    if not present:
+        raise MiniAlbertError(f"{', '.join(str(Path(r) / 'log.jsonl') for r in runs)} hold no logged losses yet.")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False)
     for ax, name in zip(axes[0], present):
-        pts = [(r["step"], r[name]) for r in rows if name in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1.2)
+        for label, rows in logs.items():
+            pts = [(r["step"], r[name]) for r in rows if name in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1.2, label=label)
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Distillation losses: {Path(run_dir).name}")
+    if len(logs) > 1:
+        axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Distillation losses: {', '.join(logs)}")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

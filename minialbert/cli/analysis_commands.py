@@ -46,7 +46,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_plot_attention)
 
     p = sub.add_parser("plot-losses", help="Loss curves of a distillation run from its log.jsonl.")
-    p.add_argument("run_dir", help="the --out folder of `minialbert distill`")
+    p.add_argument("run_dir", nargs="+", help="the --out folder(s) of `minialbert distill` (several: overlaid)")
     p.add_argument("--out", required=True, help="PNG file")
     p.set_defaults(func=run_plot_losses)
 

@@ -36,6 +36,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--label-all-subtokens", action="store_true", help="NER: label every sub-token, not only the first")
     p.add_argument("--max-train-samples", type=int, default=None, help="use a subset of the training set")
     p.add_argument("--save-models", choices=["best", "all", "none"], default="best")
+    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
+                   help="batch examples of similar length together (the Trainer's length-grouped sampler): much "
+                        "less padding; --no-group-by-length for plain random batches")
     p.add_argument("--exits", default="none",
                    help="elastic depth (MiniALBERT): 'all' trains a classifier on every iteration's output (loss of "
                         "exit i weighted by i), or a list such as 2,4; then predict/export/bench depth can stop "
@@ -80,7 +83,7 @@ def run_finetune_cmd(args) -> int:
         runs=args.runs, grid=args.grid, seed=args.seed, dtype=args.dtype, max_length=args.max_length,
         label_all_subtokens=args.label_all_subtokens, max_train_samples=args.max_train_samples,
         save_models=args.save_models, warmup_ratio=args.warmup_ratio, seeds_at_best=args.seeds_at_best,
-        exits=args.exits))
+        exits=args.exits, group_by_length=args.group_by_length))
     best = summary["best"]
     print(f"\n{summary['task']}: best score {100 * summary['score']:.2f} (lr {best['learning_rate']:g}, batch "
           f"{best['batch_size']}, {best['runs']} run(s)); trainable parameters {summary['trainable_parameters']:,}")

@@ -47,6 +47,7 @@ class FinetuneOptions:
     warmup_ratio: float = 0.1
     seeds_at_best: int | None = None  # after a one-seed grid, repeat the best configuration to N seeds
     exits: str = "none"  # elastic depth: "all" or "1,2,3" = a classifier per iteration, trained together
+    group_by_length: bool = True  # batches of similar lengths: far less padding (SST-2: 67% -> a few %)
     label_all_subtokens: bool = False
     max_train_samples: int | None = None
     save_models: str = "best"  # best | all | none
@@ -231,7 +232,8 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
         lr_scheduler_type="linear", warmup_steps=opts.warmup_ratio, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
         seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to=["tensorboard"],
-        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False, optim="adamw_torch_fused")
+        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False, optim="adamw_torch_fused",
+        **length_grouping(opts.group_by_length))
     collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
                 else DataCollatorWithPadding(tokenizer))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=collator)
@@ -255,11 +257,25 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
                                 "epochs": spec.epochs, "max_steps": spec.max_steps,
                                 "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
                                 "max_length": opts.max_length, "dtype": dtype,
-                                "exits": getattr(model.config, "exit_iterations", None)},
+                                "exits": getattr(model.config, "exit_iterations", None),
+                                "group_by_length": opts.group_by_length},
             "seed": spec.seed, "metrics": result["splits"], "score": result["score"],
             "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
             "trainable_parameters": trainable, "total_parameters": total,
             "base_parameters": sum(p.numel() for p in model.base_model.parameters())}
+
+
+def length_grouping(enabled: bool) -> dict:
+    """TrainingArguments for the Trainer's length-grouped sampler (its name changed within transformers 5)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if not enabled:
+        return {}
+    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names \
+        else {"group_by_length": True}
 
 
 def _write_json(path: Path, obj) -> None:

@@ -139,7 +139,9 @@ def plot_depth(result: dict, path: str) -> None:
                         textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel(f"median latency per batch of {result['batch_size']} (ms)")
     ax.set_ylabel(f"{result['task']} {result['split']} score")
-    ax.set_title(f"One checkpoint, any depth ({Path(result['model']).name})", fontsize=10)
+    model = Path(result["model"])
+    name = model.parent.name if model.name in ("model", "adapter") else model.name  # finetune's run folder
+    ax.set_title(f"One checkpoint, any depth ({name})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
