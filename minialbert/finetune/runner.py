@@ -195,6 +195,12 @@ def load_task_model(model_name: str, data: TaskData, exits: str = "none"):
 
 
 def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
+    # transformers 5 applies the length-grouped sampler to evaluation too, which would return the
+    # predictions out of dataset order; evaluation must read the dev set in order.
+    if getattr(trainer.args, "train_sampling_strategy", None) == "group_by_length":
+        trainer.args.train_sampling_strategy = "random"
+    if getattr(trainer.args, "group_by_length", False):
+        trainer.args.group_by_length = False
     metrics = {}
     for name, (dataset, maps) in data.evals.items():
         logits = trainer.predict(dataset).predictions
