@@ -48,8 +48,6 @@ def check_model_folder(folder: Path) -> None:
     (a copy or download that stopped) is named here, instead of failing deep inside loading."""
     import json
 
-    from safetensors import safe_open
-
     config = folder / "config.json"
     if config.exists():
         try:
@@ -58,9 +56,19 @@ def check_model_folder(folder: Path) -> None:
             raise MiniAlbertError(f"{config} is not valid JSON ({e}); restore it from the original checkpoint "
                                   "or save the model again.") from None
     for weights in sorted(folder.glob("*.safetensors")):
-        try:
-            with safe_open(str(weights), framework="pt"):
-                pass
-        except Exception as e:  # safetensors raises its own error type for a damaged header or size
-            raise MiniAlbertError(f"{weights} is damaged ({e}); it was probably cut short while being written or "
-                                  "copied. Copy or save the model again.") from None
+        problem = safetensors_problem(weights)
+        if problem:
+            raise MiniAlbertError(f"{weights} is damaged ({problem}); it was probably cut short while being written "
+                                  "or copied. Copy or save the model again.")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be read (opening it checks the header and that the file is as
+    long as the header says), or None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            return None
+    except Exception as e:  # safetensors raises its own error type for a damaged header or size
+        return str(e)

@@ -204,7 +204,7 @@ def checkpoint_step(path: Path) -> int | None:
 def checkpoint_problem(ckpt: Path) -> str | None:
     """Why `ckpt` cannot be resumed from, or None. The Trainer writes trainer_state.json last, so a
     kill leaves it missing; a full disk or a copy cut short can still leave truncated weights."""
-    from safetensors import safe_open
+    from ..data.offline import safetensors_problem
 
     try:
         json.loads((ckpt / "trainer_state.json").read_text())
@@ -214,12 +214,9 @@ def checkpoint_problem(ckpt: Path) -> str | None:
     if not weights:
         return "no model weights"
     for f in weights:
-        try:
-            with safe_open(str(f), framework="pt") as st:
-                for name in st.keys():
-                    st.get_slice(name)  # reads the header; the size check covers truncation
-        except Exception as e:  # SafetensorError and friends: a damaged file
-            return f"{f.name} is damaged ({e})"
+        problem = safetensors_problem(f)
+        if problem:
+            return f"{f.name} is damaged ({problem})"
     for name in ("optimizer.pt", "scheduler.pt"):
         if (ckpt / name).exists() and (ckpt / name).stat().st_size == 0:
             return f"{name} is empty"

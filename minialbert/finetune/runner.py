@@ -236,7 +236,8 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     args = TrainingArguments(
         output_dir=str(run_dir / "trainer"), per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
-        lr_scheduler_type="linear", warmup_steps=opts.warmup_ratio, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
+        lr_scheduler_type="linear", warmup_steps=opts.warmup_ratio,  # a float below 1: a fraction of the steps
+        num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
         seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to=["tensorboard"],
         bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False, optim="adamw_torch_fused",
         **length_grouping(opts.group_by_length))
@@ -277,9 +278,9 @@ def length_grouping(enabled: bool) -> dict:
 
     from transformers import TrainingArguments
 
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
     if not enabled:
         return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
     return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names \
         else {"group_by_length": True}
 
