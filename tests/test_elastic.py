@@ -185,3 +185,12 @@ def test_bench_depth_prints_the_curve(elastic_sst2, tmp_path, capsys):
     assert never["mean_iterations"] == 3 and always["mean_iterations"] == 1
     assert never["score"] == result["depths"][-1]["score"] and always["score"] == result["depths"][0]["score"]
     assert png.stat().st_size > 10_000
+
+
+def test_bench_infer_runs_the_student_at_a_fixed_depth(capsys):
+    assert main(["bench", "infer", "--model", "minialbert-128", "--compare", "bert-6layer", "--batch", "1", "--seq",
+                 "8", "--reps", "1", "--iterations", "2", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert models["minialbert-128"]["iterations"] == 2 and models["bert-6layer"]["iterations"] is None
+    assert main(["bench", "infer", "--model", "minialbert-128", "--compare", "--iterations", "7"]) == 2
+    assert "--iterations 7 must lie in 1..6" in capsys.readouterr().err

@@ -59,6 +59,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=None, metavar="K",
+                   help="MiniALBERT models run (and are exported with) only their first K iterations")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_onnx)
 
@@ -74,6 +76,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="torch.compile the models first")
+    p.add_argument("--iterations", type=int, default=None, metavar="K",
+                   help="MiniALBERT models run only their first K iterations (elastic depth)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_infer)
 
@@ -133,7 +137,7 @@ def run_predict(args) -> int:
 def run_bench_infer(args) -> int:
     from ..inference.bench import bench_infer
 
-    result = bench_infer(args.model, args.compare, args.batch, args.seq, args.reps, args.compile)
+    result = bench_infer(args.model, args.compare, args.batch, args.seq, args.reps, args.compile, args.iterations)
     print(json.dumps(result, indent=2) if args.json else json.dumps(result))
     return 0
 
@@ -158,6 +162,7 @@ def run_export(args) -> int:
 def run_bench_onnx(args) -> int:
     from ..inference.bench import bench_onnx
 
-    result = bench_onnx(args.model, args.compare, args.task, args.data_dir, args.batch, args.seq, args.reps)
+    result = bench_onnx(args.model, args.compare, args.task, args.data_dir, args.batch, args.seq, args.reps,
+                        iterations=args.iterations)
     print(json.dumps(result, indent=2) if args.json else json.dumps(result))
     return 0

@@ -32,10 +32,27 @@ def build_model(name: str):
 
 
 @torch.inference_mode()
-def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compile_model=False) -> dict:
-    """All models are built first, then warmed up and timed round-robin (one call each per round)."""
+def set_depth(model, iterations: int | None) -> int | None:
+    """Elastic depth for a MiniALBERT model: run its first K iterations; other models run whole.
+    Returns the depth the model will run (None for other architectures)."""
+    config = model.config
+    if getattr(config, "model_type", None) != "minialbert":
+        return None
+    if iterations is not None:
+        if not 1 <= iterations <= config.num_hidden_layers:
+            raise MiniAlbertError(f"--iterations {iterations} must lie in 1..{config.num_hidden_layers}.")
+        config.inference_iterations = iterations
+    return config.inference_iterations or config.num_hidden_layers
+
+
+@torch.inference_mode()
+def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compile_model=False,
+                iterations: int | None = None) -> dict:
+    """All models are built first, then warmed up and timed round-robin (one call each per round).
+    `iterations`: MiniALBERT models run only their first K iterations (elastic depth)."""
     names = [model, *compare]
     models = {n: build_model(n).eval() for n in names}
+    depths = {n: set_depth(m, iterations) for n, m in models.items()}
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()}
     if compile_model:
         models = {n: torch.compile(m) for n, m in models.items()}
@@ -44,7 +61,7 @@ def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compi
     rows = _timed_round_robin({n: (lambda x, m=m: m(**x)) for n, m in models.items()}, inputs, reps)
     for n, row in rows.items():
         median = row["latency_ms_median"] / 1000
-        rows[n] = {"parameters": params[n], **row, "sequences_per_s": round(batch / median, 2),
+        rows[n] = {"parameters": params[n], "iterations": depths[n], **row, "sequences_per_s": round(batch / median, 2),
                    "tokens_per_s": round(batch * seq / median, 1)}
     base = rows[model]["latency_ms_median"]
     return {"batch": batch, "seq": seq, "reps": reps, "compiled": compile_model, "threads": torch.get_num_threads(),
@@ -91,7 +108,7 @@ def _timed_round_robin(engines: dict, inputs, reps: int) -> dict:
 
 
 def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, batch=8, seq=128, reps=10,
-               workdir=None) -> dict:
+               workdir=None, iterations: int | None = None) -> dict:
     """PyTorch vs ONNX Runtime fp32 vs ONNX Runtime int8 for `model` and each `compare` model, all
     timed round-robin in one run; with `task`, the GLUE dev score of `model` under all three engines
     and the int8 change in points."""
@@ -109,6 +126,7 @@ def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, b
         engines, info = {}, {}
         for i, name in enumerate(names):
             torch_model = load_for_export(name).eval()  # loaded once: the files hold these very weights
+            set_depth(torch_model, iterations)  # PyTorch and both ONNX files run the same K iterations
             files = {kind: Path(tmp) / f"m{i}-{kind}.onnx" for kind in ("fp32", "int8")}
             exp = export_onnx(name, files["int8"], int8=True, model=torch_model, fp32_copy=files["fp32"])
             output = exp["outputs"][0]
