@@ -1,0 +1,32 @@
+"""`--dtype auto`: bf16 only where this CPU measures it faster; the verdict is cached per machine."""
+
+import pytest
+import torch
+
+from minialbert import runtime
+from minialbert.errors import MiniAlbertError
+
+
+@pytest.mark.parametrize("fp32,bf16,choice", [(60.0, 10.0, "fp32"), (200.0, 210.0, "fp32"), (206.0, 923.0, "bf16")])
+def test_auto_picks_bf16_only_where_it_is_clearly_faster(fp32, bf16, choice, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calls = []
+
+    def fake(dtype, **kw):
+        calls.append(dtype)
+        return bf16 if dtype == torch.bfloat16 else fp32
+
+    monkeypatch.setattr(runtime, "matmul_gflops", fake)
+    assert runtime.resolve_dtype("auto") == choice
+    assert runtime.resolve_dtype("auto") == choice and len(calls) == 2  # the second call reads the cache
+    assert runtime.cpu_dtype_probe()["fp32_gflops"] == fp32
+
+
+def test_explicit_dtypes_pass_and_bad_ones_are_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.resolve_dtype("fp32") == "fp32"
+    with pytest.raises(MiniAlbertError, match="--dtype must be one of"):
+        runtime.resolve_dtype("fp8")
+    with pytest.raises(MiniAlbertError, match="fp16 needs a CUDA GPU"):
+        runtime.resolve_dtype("fp16")
