@@ -103,6 +103,8 @@ def bench_depth(model: str, task: str, data_dir: str, thresholds=THRESHOLDS, bat
     full = row(("K", N))
     result = {"model": model, "task": task, "split": split, "examples": len(dataset), "batch_size": batch_size,
               "iterations": N, "exits_trained": net.config.exit_iterations,
+              "padding_fraction": round(1 - sum(int(b["attention_mask"].sum()) for b in batches)
+                                        / sum(b["attention_mask"].numel() for b in batches), 4),
               "depths": [{"iterations": k, **{key: v for key, v in row(("K", k)).items()
                                                if key != "mean_iterations"}} for k in range(1, N + 1)],
               "early_exit": [{"threshold": t, **row(("exit", t))} for t in thresholds],
