@@ -24,6 +24,7 @@ import os
 import shutil
 import statistics
 import subprocess
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -169,7 +170,7 @@ def rebuild(folder: Path) -> None:
     finished: the configuration the protocol picked (the one repeated over seeds) with the seeds it
     has, marked "incomplete". A run whose score is NaN (constant predictions, before the metric
     scored those 0) counts as 0."""
-    from minialbert.finetune.runner import FinetuneOptions, summarise
+    from minialbert.finetune.runner import FinetuneOptions, config_key, summarise
 
     runs = [json.loads(f.read_text()) for f in sorted(folder.glob("runs/*.json"))]
     for r in runs:
@@ -181,11 +182,7 @@ def rebuild(folder: Path) -> None:
     opts = FinetuneOptions(model=runs[0]["model"], task="ner" if task.startswith("ner-") else task, out=str(folder),
                            data_dir=task[4:] if task.startswith("ner-") else None,
                            adapter_tuning=runs[0]["adapter_tuning"])
-    counts = {}
-    for r in runs:
-        hp = r["hyperparameters"]
-        counts[(hp["learning_rate"], hp["batch_size"], hp["epochs"], hp["max_steps"])] = counts.get(
-            (hp["learning_rate"], hp["batch_size"], hp["epochs"], hp["max_steps"]), 0) + 1
+    counts = Counter(config_key(r["hyperparameters"]) for r in runs)  # the protocol repeated one of them
     chosen = max(counts, key=counts.get) if max(counts.values()) > 1 else None
     summary = summarise(opts, runs, chosen)
     summary["incomplete"] = (f"rebuilt from {len(runs)} finished run records (the job stopped before writing "

@@ -316,7 +316,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
         # Pick the configuration on dev with one seed per configuration, then repeat only it; the
         # reported score is its mean over seeds (a lucky single-seed configuration cannot take over).
         best = summarise(opts, results)["best"]
-        chosen = _config_key(best)
+        chosen = config_key(best)
         results += [_run_or_reuse(opts, RunSpec(best["learning_rate"], best["batch_size"], best["epochs"],
                                                 best["max_steps"], opts.seed + k),
                                   data=data, tokenizer=tokenizer, out=out, dtype=dtype, label=f"seed {opts.seed + k}")
@@ -360,7 +360,7 @@ def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, token
     return result
 
 
-def _config_key(config: dict) -> tuple:
+def config_key(config: dict) -> tuple:
     return config["learning_rate"], config["batch_size"], config["epochs"], config["max_steps"]
 
 
@@ -381,7 +381,7 @@ def summarise(opts: FinetuneOptions, results: list[dict], chosen: tuple | None =
                         "run_ids": [r["run_id"] for r in runs],
                         "best_run": max(runs, key=lambda r: r["score"])["run_id"],
                         "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs)})
-    best = max(configs, key=lambda c: (chosen is None or _config_key(c) == chosen, c["mean_score"]))
+    best = max(configs, key=lambda c: (chosen is None or config_key(c) == chosen, c["mean_score"]))
     first = results[0]
     return {"task": opts.task.lower(), "model": opts.model, "adapter_tuning": opts.adapter_tuning,
             "data_name": Path(opts.data_dir).name if opts.data_dir else None,

@@ -18,33 +18,17 @@ THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3)
 
 
 def _load(model: str):
-    """A fine-tuned task model (full checkpoint or adapter task folder) and its tokenizer."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, \
-        AutoTokenizer
+    """A fine-tuned task model (full checkpoint or adapter task folder, as `export` loads them) and
+    its tokenizer (an adapter model's name_or_path is its base)."""
+    from transformers import AutoTokenizer
 
-    import minialbert  # noqa: F401
+    from .export import load_for_export
 
-    from ..finetune.adapter_files import ADAPTER_CONFIG, load_adapter_model, read_adapter_task
-    from ..hf_utils import quiet_transformers
-
-    path = Path(model)
-    if (path / ADAPTER_CONFIG).is_file():
-        net = load_adapter_model(path)
-        tokenizer = AutoTokenizer.from_pretrained(read_adapter_task(path)[0]["base_model"])
-    else:
-        try:
-            config = AutoConfig.from_pretrained(model)
-        except (OSError, ValueError) as e:
-            raise MiniAlbertError(f"Could not load {model!r}: {e}") from None
-        arch = (config.architectures or [""])[0]
-        auto = AutoModelForTokenClassification if "TokenClassification" in arch else AutoModelForSequenceClassification
-        with quiet_transformers():
-            net = auto.from_pretrained(model)
-        tokenizer = AutoTokenizer.from_pretrained(model)
+    net = load_for_export(model)
     if getattr(net.config, "model_type", None) != "minialbert" or not hasattr(net, "early_exit"):
         raise MiniAlbertError(f"bench depth needs a fine-tuned MiniALBERT classifier; {model!r} is "
                               f"{type(net).__name__}.")
-    return net.eval(), tokenizer
+    return net.eval(), AutoTokenizer.from_pretrained(net.name_or_path)
 
 
 def bench_depth(model: str, task: str, data_dir: str, thresholds=THRESHOLDS, batch_size: int = 32,

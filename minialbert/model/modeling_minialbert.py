@@ -330,6 +330,17 @@ class MultiExitClassifierMixin:
     def _pool(self, hidden):
         return hidden if self.token_level else hidden[:, 0]
 
+    def _forward_to_exit(self, input_ids, attention_mask, token_type_ids, labels, output_attentions,
+                         output_hidden_states, num_iterations):
+        """K iterations (the argument, the config's inference depth, or all N) and exit K's logits;
+        with exits and labels every iteration's state is kept for the joint loss.
+        Returns (encoder output, logits, whether the exit loss applies)."""
+        K = num_iterations or self.config.inference_iterations or self.config.num_hidden_layers
+        train_exits = bool(self.config.exit_iterations) and labels is not None
+        out = self.minialbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K)
+        return out, self.exit_head(K)(self.dropout(self._pool(out.last_hidden_state))), train_exits
+
     def _exit_loss(self, hidden_states, loss_fn):
         """Weighted mean of the exits' losses (weight = depth), on the states of every iteration."""
         exits = [i for i in self.config.exit_iterations if i < len(hidden_states)]
@@ -396,11 +407,8 @@ class MiniAlbertForSequenceClassification(MultiExitClassifierMixin, MiniAlbertPr
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
                 **kwargs):
-        K = num_iterations or self.config.inference_iterations or self.config.num_hidden_layers
-        train_exits = bool(self.config.exit_iterations) and labels is not None
-        out = self.minialbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K)
-        logits = self.exit_head(K)(self.dropout(out.last_hidden_state[:, 0]))
+        out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
+                                                         output_attentions, output_hidden_states, num_iterations)
         loss = None
         if labels is not None:
             if self.config.problem_type is None:
@@ -440,11 +448,8 @@ class MiniAlbertForTokenClassification(MultiExitClassifierMixin, MiniAlbertPreTr
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
                 **kwargs):
-        K = num_iterations or self.config.inference_iterations or self.config.num_hidden_layers
-        train_exits = bool(self.config.exit_iterations) and labels is not None
-        out = self.minialbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K)
-        logits = self.exit_head(K)(self.dropout(out.last_hidden_state))
+        out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
+                                                         output_attentions, output_hidden_states, num_iterations)
         loss = None
         if labels is not None:
             def loss_fn(z):
