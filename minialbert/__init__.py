@@ -1,6 +1,8 @@
 """minialbert: distil BERT-like teachers into compact recursive MiniALBERT students.
 
-Importing the package registers the `minialbert` model type with transformers' Auto classes.
+Importing the package registers the `minialbert` model type with transformers' Auto classes, and
+nothing else: every submodule imports this package first, so the registration is always in place,
+and the fine-tuning stack loads only when it is used (`minialbert.load_adapter_model`).
 """
 
 from transformers import (
@@ -25,8 +27,6 @@ from .model import (
     preset_config,
 )
 
-from .finetune.adapter_files import load_adapter_model
-
 __version__ = "0.1.0"
 
 AutoConfig.register("minialbert", MiniAlbertConfig, exist_ok=True)
@@ -35,3 +35,11 @@ for _auto, _cls in ((AutoModel, MiniAlbertModel), (AutoModelForMaskedLM, MiniAlb
                     (AutoModelForTokenClassification, MiniAlbertForTokenClassification),
                     (AutoModelForQuestionAnswering, MiniAlbertForQuestionAnswering)):
     _auto.register(MiniAlbertConfig, _cls, exist_ok=True)
+
+
+def __getattr__(name):  # PEP 562: keep `import minialbert` light
+    if name == "load_adapter_model":
+        from .finetune.adapter_files import load_adapter_model
+
+        return load_adapter_model
+    raise AttributeError(f"module 'minialbert' has no attribute {name!r}")

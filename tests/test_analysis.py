@@ -48,6 +48,11 @@ def test_ablation_report_and_resume(ablation, capsys):
     stamp = (out / "full" / "distill" / "final" / "model.safetensors").stat().st_mtime_ns
     assert main(args) == 0  # resumes: nothing is distilled again
     assert (out / "full" / "distill" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    other_budget = [a if a != "3" or args[i - 1] != "--budget-steps" else "4" for i, a in enumerate(args)]
+    assert other_budget != args
+    capsys.readouterr()
+    assert main(other_budget) == 2  # a finished student of another budget is never reused
+    assert "max_steps: 3 -> 4" in capsys.readouterr().err
 
 
 def test_plot_losses_and_attention(ablation, tmp_path, capsys):

@@ -194,6 +194,17 @@ def test_kill_9_twice_then_resume_matches_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)
     again = run_cli("distill", "--out", str(out), *FAST)  # refuses to overwrite without --resume
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    # resuming a finished run is a no-op with a message: no extra step, the student untouched
+    stamp = (out / "final" / "model.safetensors").stat().st_mtime_ns
+    done = run_cli("distill", "--out", str(out), *common, "--resume")
+    assert done.returncode == 0 and "already complete (40 of 40 steps)" in done.stderr
+    assert json.loads((out / "final" / "distillation.json").read_text())["steps"] == 40
+    assert (out / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert [r["step"] for r in log_rows(out)][-1] == 40
+    # a resume with a setting that changes the numbers is refused, naming it
+    changed = run_cli("distill", "--out", str(out), *common, "--max-steps", "50", "--learning-rate", "1e-3", "--resume")
+    assert changed.returncode == 2 and "learning_rate: 0.0005 -> 0.001" in changed.stderr
+    assert "Traceback" not in changed.stderr
 
 
 @pytest.mark.slow

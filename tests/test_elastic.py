@@ -163,7 +163,8 @@ def test_export_a_k_iteration_graph(elastic_sst2, tmp_path, capsys):
     assert main(["export", str(model_dir), "--onnx", str(tmp_path / "k1.onnx"), "--iterations", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["iterations"] == 1 and report["fp32_max_abs_diff"] <= 1e-4
-    from minialbert.inference.export import example_inputs, onnx_session, run_onnx
+    from minialbert.inference.export import onnx_session, run_onnx
+    from minialbert.inference.loading import example_inputs
 
     model = MiniAlbertForSequenceClassification.from_pretrained(model_dir).eval()
     inputs = example_inputs(2, 11, model.config.vocab_size, seed=3)

@@ -2,6 +2,7 @@
 tuning files, grids, reports and bad input."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -121,11 +122,10 @@ def recompute_dev_metrics(model_dir, task, data_dir, max_length):
     from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, DataCollatorWithPadding
 
     from minialbert.finetune.ner import ner_metrics, word_level_predictions
-    from minialbert.finetune.runner import FinetuneOptions, prepare_data
+    from minialbert.finetune.runner import DataOptions, prepare_data
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    data = prepare_data(FinetuneOptions(model=str(model_dir), task=task, out="", data_dir=str(data_dir),
-                                        max_length=max_length), tok)
+    data = prepare_data(DataOptions(task=task, data_dir=str(data_dir), max_length=max_length), tok)
     split = "devel" if task == "ner" else "dev"
     dataset, maps = data.evals[split]
     auto = AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
@@ -201,10 +201,9 @@ def test_adapter_tuning_file_reloads_to_the_same_predictions(tiny_checkpoint, tm
     with torch.no_grad():
         assert not torch.allclose(model(ids).logits, base(ids).logits)  # the saved adapters/head are used
     # the reloaded task file reproduces the dev score the run stored for it
-    from minialbert.finetune.runner import FinetuneOptions, prepare_data
+    from minialbert.finetune.runner import DataOptions, prepare_data
     tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    dev, _ = prepare_data(FinetuneOptions(model=tiny_checkpoint, task="mrpc", out="", data_dir=glue, max_length=64),
-                          tok).evals["dev"]
+    dev, _ = prepare_data(DataOptions(task="mrpc", data_dir=glue, max_length=64), tok).evals["dev"]
     from transformers import DataCollatorWithPadding
     batch = DataCollatorWithPadding(tok)([{k: v for k, v in r.items() if k != "labels"} for r in dev])
     with torch.no_grad():
@@ -236,6 +235,35 @@ def test_grid_resumes_and_report_tables(tiny_checkpoint, tmp_path, capsys):
     row = json.loads(capsys.readouterr().out)[0]
     assert row["rte"] == pytest.approx(100 * summary["score"], abs=0.01)
     assert row["train s"] == round(summary["best"]["train_seconds_mean"])
+
+
+def test_a_rerun_with_other_options_is_a_fresh_run_never_a_reuse(tiny_checkpoint, tmp_path):
+    """The run id holds a hash of everything that changes the numbers: the same --out with another
+    --max-length, or the same model folder saved again, must not return the earlier scores."""
+    glue = str(shared_path("data", "glue"))
+    out = tmp_path / "rte"
+    base = ["finetune", "--task", "rte", "--data-dir", glue, "--max-steps", "2", "--lr", "1e-3",
+            "--save-models", "none", "--out", str(out)]
+    assert main([*base, "--model", tiny_checkpoint, "--max-length", "32"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert main([*base, "--model", tiny_checkpoint, "--max-length", "48"]) == 0
+    second = json.loads((out / "results.json").read_text())
+    assert first["best"]["run_ids"] != second["best"]["run_ids"]
+    assert len(list((out / "runs").glob("*.json"))) == 2
+    record = json.loads((out / "runs" / f"{second['best']['run_ids'][0]}.json").read_text())
+    assert record["identity"]["max_length"] == 48 and record["hyperparameters"]["max_length"] == 48
+    assert main([*base, "--model", tiny_checkpoint, "--max-length", "48"]) == 0  # identical: reused
+    assert len(list((out / "runs").glob("*.json"))) == 2
+    # the same folder with new weights (a student distilled again into it) is another model
+    other = tmp_path / "tiny-again"
+    shutil.copytree(tiny_checkpoint, other)
+    assert main([*base, "--model", str(other), "--max-length", "48"]) == 0
+    third = json.loads((out / "results.json").read_text())["best"]["run_ids"]
+    torch.manual_seed(1)
+    MiniAlbertForMaskedLM.from_pretrained(other).save_pretrained(other)  # rewritten in place
+    assert main([*base, "--model", str(other), "--max-length", "48"]) == 0
+    assert json.loads((out / "results.json").read_text())["best"]["run_ids"] != third
+    assert len(list((out / "runs").glob("*.json"))) == 4
 
 
 def test_bench_finetune_measures_both_modes(tiny_checkpoint, capsys):

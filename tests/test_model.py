@@ -120,18 +120,34 @@ def test_auto_classes_round_trip_exactly(auto, kw, tmp_path):
 
 
 def test_heads_compute_losses():
+    """Each head's loss equals the textbook formula on its own logits (so a wrong reduction, a
+    missed ignore index or a swapped argument fails here)."""
+    from torch.nn import functional as F
+
     ids, mask = batch()
     reg = AutoModelForSequenceClassification.from_config(tiny_config(num_labels=1))
-    out = reg(ids, mask, labels=torch.tensor([0.5, 1.0, 2.0]))
-    assert reg.config.problem_type == "regression" and out.loss > 0
+    y = torch.tensor([0.5, 1.0, 2.0])
+    out = reg(ids, mask, labels=y)
+    assert reg.config.problem_type == "regression"
+    assert out.loss.item() == pytest.approx(((out.logits.squeeze(-1) - y) ** 2).mean().item(), rel=1e-6)
     cls = AutoModelForSequenceClassification.from_config(tiny_config(num_labels=2))
-    assert cls(ids, mask, labels=torch.tensor([0, 1, 1])).loss > 0
+    y = torch.tensor([0, 1, 1])
+    out = cls(ids, mask, labels=y)
+    log_p = out.logits.log_softmax(-1)
+    assert out.loss.item() == pytest.approx(-log_p[torch.arange(3), y].mean().item(), rel=1e-6)
     tok = AutoModelForTokenClassification.from_config(tiny_config(num_labels=4))
     labels = torch.randint(0, 4, ids.shape).masked_fill(mask == 0, -100)
-    assert tok(ids, mask, labels=labels).logits.shape == (3, 12, 4)
+    out = tok(ids, mask, labels=labels)
+    assert out.logits.shape == (3, 12, 4)
+    keep = labels != -100
+    log_p = out.logits.log_softmax(-1)[keep]
+    assert out.loss.item() == pytest.approx(-log_p[torch.arange(len(log_p)), labels[keep]].mean().item(), rel=1e-6)
     qa = AutoModelForQuestionAnswering.from_config(tiny_config())
-    out = qa(ids, mask, start_positions=torch.tensor([1, 2, 3]), end_positions=torch.tensor([2, 3, 3]))
-    assert out.start_logits.shape == (3, 12) and out.loss > 0
+    start, end = torch.tensor([1, 2, 3]), torch.tensor([2, 3, 3])
+    out = qa(ids, mask, start_positions=start, end_positions=end)
+    assert out.start_logits.shape == (3, 12)
+    expected = (F.cross_entropy(out.start_logits, start) + F.cross_entropy(out.end_logits, end)) / 2
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_gradients_reach_every_parameter_and_shared_layer_sums_n_contributions():

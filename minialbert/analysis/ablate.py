@@ -58,7 +58,10 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
             overrides["embedding_size"] = recipe.hidden_size or _teacher_width(recipe.teacher)
         variant_recipe = apply_overrides(recipe, overrides)
         distill_dir = out / variant / "distill"
-        if not (distill_dir / "final" / "distillation.json").exists():
+        finished = distill_dir / "final" / "distillation.json"
+        if finished.exists():  # reuse a finished student only if it was distilled with exactly this recipe
+            _check_same_recipe(json.loads(finished.read_text())["recipe"], variant_recipe.to_dict(), finished)
+        else:
             run_distillation(variant_recipe, distill_dir, resume=any((distill_dir / "checkpoints").glob("checkpoint-*")))
         scores = {}
         for label, task, data_dir in tasks:
@@ -79,6 +82,14 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
     os.replace(tmp, out / "ablation.json")
     (out / "ablation.md").write_text(render_ablation(report) + "\n")
     return report
+
+
+def _check_same_recipe(before: dict, now: dict, where: Path) -> None:
+    changed = sorted(k for k in now if before.get(k) != now[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise MiniAlbertError(f"{where} holds a student distilled with other settings ({diffs}); use another "
+                              "--out for this budget, or delete that variant's folder to distil it again.")
 
 
 def _teacher_width(teacher: str) -> int:

@@ -59,8 +59,6 @@ def plot_attention(teacher_name, student_dir, text, out_png, layer_map=None, ite
     mapped to; columns: heads. Token labels on the axes of the first column and last row."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    import minialbert  # noqa: F401
-
     from ..distillation.losses import check_layer_map, uniform_layer_map
     from ..distillation.teacher import load_teacher
 

@@ -43,6 +43,12 @@ def register(sub, bench_sub) -> None:
                    help="elastic depth (MiniALBERT): 'all' trains a classifier on every iteration's output (loss of "
                         "exit i weighted by i), or a list such as 2,4; then predict/export/bench depth can stop "
                         "after any K iterations")
+    p.add_argument("--pair-encoding", choices=["cross", "bi"], default="cross",
+                   help="sentence pairs: 'cross' encodes [CLS] a [SEP] b together; 'bi' encodes each sentence alone "
+                        "with the same encoder (siamese, Sentence-BERT): STS-B regresses cos(u, v) to the score, "
+                        "classification tasks use a linear layer on (u, v, |u-v|, u*v)")
+    p.add_argument("--pooling", choices=["mean", "cls"], default="mean",
+                   help="bi-encoder sentence embedding: mean of the token states (as the MiniLM teacher) or [CLS]")
     p.add_argument("--out", required=True)
     p.set_defaults(func=run_finetune_cmd)
 
@@ -83,7 +89,8 @@ def run_finetune_cmd(args) -> int:
         runs=args.runs, grid=args.grid, seed=args.seed, dtype=args.dtype, max_length=args.max_length,
         label_all_subtokens=args.label_all_subtokens, max_train_samples=args.max_train_samples,
         save_models=args.save_models, warmup_ratio=args.warmup_ratio, seeds_at_best=args.seeds_at_best,
-        exits=args.exits, group_by_length=args.group_by_length))
+        exits=args.exits, group_by_length=args.group_by_length, pair_encoding=args.pair_encoding,
+        pooling=args.pooling))
     best = summary["best"]
     print(f"\n{summary['task']}: best score {100 * summary['score']:.2f} (lr {best['learning_rate']:g}, batch "
           f"{best['batch_size']}, {best['runs']} run(s)); trainable parameters {summary['trainable_parameters']:,}")

@@ -31,8 +31,6 @@ def load_config(model: str):
     """A config from a preset name, 'minilm' (the packaged teacher) or a checkpoint directory."""
     from transformers import AutoConfig
 
-    import minialbert  # noqa: F401  (registers the minialbert model type)
-
     from ..data.offline import resolve_model_name
     from ..model import PRESETS, preset_config
 

@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from ..compat import cpu_has_native_bf16
 from ..model import MiniAlbertForMaskedLM
 from .losses import LossWeights, distillation_losses, uniform_layer_map
 from .recipe import DistillRecipe
@@ -166,7 +167,7 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
         "matmul_peak_gflops_fp32": round(peak_fp32, 1), "mfu": round(flops / median / 1e9 / peak, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "torch": torch.__version__,
+        "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
     })
     if profile:
         t_flops, s_flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()), split=True)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
+from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
 from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
@@ -346,17 +347,17 @@ def _resolve_alignment(recipe: DistillRecipe, teacher: Teacher, config: MiniAlbe
     return weights, projection, layer_map
 
 
-def training_arguments(recipe: DistillRecipe, out: Path, *, report_to=("tensorboard",)) -> TrainingArguments:
+def training_arguments(recipe: DistillRecipe, out: Path) -> TrainingArguments:
+    """The Trainer's settings for `recipe` (TensorBoard logs come from compat.tensorboard_callback)."""
     from ..runtime import resolve_dtype
 
     dtype = resolve_dtype(recipe.dtype)
     cuda = torch.cuda.is_available()
-    if recipe.dtype == "bf16" and not cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if recipe.dtype == "bf16" and not cuda and not cpu_has_native_bf16():
         logger.warning("This CPU has no native bfloat16 matrix instructions: bf16 will be much SLOWER than "
                        "fp32 here (see `minialbert bench distill`). Consider --dtype fp32.")
     if recipe.max_steps is None and recipe.streaming:
         raise MiniAlbertError("A streaming corpus has no length: give --max-steps.")
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # per run: one process may run several
     return TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=recipe.batch_size,
@@ -368,7 +369,7 @@ def training_arguments(recipe: DistillRecipe, out: Path, *, report_to=("tensorbo
         include_num_input_tokens_seen="non_padding",  # distilled tokens, counted over all processes
         seed=recipe.seed, data_seed=recipe.seed,
         save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
-        logging_steps=recipe.logging_steps, logging_first_step=True, report_to=list(report_to),
+        logging_steps=recipe.logging_steps, logging_first_step=True, report_to="none",
         remove_unused_columns=False, dataloader_num_workers=recipe.dataloader_num_workers,
         ddp_find_unused_parameters=False, disable_tqdm=False,
         optim="adamw_torch_fused",  # one fused kernel: the optimiser step went from 9% of a CPU step to 1%
@@ -411,6 +412,13 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     _check_positions(recipe)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
+    if resume:
+        _check_resumable_with(recipe, out)
+        finished = _finished_summary(recipe, out)
+        if finished is not None:
+            logger.warning("%s is already complete (%d of %d steps); nothing to do.", out, finished["steps"],
+                           recipe.max_steps)
+            return finished
     resume_from = latest_complete_checkpoint(ckpt_dir) if resume else None
     if not resume and any(ckpt_dir.glob("checkpoint-*")):
         raise MiniAlbertError(f"{out} already holds checkpoints from an earlier run; pass --resume to continue "
@@ -451,7 +459,8 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     train_data = windows if recipe.streaming else IndexedWindows(windows)
     trainer = DistillationTrainer(model=model, args=args, train_dataset=train_data, data_collator=collator,
                                   teacher=teacher, callbacks=[JsonlLogCallback(out / "log.jsonl"),
-                                                              MaskingEpochCallback(collator)])
+                                                              MaskingEpochCallback(collator),
+                                                              tensorboard_callback(out / "tensorboard")])
     logger.info("Student: %s parameters (base), %d iterations, E=%d, adapters=%s; layer map %s; losses: %s",
                 f"{sum(p.numel() for p in student.minialbert.parameters()):,}", student.config.num_hidden_layers,
                 student.config.embedding_size, student.config.use_adapters, layer_map,
@@ -477,6 +486,35 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     if trainer.is_world_process_zero():
         _publish_final(out, student, tokenizer, summary)
     return summary
+
+
+# Settings a resumed run may change: the run's length and bookkeeping. Any other difference would
+# mix two configurations in one student, so it is refused.
+RESUMABLE_CHANGES = ("max_steps", "epochs", "save_steps", "save_total_limit", "logging_steps", "num_proc",
+                     "dataloader_num_workers", "notes")
+
+
+def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
+    saved = out / "recipe.yaml"
+    if not saved.exists():
+        return
+    import yaml
+
+    before, now = yaml.safe_load(saved.read_text()) or {}, recipe.to_dict()
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, now[k]) != now[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise MiniAlbertError(f"--resume: {out} was distilled with other settings ({diffs}); resume with the "
+                              f"settings in {saved}, or distil into another --out.")
+
+
+def _finished_summary(recipe: DistillRecipe, out: Path) -> dict | None:
+    """The summary of a run in `out` that already reached `recipe.max_steps`, else None."""
+    info = out / "final" / "distillation.json"
+    if recipe.max_steps is None or not info.exists():
+        return None
+    summary = json.loads(info.read_text())
+    return summary if summary.get("steps", 0) >= recipe.max_steps else None
 
 
 def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:

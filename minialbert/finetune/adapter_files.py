@@ -56,12 +56,21 @@ def load_adapter_model(task_dir, base_model=None):
     from ..hf_utils import quiet_transformers
 
     cfg, state = read_adapter_task(task_dir)
-    auto = getattr(transformers, _HEADS[cfg["head"]])
     id2label = {int(k): v for k, v in cfg["id2label"].items()}
-    with quiet_transformers():
-        model = auto.from_pretrained(base_model or cfg["base_model"], num_labels=cfg["num_labels"],
-                                     id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                                     problem_type=cfg["problem_type"], exit_iterations=cfg.get("exit_iterations"))
+    labels = dict(num_labels=cfg["num_labels"], id2label=id2label, label2id={v: k for k, v in id2label.items()},
+                  problem_type=cfg["problem_type"])
+    if cfg["head"] == "bi-encoder":
+        from ..data.offline import resolve_model_name
+        from ..model.modeling_bi_encoder import BiEncoderForSequenceClassification
+
+        labels["pooling"] = cfg["pooling"]
+        model = BiEncoderForSequenceClassification.from_encoder(resolve_model_name(base_model or cfg["base_model"]),
+                                                                **labels)
+    else:
+        auto = getattr(transformers, _HEADS[cfg["head"]])
+        with quiet_transformers():
+            model = auto.from_pretrained(base_model or cfg["base_model"], exit_iterations=cfg.get("exit_iterations"),
+                                         **labels)
     model.prepare_adapter_tuning()
     missing = set(state) - set(dict(model.named_parameters()))
     if missing:

@@ -3,6 +3,7 @@ as the paper reports them (scikit-learn / scipy; no metric downloads)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -14,7 +15,6 @@ import numpy as np
 
 from ..errors import MiniAlbertError
 
-csv.field_size_limit(sys.maxsize)
 logger = logging.getLogger(__name__)
 STSB_RANGE = (0.0, 5.0)
 
@@ -80,7 +80,7 @@ def read_tsv(task: GlueTask, path: Path) -> GlueSplit:
     if not path.is_file():
         raise MiniAlbertError(f"Missing split file {path} for task {task.name}; the folder needs "
                               f"train.tsv and {' and '.join(task.dev_files)} in the official GLUE layout.")
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f, _long_fields():
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows or (task.header and len(rows) == 1):
         raise MiniAlbertError(f"{path} holds no {'rows' if rows else 'data (the file is empty)'}; GLUE {task.name} "
@@ -113,6 +113,17 @@ def read_tsv(task: GlueTask, path: Path) -> GlueSplit:
         split.texts.append(tuple(row[i] for i in text_idx))
         split.labels.append(float(label) if task.labels is None else task.labels.index(label))
     return split
+
+
+@contextlib.contextmanager
+def _long_fields():
+    """GLUE rows can exceed csv's 128 KiB field limit; the limit is process-wide, so it is raised
+    only while reading and restored afterwards."""
+    before = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def _is_score(text: str) -> bool:

@@ -16,15 +16,19 @@ import numpy as np
 import torch
 
 from ..data.offline import resolve_model_name
+from ..compat import length_grouping, ordered_evaluation, tensorboard_callback, warmup_fraction
 from ..errors import MiniAlbertError, require
+from ..fingerprint import options_hash, path_identity
 from ..hf_utils import quiet_transformers
 from ..runtime import resolve_dtype
+from ..model.modeling_bi_encoder import POOLINGS, BiEncoderForSequenceClassification
 from .adapter_files import save_adapter_task
-from .glue import get_task, glue_metrics, load_glue
+from .glue import STSB_RANGE, get_task, glue_metrics, load_glue
 from .ner import encode_ner, load_ner, ner_metrics, word_level_predictions
 
 logger = logging.getLogger(__name__)
 PAPER_LRS = (5e-5, 5e-4, 1e-3)
+PAIR_ENCODINGS = ("cross", "bi")
 
 
 @dataclass
@@ -47,6 +51,8 @@ class FinetuneOptions:
     warmup_ratio: float = 0.1
     seeds_at_best: int | None = None  # after a one-seed grid, repeat the best configuration to N seeds
     exits: str = "none"  # elastic depth: "all" or "1,2,3" = a classifier per iteration, trained together
+    pair_encoding: str = "cross"  # sentence pairs: "cross" ([CLS] a [SEP] b) or "bi" (each alone, siamese)
+    pooling: str = "mean"  # bi-encoder pooling: "mean" (as the MiniLM teacher was trained) or "cls"
     group_by_length: bool = True  # batches of similar lengths: far less padding (SST-2: 67% -> a few %)
     label_all_subtokens: bool = False
     max_train_samples: int | None = None
@@ -64,7 +70,32 @@ class FinetuneOptions:
         require(self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length}).")
         require(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio}).")
         require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
+        require(self.pair_encoding in PAIR_ENCODINGS,
+                f"--pair-encoding must be one of {', '.join(PAIR_ENCODINGS)} (got {self.pair_encoding!r}).")
+        require(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)} (got {self.pooling!r}).")
+        if self.pair_encoding == "bi":
+            pairs = self.task.lower() != "ner" and len(get_task(self.task).text_columns) == 2
+            require(pairs, f"--pair-encoding bi needs a sentence-pair task (mrpc, stsb, qqp, mnli, qnli, rte, wnli); "
+                           f"{self.task!r} is not one. Use --pair-encoding cross.")
+            require(self.exits in (None, "", "none"), "--exits is not available with --pair-encoding bi yet; "
+                                                      "use --pair-encoding cross for elastic-depth heads.")
         return self
+
+    def data_options(self) -> "DataOptions":
+        return DataOptions(self.task, self.data_dir, self.max_length, self.label_all_subtokens,
+                           self.max_train_samples, self.seed, self.pair_encoding)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What `prepare_data` reads and how it encodes it."""
+    task: str
+    data_dir: str | None = None
+    max_length: int = 128
+    label_all_subtokens: bool = False
+    max_train_samples: int | None = None
+    seed: int = 42
+    pair_encoding: str = "cross"
 
 
 @dataclass
@@ -75,9 +106,24 @@ class RunSpec:
     max_steps: int | None
     seed: int
 
-    def run_id(self, task: str, adapter: bool) -> str:
+    def run_id(self, task: str, adapter: bool, identity_hash: str) -> str:
+        """Readable hyperparameters, then the hash of everything else that changes the numbers
+        (`run_identity`): a rerun with another model, data or option is a new run, never a reuse."""
         length = f"steps{self.max_steps}" if self.max_steps else f"ep{self.epochs:g}"
-        return f"{task}-{'adapter' if adapter else 'full'}-lr{self.learning_rate:g}-bs{self.batch_size}-{length}-seed{self.seed}"
+        return (f"{task}-{'adapter' if adapter else 'full'}-lr{self.learning_rate:g}-bs{self.batch_size}-{length}"
+                f"-seed{self.seed}-{identity_hash}")
+
+
+def run_identity(opts: FinetuneOptions, dtype: str) -> dict:
+    """Everything besides a RunSpec's own fields that changes a run's numbers. The model and data
+    folders enter by path, size and modification time of their files, so a checkpoint distilled
+    again into the same folder is a different model."""
+    return {"model": path_identity(resolve_model_name(opts.model)), "data_dir": path_identity(opts.data_dir),
+            "task": opts.task.lower(), "adapter_tuning": opts.adapter_tuning, "dtype": dtype,
+            "max_length": opts.max_length, "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
+            "exits": opts.exits, "group_by_length": opts.group_by_length, "pair_encoding": opts.pair_encoding,
+            "pooling": opts.pooling if opts.pair_encoding == "bi" else None,
+            "label_all_subtokens": opts.label_all_subtokens, "max_train_samples": opts.max_train_samples}
 
 
 def plan_runs(opts: FinetuneOptions, large: bool) -> list[RunSpec]:
@@ -110,7 +156,10 @@ class TaskData:
     ner_splits: dict = field(default_factory=dict)
 
 
-def prepare_data(opts: FinetuneOptions, tokenizer) -> TaskData:
+def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
+    """Read and tokenise a task. Pairs are encoded together (`[CLS] a [SEP] b`) or, for a
+    bi-encoder, each sentence alone: columns input_ids/attention_mask for the first sentence and
+    input_ids_b/attention_mask_b for the second."""
     import datasets
 
     if opts.task.lower() == "ner":
@@ -135,9 +184,14 @@ def prepare_data(opts: FinetuneOptions, tokenizer) -> TaskData:
 
     def to_dataset(split):
         columns = list(zip(*split.texts))
-        enc = tokenizer(*columns, truncation=True, max_length=opts.max_length)
+        if opts.pair_encoding == "bi":
+            enc = dict(tokenizer(list(columns[0]), truncation=True, max_length=opts.max_length))
+            enc.update({f"{k}_b": v for k, v in tokenizer(list(columns[1]), truncation=True,
+                                                          max_length=opts.max_length).items()})
+        else:
+            enc = dict(tokenizer(*columns, truncation=True, max_length=opts.max_length))
         enc["labels"] = split.labels
-        return datasets.Dataset.from_dict(dict(enc))
+        return datasets.Dataset.from_dict(enc)
 
     train = to_dataset(splits["train"])
     if opts.max_train_samples:
@@ -146,6 +200,22 @@ def prepare_data(opts: FinetuneOptions, tokenizer) -> TaskData:
     labels = list(task.labels) if task.labels else ["score"]
     return TaskData("glue", task.num_labels, labels, train, evals, large=task.large,
                     problem_type="regression" if task.labels is None else "single_label_classification")
+
+
+class PairCollator:
+    """Dynamic padding of both sentences of a bi-encoder batch, each to its own longest."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, examples: list[dict]) -> dict:
+        second = [{k[:-2]: v for k, v in e.items() if k.endswith("_b")} for e in examples]
+        first = [{k: v for k, v in e.items() if not k.endswith("_b") and k != "labels"} for e in examples]
+        batch = dict(self.tokenizer.pad(first, return_tensors="pt"))
+        batch.update({f"{k}_b": v for k, v in self.tokenizer.pad(second, return_tensors="pt").items()})
+        if "labels" in examples[0]:
+            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+        return batch
 
 
 # --- model ------------------------------------------------------------------------------------------
@@ -165,12 +235,16 @@ def parse_exits(spec: str, num_iterations: int) -> list[int] | None:
     return exits
 
 
-def load_task_model(model_name: str, data: TaskData, exits: str = "none"):
+def load_task_model(model_name: str, data: TaskData, exits: str = "none", pair_encoding: str = "cross",
+                    pooling: str = "mean"):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    import minialbert  # noqa: F401  (registers the minialbert model type)
-
     path = resolve_model_name(model_name)
+    id2label = dict(enumerate(data.label_names))
+    if pair_encoding == "bi":
+        return BiEncoderForSequenceClassification.from_encoder(
+            path, data.num_labels, pooling, id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            problem_type=data.problem_type, similarity_scale=STSB_RANGE[1])
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
@@ -181,7 +255,6 @@ def load_task_model(model_name: str, data: TaskData, exits: str = "none"):
             f"{model_name!r} is a classifier with {config.num_labels} labels but task {data.kind}/{len(data.label_names)} "
             f"needs {data.num_labels}; start from its base (distilled) checkpoint instead of a fine-tuned one.")
     auto = AutoModelForTokenClassification if data.kind == "ner" else AutoModelForSequenceClassification
-    id2label = dict(enumerate(data.label_names))
     extra = {}
     if exits not in (None, "", "none"):
         if config.model_type != "minialbert":
@@ -195,12 +268,7 @@ def load_task_model(model_name: str, data: TaskData, exits: str = "none"):
 
 
 def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
-    # transformers 5 applies the length-grouped sampler to evaluation too, which would return the
-    # predictions out of dataset order; evaluation must read the dev set in order.
-    if getattr(trainer.args, "train_sampling_strategy", None) == "group_by_length":
-        trainer.args.train_sampling_strategy = "random"
-    if getattr(trainer.args, "group_by_length", False):
-        trainer.args.group_by_length = False
+    """Dev/test metrics; `trainer` reads evaluation data in order (compat.ordered_evaluation)."""
     metrics = {}
     for name, (dataset, maps) in data.evals.items():
         logits = trainer.predict(dataset).predictions
@@ -222,7 +290,7 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
                               TrainingArguments)
 
     torch.manual_seed(spec.seed)
-    model = load_task_model(opts.model, data, opts.exits)
+    model = load_task_model(opts.model, data, opts.exits, opts.pair_encoding, opts.pooling)
     total = sum(p.numel() for p in model.parameters())
     if opts.adapter_tuning:
         if not hasattr(model, "prepare_adapter_tuning"):
@@ -232,18 +300,18 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cuda = torch.cuda.is_available()
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     args = TrainingArguments(
         output_dir=str(run_dir / "trainer"), per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
-        lr_scheduler_type="linear", warmup_steps=opts.warmup_ratio,  # a float below 1: a fraction of the steps
+        lr_scheduler_type="linear", **warmup_fraction(opts.warmup_ratio),
         num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
-        seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to=["tensorboard"],
+        seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to="none",
         bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False, optim="adamw_torch_fused",
         **length_grouping(opts.group_by_length))
     collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
-                else DataCollatorWithPadding(tokenizer))
-    trainer = Trainer(model=model, args=args, train_dataset=data.train, data_collator=collator)
+                else PairCollator(tokenizer) if opts.pair_encoding == "bi" else DataCollatorWithPadding(tokenizer))
+    trainer = ordered_evaluation(Trainer)(model=model, args=args, train_dataset=data.train, data_collator=collator,
+                                          callbacks=[tensorboard_callback(run_dir / "tensorboard")])
     start = time.time()
     trainer.train()
     seconds = time.time() - start
@@ -253,9 +321,10 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
         if opts.adapter_tuning:
             local = Path(resolve_model_name(opts.model))
             base_pointer = str(local.resolve()) if local.exists() else opts.model  # a folder, or a hub name
-            save_adapter_task(model, run_dir / "adapter", base_pointer,
-                              "token-classification" if data.kind == "ner" else "sequence-classification",
-                              {"task": opts.task})
+            head = ("token-classification" if data.kind == "ner" else "bi-encoder" if opts.pair_encoding == "bi"
+                    else "sequence-classification")
+            save_adapter_task(model, run_dir / "adapter", base_pointer, head,
+                              {"task": opts.task, "pooling": getattr(model.config, "pooling", None)})
         else:
             model.save_pretrained(run_dir / "model")
             tokenizer.save_pretrained(run_dir / "model")
@@ -265,24 +334,12 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
                                 "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
                                 "max_length": opts.max_length, "dtype": dtype,
                                 "exits": getattr(model.config, "exit_iterations", None),
-                                "group_by_length": opts.group_by_length},
+                                "group_by_length": opts.group_by_length, "pair_encoding": opts.pair_encoding,
+                                "pooling": opts.pooling if opts.pair_encoding == "bi" else None},
             "seed": spec.seed, "metrics": result["splits"], "score": result["score"],
             "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
             "trainable_parameters": trainable, "total_parameters": total,
             "base_parameters": sum(p.numel() for p in model.base_model.parameters())}
-
-
-def length_grouping(enabled: bool) -> dict:
-    """TrainingArguments for the Trainer's length-grouped sampler (its name changed within transformers 5)."""
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    if not enabled:
-        return {}
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names \
-        else {"group_by_length": True}
 
 
 def _write_json(path: Path, obj) -> None:
@@ -306,11 +363,12 @@ def run_finetune(opts: FinetuneOptions) -> dict:
         raise MiniAlbertError(f"No tokenizer found for {opts.model!r} ({e}); a distilled student keeps its "
                               "teacher's tokenizer in OUT/final.") from None
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    data = prepare_data(opts, tokenizer)
+    data = prepare_data(opts.data_options(), tokenizer)
     dtype = resolve_dtype(opts.dtype)
     specs = plan_runs(opts, data.large)
-    results = [_run_or_reuse(opts, spec, data=data, tokenizer=tokenizer, out=out, dtype=dtype, label=f"{i}/{len(specs)}")
-               for i, spec in enumerate(specs, 1)]
+    identity = run_identity(opts, dtype)
+    run = dict(data=data, tokenizer=tokenizer, out=out, dtype=dtype, identity=identity)
+    results = [_run_or_reuse(opts, spec, **run, label=f"{i}/{len(specs)}") for i, spec in enumerate(specs, 1)]
     chosen = None
     if opts.seeds_at_best and opts.seeds_at_best > 1:
         # Pick the configuration on dev with one seed per configuration, then repeat only it; the
@@ -319,7 +377,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
         chosen = config_key(best)
         results += [_run_or_reuse(opts, RunSpec(best["learning_rate"], best["batch_size"], best["epochs"],
                                                 best["max_steps"], opts.seed + k),
-                                  data=data, tokenizer=tokenizer, out=out, dtype=dtype, label=f"seed {opts.seed + k}")
+                                  **run, label=f"seed {opts.seed + k}")
                     for k in range(1, opts.seeds_at_best)]
     summary = summarise(opts, results, chosen)
     if opts.save_models == "best":
@@ -335,8 +393,6 @@ def _check_max_length(opts: FinetuneOptions, path: str) -> None:
     """Inputs longer than the model's position table would crash mid-run: refuse them up front."""
     from transformers import AutoConfig
 
-    import minialbert  # noqa: F401  (registers the minialbert model type)
-
     try:
         positions = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
     except (OSError, ValueError) as e:
@@ -347,15 +403,19 @@ def _check_max_length(opts: FinetuneOptions, path: str) -> None:
 
 
 def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, tokenizer, out: Path, dtype: str,
-                  label: str) -> dict:
-    run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning)
+                  identity: dict, label: str) -> dict:
+    run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning, options_hash(identity))
     record = out / "runs" / f"{run_id}.json"
     if record.exists():  # interrupted grids resume without redoing finished runs
-        logger.info("[%s] %s: already done, skipping", label, run_id)
-        return json.loads(record.read_text())
+        done = json.loads(record.read_text())
+        if done.get("identity") != identity:  # only a hash collision or a hand-edited file gets here
+            raise MiniAlbertError(f"{record} was computed with other options than this run's; move it away or "
+                                  "choose another --out.")
+        logger.info("[%s] %s: already done with identical options, reusing it", label, run_id)
+        return done
     logger.info("[%s] %s", label, run_id)
     result = run_one(opts, spec, data, tokenizer, out / "runs" / run_id, dtype)
-    result["run_id"] = run_id
+    result["run_id"], result["identity"] = run_id, identity
     _write_json(record, result)
     return result
 
@@ -384,7 +444,7 @@ def summarise(opts: FinetuneOptions, results: list[dict], chosen: tuple | None =
     best = max(configs, key=lambda c: (chosen is None or config_key(c) == chosen, c["mean_score"]))
     first = results[0]
     return {"task": opts.task.lower(), "model": opts.model, "adapter_tuning": opts.adapter_tuning,
-            "data_name": Path(opts.data_dir).name if opts.data_dir else None,
+            "pair_encoding": opts.pair_encoding, "data_name": Path(opts.data_dir).name if opts.data_dir else None,
             "grid": opts.grid, "score": best["mean_score"], "best": best, "configs": configs,
             "trainable_parameters": first["trainable_parameters"], "base_parameters": first["base_parameters"],
             "total_parameters": first["total_parameters"]}

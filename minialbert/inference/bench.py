@@ -9,41 +9,10 @@ import numpy as np
 import psutil
 import torch
 
-from ..data.offline import resolve_model_name
 from ..errors import MiniAlbertError
-from ..hf_utils import quiet_transformers
-from ..model import PRESETS, MiniAlbertModel, preset_config
-
-# Randomly initialised reference shapes (no download): the teacher, and a BERT of equal depth.
-BERT_SHAPES = {"bert-base": {}, "bert-6layer": {"num_hidden_layers": 6}}
-
-
-def build_model(name: str):
-    from transformers import AutoModel, BertConfig, BertModel
-
-    if name in PRESETS:
-        return MiniAlbertModel(preset_config(name))
-    if name in BERT_SHAPES:
-        return BertModel(BertConfig(**BERT_SHAPES[name]), add_pooling_layer=False)
-    import minialbert  # noqa: F401
-
-    with quiet_transformers():
-        return AutoModel.from_pretrained(resolve_model_name(name))
-
-
-@torch.inference_mode()
-def set_depth(model, iterations: int | None) -> int | None:
-    """Elastic depth for a MiniALBERT model: run its first K iterations; other models run whole.
-    Returns the depth the model will run (None for other architectures)."""
-    config = model.config
-    if getattr(config, "model_type", None) != "minialbert":
-        return None
-    if iterations is not None:
-        if not 1 <= iterations <= config.num_hidden_layers:
-            raise MiniAlbertError(f"--iterations {iterations} must lie in 1..{config.num_hidden_layers}.")
-        config.inference_iterations = iterations
-    return config.inference_iterations or config.num_hidden_layers
-
+from ..model import PRESETS
+from .export import export_onnx, onnx_session, run_onnx
+from .loading import BERT_SHAPES, build_model, example_inputs, load_model, set_depth
 
 @torch.inference_mode()
 def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compile_model=False,
@@ -115,7 +84,6 @@ def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, b
     import tempfile
     from pathlib import Path
 
-    from .export import example_inputs, export_onnx, load_for_export, onnx_session, run_onnx
 
     if task and (model in PRESETS or model in BERT_SHAPES):
         raise MiniAlbertError(f"--task {task}: --model {model} is a randomly initialised shape with no task head; "
@@ -125,7 +93,7 @@ def bench_onnx(model: str, compare=(), task: str | None = None, data_dir=None, b
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         engines, info = {}, {}
         for i, name in enumerate(names):
-            torch_model = load_for_export(name).eval()  # loaded once: the files hold these very weights
+            torch_model = load_model(name).eval()  # loaded once: the files hold these very weights
             set_depth(torch_model, iterations)  # PyTorch and both ONNX files run the same K iterations
             files = {kind: Path(tmp) / f"m{i}-{kind}.onnx" for kind in ("fp32", "int8")}
             exp = export_onnx(name, files["int8"], int8=True, model=torch_model, fp32_copy=files["fp32"])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import MiniAlbertError
+from .loading import load_model
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3)
 
@@ -22,9 +23,7 @@ def _load(model: str):
     its tokenizer (an adapter model's name_or_path is its base)."""
     from transformers import AutoTokenizer
 
-    from .export import load_for_export
-
-    net = load_for_export(model)
+    net = load_model(model)
     if getattr(net.config, "model_type", None) != "minialbert" or not hasattr(net, "early_exit"):
         raise MiniAlbertError(f"bench depth needs a fine-tuned MiniALBERT classifier; {model!r} is "
                               f"{type(net).__name__}.")
@@ -37,12 +36,11 @@ def bench_depth(model: str, task: str, data_dir: str, thresholds=THRESHOLDS, bat
 
     from ..finetune.glue import get_task, glue_metrics
     from ..finetune.ner import ner_metrics, word_level_predictions
-    from ..finetune.runner import FinetuneOptions, prepare_data
+    from ..finetune.runner import DataOptions, prepare_data
 
     net, tokenizer = _load(model)
     ner = task.lower() == "ner"
-    data = prepare_data(FinetuneOptions(model=model, task=task, out="", data_dir=data_dir, max_length=max_length),
-                        tokenizer)
+    data = prepare_data(DataOptions(task=task, data_dir=data_dir, max_length=max_length), tokenizer)
     split = next(iter(data.evals))
     dataset, maps = data.evals[split]
     collate = DataCollatorForTokenClassification(tokenizer) if ner else DataCollatorWithPadding(tokenizer)

@@ -19,43 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.offline import resolve_model_name
 from ..errors import MiniAlbertError
-from ..hf_utils import quiet_transformers
+from .loading import example_inputs, load_model, set_depth
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-4  # fp32 ONNX vs PyTorch, max absolute difference
 MIN_OPSET = 18  # the torch.export-based exporter's first opset; older ones need a lossy down-conversion
-
-
-def load_for_export(name: str) -> nn.Module:
-    """A checkpoint folder (any architecture in its config.json: base, masked-LM or task head), an
-    adapter-only task folder (base + adapters + head), a preset or a BERT shape of `bench infer`
-    (random weights), or a hub name."""
-    from ..model import PRESETS
-    from .bench import BERT_SHAPES, build_model
-
-    if name in PRESETS or name in BERT_SHAPES:
-        return build_model(name)
-    path = Path(resolve_model_name(name))
-    from ..finetune.adapter_files import ADAPTER_CONFIG, load_adapter_model
-
-    if (path / ADAPTER_CONFIG).is_file():
-        return load_adapter_model(path)
-    import transformers
-    from transformers import AutoConfig, AutoModel
-
-    import minialbert  # noqa: F401  (registers the minialbert model type)
-    from .. import model as minialbert_models
-
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"Could not load {name!r} for export: {e}") from None
-    arch = (config.architectures or [""])[0]
-    cls = getattr(minialbert_models, arch, None) or getattr(transformers, arch, None)
-    with quiet_transformers():
-        return (cls or AutoModel).from_pretrained(path)
 
 
 class OnnxWrapper(nn.Module):
@@ -69,16 +38,6 @@ class OnnxWrapper(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         return tuple(out[k] for k in self.output_names)
-
-
-def example_inputs(batch: int, seq: int, vocab_size: int, seed: int = 0, pad_last: int = 0) -> dict:
-    """Random token ids; the first sequence padded at its last `pad_last` positions."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(min(1000, vocab_size // 2), min(vocab_size, 20000), (batch, seq), generator=g)
-    mask = torch.ones_like(ids)
-    if pad_last:
-        mask[0, -pad_last:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
 def _output_names(model: nn.Module, inputs: dict) -> list[str]:
@@ -120,7 +79,7 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
                 fp32_copy=None, iterations: int | None = None) -> dict:
     """Export `name` to `out` (fp32, or int8 weights with `int8`); return a report with the parity
     against PyTorch measured on inputs of a different shape from the export example. `model`: the
-    already loaded `load_for_export(name)`, if the caller has it; `fp32_copy`: with `int8`, keep the
+    already loaded `load_model(name)`, if the caller has it; `fp32_copy`: with `int8`, keep the
     intermediate fp32 file there too, so that one export serves both precisions."""
     out = Path(out)
     if out.suffix != ".onnx":
@@ -135,13 +94,8 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
                               f"{onnx.defs.onnx_opset_version()} (the installed onnx); {MIN_OPSET} runs on every "
                               "current ONNX Runtime.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = (load_for_export(name) if model is None else model).eval()
-    if iterations is not None:  # elastic depth: the graph runs K iterations and answers with exit K
-        N = getattr(model.config, "num_hidden_layers", None)
-        if getattr(model.config, "model_type", None) != "minialbert" or not 1 <= iterations <= N:
-            raise MiniAlbertError(f"--iterations {iterations}: needs a MiniALBERT model and 1 <= K <= its N "
-                                  f"({N}).")
-        model.config.inference_iterations = iterations
+    model = (load_model(name) if model is None else model).eval()
+    set_depth(model, iterations, required=True)  # elastic depth: the graph runs K iterations, answers with exit K
     tokenizer_warning = _missing_tokenizer(name)
     vocab = model.config.vocab_size
     names = _output_names(model, example_inputs(2, 16, vocab))

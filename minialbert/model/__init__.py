@@ -10,3 +10,4 @@ from .modeling_minialbert import (
     MiniAlbertPreTrainedModel,
 )
 from .summary import adapter_parameter_count, parameter_breakdown
+from .modeling_bi_encoder import BiEncoderForSequenceClassification, is_bi_encoder, load_bi_encoder

@@ -1,0 +1,137 @@
+"""Siamese (bi-encoder) pair heads, for any Hugging Face encoder: each sentence of a pair is encoded
+alone by the same encoder and pooled (Sentence-BERT, Reimers & Gurevych 2019).
+
+Why: a student distilled layer to layer keeps its teacher's per-sentence representations, and a
+cross-encoder head (`[CLS] a [SEP] b`) trained on a few thousand pairs throws them away; the
+siamese head uses them as they are (docs/METHOD.md section 5). Written here because transformers
+has no pair head of this kind and sentence-transformers' training loop is not the Trainer's.
+
+- regression (STS-B): the prediction is `scale * cos(u, v)`; the loss is MSE between `cos(u, v)` and
+  `label / scale` (SBERT's cosine-similarity objective; scale 5 = the STS-B range).
+- classification (MRPC, RTE, QQP, QNLI, MNLI, WNLI): softmax over a linear layer on
+  `(u, v, |u - v|, u * v)`.
+
+The model's config is the encoder's own config with `pair_encoding = "bi"`, `pooling` and
+`similarity_scale` added, so a saved folder holds one config.json and one model.safetensors
+(`encoder.*`, `classifier.*`) and reloads with `load_bi_encoder(folder)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+POOLINGS = ("mean", "cls")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """(B, T, H) states -> (B, H): the mean over real tokens (padding excluded) or the first token."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if attention_mask is None:
+        return hidden.mean(1)
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+
+
+class BiEncoderForSequenceClassification(PreTrainedModel):
+    config_class = PreTrainedConfig
+    base_model_prefix = "encoder"
+
+    def __init__(self, config: PreTrainedConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        config.pair_encoding = "bi"
+        config.pooling = getattr(config, "pooling", "mean")
+        if config.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS} (got {config.pooling!r}).")
+        config.similarity_scale = float(getattr(config, "similarity_scale", 5.0))
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(config)
+        self.num_labels = config.num_labels
+        H = config.hidden_size
+        p = getattr(config, "classifier_dropout", None)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if p is None else p)
+        # regression needs no parameters: the score is the cosine similarity itself
+        self.classifier = nn.Linear(4 * H, config.num_labels) if config.num_labels > 1 else None
+        if self.classifier is not None:
+            nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
+            nn.init.zeros_(self.classifier.bias)
+        self.post_init()
+
+    def _init_weights(self, module):  # only modules missing from a checkpoint get here
+        if isinstance(module, nn.Linear) and module is self.classifier:
+            nn.init.normal_(module.weight, std=getattr(self.config, "initializer_range", 0.02))
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_encoder(cls, path: str, num_labels: int, pooling: str = "mean", **config_fields):
+        """A new pair model on the encoder saved at `path` (a base model, a masked-LM checkpoint such
+        as a distilled student, or any Hugging Face encoder); the head starts fresh."""
+        from ..hf_utils import quiet_transformers
+
+        config = AutoConfig.from_pretrained(path)
+        config.num_labels, config.pooling = num_labels, pooling
+        for k, v in config_fields.items():
+            setattr(config, k, v)
+        with quiet_transformers():  # a masked-LM checkpoint has an unused head: expected
+            encoder = AutoModel.from_pretrained(path, config=config)
+        return cls(config, encoder=encoder)
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, num_iterations=None):
+        """Pooled sentence embeddings (B, H); `num_iterations` for MiniALBERT's elastic depth."""
+        extra = {"num_iterations": num_iterations} if num_iterations else {}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                           **extra)
+        return pool(out.last_hidden_state, attention_mask, self.config.pooling)
+
+    def pair_features(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, input_ids_b=None,
+                attention_mask_b=None, token_type_ids_b=None, labels=None, num_iterations=None, **kwargs):
+        if input_ids_b is None:
+            raise ValueError("A bi-encoder needs both sentences: input_ids (first) and input_ids_b (second).")
+        u = self.encode(input_ids, attention_mask, token_type_ids, num_iterations)
+        v = self.encode(input_ids_b, attention_mask_b, token_type_ids_b, num_iterations)
+        loss = None
+        if self.classifier is None:
+            cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
+            logits = (self.config.similarity_scale * cosine).unsqueeze(-1)
+            if labels is not None:
+                loss = F.mse_loss(cosine, labels.float().view(-1) / self.config.similarity_scale)
+        else:
+            logits = self.classifier(self.dropout(self.pair_features(u, v)))
+            if labels is not None:
+                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def prepare_adapter_tuning(self) -> int:
+        """Adapter tuning of a MiniALBERT encoder (as MiniAlbertPreTrainedModel.prepare_adapter_tuning):
+        fresh adapters if it has none; only they and the pair head train. Returns the trainable count."""
+        if not hasattr(self.encoder, "add_adapters"):
+            raise ValueError(f"adapter tuning needs a MiniALBERT encoder; this one is {type(self.encoder).__name__}.")
+        if self.encoder.encoder.adapters is None:
+            self.encoder.add_adapters()
+        for p in self.parameters():
+            p.requires_grad = False
+        trainable = [self.encoder.encoder.adapters] + ([self.classifier] if self.classifier is not None else [])
+        for module in trainable:
+            for p in module.parameters():
+                p.requires_grad = True
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def is_bi_encoder(path) -> bool:
+    """Whether the checkpoint folder at `path` holds a saved bi-encoder."""
+    import json
+    from pathlib import Path
+
+    config = Path(path) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("pair_encoding") == "bi"
+
+
+def load_bi_encoder(path) -> BiEncoderForSequenceClassification:
+    """Reload a saved bi-encoder (its config.json is the encoder's, with the pair fields)."""
+    return BiEncoderForSequenceClassification.from_pretrained(path, config=AutoConfig.from_pretrained(path))

@@ -1,0 +1,141 @@
+"""Siamese (bi-encoder) pair heads: the score and the features against hand computations from the
+encoder's own states, padding invariance, save/reload, adapter tuning and `finetune --pair-encoding bi`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+from transformers import AutoTokenizer
+
+from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
+from minialbert.cli import main
+from minialbert.data.offline import packaged_teacher_path
+from minialbert.finetune import get_task, glue_metrics, load_adapter_model
+from minialbert.finetune.runner import DataOptions, PairCollator, prepare_data
+from minialbert.model import BiEncoderForSequenceClassification, load_bi_encoder
+
+from helpers import shared_path
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("student")
+    torch.manual_seed(0)
+    MiniAlbertForMaskedLM(MiniAlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                           intermediate_size=128, adapter_reduction_factor=16,
+                                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(packaged_teacher_path()).save_pretrained(path)
+    return str(path)
+
+
+PAIRS = [("A man is playing a guitar.", "Someone plays an instrument on a stage tonight."),
+         ("The cat sleeps.", "A dog runs in the park.")]
+
+
+def _alone(model, tok, text):
+    """Mean of the encoder's final states over the tokens of `text`, encoded alone (no padding)."""
+    enc = tok(text, return_tensors="pt")
+    with torch.no_grad():
+        states = model.encoder(**enc).last_hidden_state[0]
+    return states.mean(0)
+
+
+def _batch(tok, pairs):
+    a = tok([p[0] for p in pairs])
+    b = tok([p[1] for p in pairs])
+    rows = [{**{k: a[k][i] for k in a}, **{f"{k}_b": b[k][i] for k in b}} for i in range(len(pairs))]
+    return PairCollator(tok)(rows)
+
+
+@pytest.mark.parametrize("encoder", ["student", "teacher"])
+def test_regression_score_is_the_cosine_of_each_sentence_encoded_alone(encoder, student_dir):
+    path = student_dir if encoder == "student" else str(packaged_teacher_path())
+    model = BiEncoderForSequenceClassification.from_encoder(path, num_labels=1).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    batch = _batch(tok, PAIRS)
+    assert batch["attention_mask"][1].sum() < batch["attention_mask"].shape[1]  # the batch is padded
+    with torch.no_grad():
+        scores = model(**batch).logits.squeeze(-1)
+    for i, (a, b) in enumerate(PAIRS):
+        u, v = _alone(model, tok, a), _alone(model, tok, b)
+        by_hand = 5.0 * torch.dot(u, v) / (u.norm() * v.norm())
+        assert scores[i].item() == pytest.approx(by_hand.item(), abs=1e-4)
+    labels = torch.tensor([4.0, 1.0])
+    loss = model(**batch, labels=labels).loss
+    assert loss.item() == pytest.approx(F.mse_loss(scores / 5.0, labels / 5.0).item(), abs=1e-5)
+
+
+def test_classifier_reads_u_v_absdiff_product_of_the_sentences_alone(student_dir):
+    model = BiEncoderForSequenceClassification.from_encoder(student_dir, num_labels=2).eval()
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    batch = _batch(tok, PAIRS)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    W, bias = model.classifier.weight, model.classifier.bias
+    assert W.shape == (2, 4 * 64)
+    for i, (a, b) in enumerate(PAIRS):
+        u, v = _alone(model, tok, a), _alone(model, tok, b)
+        features = torch.cat([u, v, (u - v).abs(), u * v])
+        torch.testing.assert_close(logits[i], W @ features + bias, atol=1e-4, rtol=1e-4)
+    labels = torch.tensor([1, 0])
+    assert model(**batch, labels=labels).loss.item() == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-5)
+
+
+def test_cls_pooling_reads_the_first_token(student_dir):
+    model = BiEncoderForSequenceClassification.from_encoder(student_dir, num_labels=1, pooling="cls").eval()
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    enc = tok(PAIRS[0][0], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(**enc)[0], model.encoder(**enc).last_hidden_state[0, 0])
+
+
+def test_finetune_bi_encoder_saves_reloads_and_scores_as_recomputed(student_dir, tmp_path):
+    glue = str(shared_path("data", "glue"))
+    out = tmp_path / "stsb"
+    assert main(["finetune", "--model", student_dir, "--task", "stsb", "--data-dir", glue, "--pair-encoding", "bi",
+                 "--max-steps", "4", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32", "--out", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["pair_encoding"] == "bi"
+    run = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert run["hyperparameters"]["pair_encoding"] == "bi" and run["hyperparameters"]["pooling"] == "mean"
+    model = load_bi_encoder(next((out / "runs").glob("*/model"))).eval()
+    assert isinstance(model, BiEncoderForSequenceClassification) and model.classifier is None
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    dev, _ = prepare_data(DataOptions(task="stsb", data_dir=glue, max_length=32, pair_encoding="bi"), tok).evals["dev"]
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(dev), 256):
+            rows = [{k: v for k, v in r.items() if k != "labels"} for r in dev.select(range(i, min(i + 256, len(dev))))]
+            preds.append(model(**PairCollator(tok)(rows)).logits.squeeze(-1).numpy())
+    metrics = glue_metrics(get_task("stsb"), np.concatenate(preds), np.array(dev["labels"]))
+    assert metrics["pearson"] == pytest.approx(run["metrics"]["dev"]["pearson"], abs=1e-5)
+
+
+def test_adapter_tuned_bi_encoder_reloads_to_the_same_predictions(student_dir, tmp_path):
+    glue = str(shared_path("data", "glue"))
+    out = tmp_path / "mrpc"
+    assert main(["finetune", "--model", student_dir, "--task", "mrpc", "--data-dir", glue, "--pair-encoding", "bi",
+                 "--adapter-tuning", "--max-steps", "3", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32", "--out", str(out)]) == 0
+    run = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert run["trainable_parameters"] < run["total_parameters"] / 5
+    task = next((out / "runs").glob("*/adapter"))
+    assert json.loads((task / "adapter_config.json").read_text())["head"] == "bi-encoder"
+    model = load_adapter_model(task)
+    assert isinstance(model, BiEncoderForSequenceClassification)
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    dev, _ = prepare_data(DataOptions(task="mrpc", data_dir=glue, max_length=32, pair_encoding="bi"), tok).evals["dev"]
+    rows = [{k: v for k, v in r.items() if k != "labels"} for r in dev]
+    with torch.no_grad():
+        pred = model(**PairCollator(tok)(rows)).logits.argmax(-1).numpy()
+    metrics = glue_metrics(get_task("mrpc"), pred, np.array(dev["labels"]))
+    assert metrics["f1"] == pytest.approx(run["metrics"]["dev"]["f1"], abs=1e-6)
+
+
+def test_bi_encoding_of_a_single_sentence_task_is_refused(student_dir, tmp_path, capsys):
+    assert main(["finetune", "--model", student_dir, "--task", "sst2", "--pair-encoding", "bi",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--pair-encoding bi needs a sentence-pair task" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
