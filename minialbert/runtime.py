@@ -34,15 +34,35 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.3) -> float:
-    """Sustained GFLOP/s of an n x n x n matmul in `dtype` on this CPU (threads as configured)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_gflops(dtype: torch.dtype, rows: int = 1024, inner: int = 1024, cols: int = 1024,
+                  device: str = "cpu", seconds: float = 0.3) -> float:
+    """Sustained GFLOP/s of a (rows x inner) @ (inner x cols) product in `dtype` on `device` (CPU
+    threads as configured; CUDA synchronised around the timing). The one matmul probe: `--dtype
+    auto` uses a square product, the benchmarks the shape of the model's dominant linear layer (on
+    CPUs without native bf16, bf16 speed depends strongly on the shape)."""
+    a = torch.randn(rows, inner, device=device).to(dtype)
+    b = torch.randn(inner, cols, device=device).to(dtype)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     torch.mm(a, b)  # warm-up (first call may pick kernels)
+    sync()
     reps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or reps < 2:
         torch.mm(a, b)
         reps += 1
-    return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
+        sync()
+    return 2 * rows * inner * cols * reps / (time.perf_counter() - start) / 1e9
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when a GPU is visible, else cpu; 'cuda' without a GPU is a clear error."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise MiniAlbertError(f"--device must be auto, cpu or cuda (got {name!r}).")
+    cuda = torch.cuda.is_available()
+    if name == "cuda" and not cuda:
+        raise MiniAlbertError("--device cuda: no CUDA GPU is visible to PyTorch here (torch "
+                              f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu, "
+                              "or install a CUDA build of torch on a GPU machine.")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and cuda) else "cpu")
 
 
 def _probe_cache() -> Path:

@@ -1,5 +1,5 @@
 """The five loss components against an independent, element-by-element implementation of
-METHOD.md's formulas, on random tensors with padding and masking."""
+docs/method.md's formulas, on random tensors with padding and masking."""
 
 import math
 from types import SimpleNamespace
@@ -31,7 +31,7 @@ def random_outputs(seed, layers):
 
 
 def reference_losses(s, t, labels, mask, layer_map, temp):
-    """Loops over scalars, straight from METHOD.md section 2."""
+    """Loops over scalars, straight from docs/method.md section 2."""
     def log_softmax(z):
         m = max(z)
         lse = m + math.log(sum(math.exp(x - m) for x in z))

@@ -14,7 +14,7 @@ from minialbert.model.summary import parameter_breakdown
 
 from helpers import batch, tiny_config
 
-EXPECTED = {  # METHOD.md parameter table: base model without pooler
+EXPECTED = {  # docs/method.md parameter table: base model without pooler
     "minialbert-768-noadapters": 30_925_056, "minialbert-312-noadapters": 17_012_112,
     "minialbert-768": 31_838_016, "minialbert-312": 17_925_072, "minialbert-128": 12_072_768,
 }

@@ -30,3 +30,21 @@ def test_explicit_dtypes_pass_and_bad_ones_are_named(monkeypatch):
         runtime.resolve_dtype("fp8")
     with pytest.raises(MiniAlbertError, match="fp16 needs a CUDA GPU"):
         runtime.resolve_dtype("fp16")
+
+
+def test_bench_distill_runs_on_the_device_it_names_and_refuses_an_absent_gpu(monkeypatch, capsys):
+    import json
+
+    from minialbert.cli import main
+
+    assert main(["bench", "distill", "--teacher-config", "minilm", "--student", "minialbert-128", "--batch", "2",
+                 "--seq", "32", "--steps", "1", "--dtype", "fp32", "--device", "cpu", "--profile", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["device"] == "cpu" and result["dtype"] == "fp32"
+    assert result["fp32_fast_path_vs_full_tensor_max_abs_diff"] < 1e-4  # the training path = the full-tensor losses
+    assert result["tokens_per_s"] > 0 and 0 < result["mfu"] and result["matmul_peak_gflops"] > 0
+    assert set(result["profile"]) == {"data", "teacher_forward", "student_forward", "losses", "backward", "optimizer"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "distill", "--device", "cuda", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA GPU is visible" in err and "Traceback" not in err

@@ -1,5 +1,5 @@
 """`minialbert ablate`: one student per variant with the same budget, seed and data, each fine-tuned
-on the same tasks; a Table 3/4-style report (METHOD.md section 2). Interrupted studies resume:
+on the same tasks; a Table 3/4-style report (docs/method.md section 2). Interrupted studies resume:
 finished distillations and fine-tuning runs are reused."""
 
 from __future__ import annotations

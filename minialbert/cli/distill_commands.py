@@ -23,7 +23,7 @@ HELP = {
     "layer_map": "comma-separated teacher layer (1-based) per student iteration; default uniform i*L/N",
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",
-    "alignment": "alignment losses: full | hidden | attention | none (ablations, METHOD.md Table 3)",
+    "alignment": "alignment losses: full | hidden | attention | none (ablations, docs/method.md Table 3)",
     "corpus": "wiki-offline, a .txt/.jsonl file or folder, or hf:NAME[:CONFIG][:SPLIT]",
     "blank_line_docs": "text files: documents are separated by blank lines (default: one per line)",
     "streaming": "stream an hf: corpus instead of downloading it whole (needs --max-steps)",
@@ -71,7 +71,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "distill", help="Distil a teacher into a MiniALBERT student (default: the offline CPU demo).",
-        description="Layer-to-layer distillation (METHOD.md sections 2-3). With no arguments runs the "
+        description="Layer-to-layer distillation (docs/method.md sections 2-3). With no arguments runs the "
                     "'cpu-demo' recipe offline: packaged MiniLM teacher, wiki-offline corpus. Every recipe "
                     "field can be overridden by its flag. Writes OUT/final (student + tokenizer + "
                     "distillation.json), OUT/log.jsonl, OUT/tensorboard and OUT/checkpoints.",
@@ -121,6 +121,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: the faster of fp32/bf16 on this CPU by a matmul probe (bf16 on a GPU)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the models, batches and the matmul peak run (auto: a GPU when one is visible; "
+                        "cuda without a GPU is an error)")
     p.add_argument("--profile", action="store_true",
                    help="split the step into data, teacher forward, student forward, losses, backward, optimizer "
                         "(seconds, share, GFLOP/s)")
@@ -160,7 +163,7 @@ def run_bench_distill(args) -> int:
     from ..distillation.bench import bench_distill
 
     result = bench_distill(args.teacher_config, args.student, args.batch, args.seq, args.steps, args.dtype,
-                           profile=args.profile)
+                           profile=args.profile, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

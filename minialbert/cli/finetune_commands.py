@@ -17,7 +17,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--model", required=True, help="MiniALBERT checkpoint folder, any HF encoder, or 'minilm'")
     p.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner")
     p.add_argument("--data-dir", default=None, help="GLUE folder (official TSVs) or NER folder; default: the hub")
-    p.add_argument("--adapter-tuning", action="store_true", help="train only adapters + head (METHOD.md section 4)")
+    p.add_argument("--adapter-tuning", action="store_true", help="train only adapters + head (docs/method.md section 4)")
     p.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s); default by grid")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 large tasks, 16 small tasks")
     p.add_argument("--epochs", type=float, default=None, help="default: 3 (grid paper: 3 large / 5 small)")

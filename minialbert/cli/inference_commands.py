@@ -37,12 +37,36 @@ def register(sub, bench_sub) -> None:
                     "dynamically quantised int8 weights (onnxruntime) instead of fp32; use "
                     "`minialbert bench onnx --task ...` to measure its speed and dev-set accuracy.")
     p.add_argument("model", help="checkpoint folder, adapter task folder, preset or hub name")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--onnx", metavar="OUT.onnx", help="output file")
+    target.add_argument("--sentence-transformers", metavar="OUT", dest="sentence_transformers",
+                        help="write a sentence-transformers folder instead (the encoder + pooling; for a student, "
+                             "a bi-encoder or any encoder): SentenceTransformer(OUT) loads it after `import minialbert`")
+    p.add_argument("--pooling", choices=["mean", "cls"], default="mean",
+                   help="with --sentence-transformers: the pooling of the sentence embedding")
     p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the weights")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--iterations", type=int, default=None, metavar="K",
                    help="export a K-iteration graph (elastic depth) instead of all N iterations")
     p.set_defaults(func=run_export)
+
+    p = bench_sub.add_parser(
+        "embed", help="Zero-shot STS-B dev score of pooled sentence embeddings (no fine-tuning).",
+        description="Encodes every STS-B dev sentence alone, pools the final states (mean over real tokens, as "
+                    "the MiniLM teacher was trained, or [CLS]), scores each pair by cosine similarity and reports "
+                    "Spearman and Pearson (x 100) against the gold scores, the same score from the embedding "
+                    "layer alone (the lexical baseline) and sentences/s on this machine. For MiniALBERT students, "
+                    "saved bi-encoders, 'minilm' and any Hugging Face encoder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="student folder, bi-encoder folder, 'minilm' or a hub encoder")
+    p.add_argument("--data-dir", required=True, help="GLUE folder or its STS-B folder (official TSVs)")
+    p.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--depths", action="store_true",
+                   help="MiniALBERT: also score and time the embeddings after each K = 1..N iterations")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_bench_embed)
 
     p = bench_sub.add_parser(
         "onnx", help="PyTorch vs ONNX Runtime fp32 vs int8: latency, file size, dev-set accuracy.",
@@ -134,6 +158,22 @@ def run_predict(args) -> int:
     return 0
 
 
+def run_bench_embed(args) -> int:
+    from ..inference.embeddings import bench_embed
+
+    result = bench_embed(args.model, args.data_dir, args.pooling, args.batch_size, args.max_length, args.depths)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['model']}: STS-B dev zero-shot Spearman {result['spearman']:.2f}, Pearson "
+              f"{result['pearson']:.2f} ({result['pooling']} pooling; embedding layer alone: "
+              f"{result['embedding_layer_spearman']:.2f}); {result['sentences_per_s']:.1f} sentences/s, "
+              f"{result['parameters']:,} parameters")
+        for k, row in result.get("depths", {}).items():
+            print(f"  K={k}: Spearman {row['spearman']:.2f}, {row['sentences_per_s']:.1f} sentences/s")
+    return 0
+
+
 def run_bench_infer(args) -> int:
     from ..inference.bench import bench_infer
 
@@ -154,6 +194,11 @@ def run_bench_depth(args) -> int:
 def run_export(args) -> int:
     from ..inference.export import export_onnx
 
+    if args.sentence_transformers:
+        from ..inference.embeddings import export_sentence_transformers
+
+        print(json.dumps(export_sentence_transformers(args.model, args.sentence_transformers, args.pooling), indent=2))
+        return 0
     print(json.dumps(export_onnx(args.model, args.onnx, int8=args.int8, opset=args.opset,
                                  iterations=args.iterations), indent=2))
     return 0

@@ -12,6 +12,7 @@ import time
 import torch
 
 from ..compat import cpu_has_native_bf16
+from ..runtime import matmul_gflops
 from ..model import MiniAlbertForMaskedLM
 from .losses import LossWeights, distillation_losses, uniform_layer_map
 from .recipe import DistillRecipe
@@ -24,15 +25,9 @@ TEACHER_SHAPES = {
 }
 
 
-def matmul_peak_gflops(dtype, tokens: int, hidden: int, reps=3) -> float:
-    """FLOP/s of the model's dominant matrix product, the FFN linear (tokens x H) @ (H x 4H); on
-    CPUs without native bf16, bf16 speed depends strongly on shape, so a square product misleads."""
-    x, w = torch.randn(tokens, hidden, dtype=dtype), torch.randn(4 * hidden, hidden, dtype=dtype)
-    torch.nn.functional.linear(x, w)
-    start = time.perf_counter()
-    for _ in range(reps):
-        torch.nn.functional.linear(x, w)
-    return 2 * tokens * hidden * 4 * hidden * reps / (time.perf_counter() - start) / 1e9
+def matmul_peak_gflops(dtype, tokens: int, hidden: int, device: str = "cpu") -> float:
+    """FLOP/s of the model's dominant matrix product, the FFN linear (tokens x H) @ (H x 4H)."""
+    return matmul_gflops(dtype, tokens, hidden, 4 * hidden, device=device, seconds=0.2)
 
 
 def step_flops(teacher_cfg, student_cfg, B, T, n_masked, split: bool = False):
@@ -74,39 +69,48 @@ class _BenchTokenizer:
 
 
 def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=256, steps=3, dtype="auto",
-                  profile: bool = False) -> dict:
+                  profile: bool = False, device: str = "auto") -> dict:
+    """Times full distillation steps on `device`: models, batches, autocast and the matmul peak of
+    the MFU all on the device named (auto: a GPU when one is visible)."""
     from transformers import BertConfig, BertForMaskedLM
 
-    from ..runtime import cpu_dtype_probe, resolve_dtype
+    from ..runtime import cpu_dtype_probe, resolve_device, resolve_dtype
 
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
     requested = dtype
-    dtype = resolve_dtype(dtype)
-    if requested == "auto" and not torch.cuda.is_available():
-        probe = cpu_dtype_probe()
-        dtype_reason = (f"auto: matmul probe fp32 {probe['fp32_gflops']} vs bf16 {probe['bf16_gflops']} GFLOP/s "
-                        f"on {probe['cpu']}")
+    if cuda:
+        dtype = ("bf16" if torch.cuda.is_bf16_supported() else "fp32") if requested == "auto" else requested
+        dtype_reason = "requested" if requested != "auto" else f"auto: {torch.cuda.get_device_name(dev)}"
     else:
-        dtype_reason = "requested" if requested != "auto" else "auto: CUDA"
+        dtype = resolve_dtype(dtype) if requested != "auto" else cpu_dtype_probe()["choice"]
+        probe = cpu_dtype_probe() if requested == "auto" else None
+        dtype_reason = ("requested" if probe is None else f"auto: matmul probe fp32 {probe['fp32_gflops']} vs bf16 "
+                        f"{probe['bf16_gflops']} GFLOP/s on {probe['cpu']}")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     torch.manual_seed(0)
     t_cfg = BertConfig(**TEACHER_SHAPES[teacher_shape], attn_implementation="eager")
-    teacher_model = BertForMaskedLM(t_cfg).eval().requires_grad_(False)
+    teacher_model = BertForMaskedLM(t_cfg).eval().requires_grad_(False).to(dev)
     teacher = Teacher(name=f"random-{teacher_shape}", model=teacher_model, encoder=teacher_model.bert,
                       head=teacher_model.cls)
     s_cfg = student_config(DistillRecipe(preset=student), t_cfg)
     s_cfg.hidden_dropout_prob = s_cfg.attention_probs_dropout_prob = 0.0  # deterministic comparisons
     layer_map = uniform_layer_map(s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
-    model = DistillationModel(MiniAlbertForMaskedLM(s_cfg), layer_map, LossWeights()).train()
+    model = DistillationModel(MiniAlbertForMaskedLM(s_cfg), layer_map, LossWeights()).train().to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4, fused=True)  # as the trainer: adamw_torch_fused
 
     ids = torch.randint(1000, t_cfg.vocab_size, (B, T))
     attention_mask = torch.ones(B, T, dtype=torch.long)
     attention_mask[-1, T * 3 // 4:] = 0  # some padding, as in real batches
     labels = torch.where((torch.rand(B, T) < 0.15) & attention_mask.bool(), ids, torch.full_like(ids, -100))
+    cpu_windows = [{"input_ids": ids[b][attention_mask[b].bool()].tolist(), "special_tokens_mask":
+                    [0] * int(attention_mask[b].sum()), "window_index": b} for b in range(B)]
+    ids, attention_mask, labels = ids.to(dev), attention_mask.to(dev), labels.to(dev)
     masked = labels != -100
 
     def autocast(kind):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if kind == "bf16" else contextlib.nullcontext()
+        return torch.autocast(dev.type, dtype=torch.bfloat16) if kind == "bf16" else contextlib.nullcontext()
 
     def losses_on_batch(kind):
         with torch.no_grad(), autocast(kind):
@@ -128,24 +132,27 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
     # One step, phase by phase (each phase waits for its own work: CPU ops are synchronous).
     phases = {k: [] for k in ("data", "teacher_forward", "student_forward", "losses", "backward", "optimizer")}
     collator = SeededMaskingCollator(_BenchTokenizer(t_cfg.vocab_size), 0.15, seed=0)
-    windows = [{"input_ids": ids[b][attention_mask[b].bool()].tolist(), "special_tokens_mask":
-                [0] * int(attention_mask[b].sum()), "window_index": b} for b in range(B)]
     times = []
     for step in range(steps + 1):  # the first step warms up allocators and kernels; not counted
         marks = [time.perf_counter()]
-        collator(windows)  # the real masking collator on this batch's windows
+        collator(cpu_windows)  # the real masking collator on this batch's windows (on the CPU, as in training)
         marks.append(time.perf_counter())
         with autocast(dtype):
             t_hidden, t_attn, t_logits = teacher.forward(ids, attention_mask, None, masked)
+            sync()
             marks.append(time.perf_counter())
             out, s_logits = model.student_outputs(ids, attention_mask, labels)
+            sync()
             marks.append(time.perf_counter())
             loss = model.losses(out, s_logits, attention_mask, labels, t_hidden, t_attn, t_logits)["loss"]
+            sync()
             marks.append(time.perf_counter())
         loss.backward()
+        sync()
         marks.append(time.perf_counter())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync()
         marks.append(time.perf_counter())
         if step:
             times.append(marks[-1] - marks[0])
@@ -154,11 +161,12 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
     median = statistics.median(times)
     flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()))
     shape = (B * T, t_cfg.hidden_size)
-    peak = matmul_peak_gflops(torch.bfloat16 if dtype == "bf16" else torch.float32, *shape)
-    peak_fp32 = peak if dtype == "fp32" else matmul_peak_gflops(torch.float32, *shape)
+    peak = matmul_peak_gflops(torch.bfloat16 if dtype == "bf16" else torch.float32, *shape, device=dev.type)
+    peak_fp32 = peak if dtype == "fp32" else matmul_peak_gflops(torch.float32, *shape, device=dev.type)
     real = int(attention_mask.sum())
     result.update({
-        "teacher": teacher_shape, "student": student, "dtype": dtype, "dtype_reason": dtype_reason,
+        "device": dev.type, "device_name": torch.cuda.get_device_name(dev) if cuda else platform.processor() or
+        platform.machine(), "teacher": teacher_shape, "student": student, "dtype": dtype, "dtype_reason": dtype_reason,
         "batch": B, "seq": T, "steps": steps,
         "tokens_per_s": round(B * T / median, 1), "padding_fraction": round(1 - real / (B * T), 4),
         "real_tokens_per_s": round(real / median, 1), "step_s_median": round(median, 3),
@@ -166,6 +174,7 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
         "achieved_gflops": round(flops / median / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
         "matmul_peak_gflops_fp32": round(peak_fp32, 1), "mfu": round(flops / median / 1e9 / peak, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)} if cuda else {}),
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
     })

@@ -1,4 +1,4 @@
-"""Layer-to-layer distillation losses (METHOD.md section 2), written by hand because no library
+"""Layer-to-layer distillation losses (docs/method.md section 2), written by hand because no library
 has MiniALBERT's exact reductions (they follow the authors' reference implementation).
 
 Each component is a small function on already-selected tensors, so the training path (logits

@@ -1,4 +1,4 @@
-"""Task-agnostic distillation on the Hugging Face Trainer (METHOD.md sections 2-3).
+"""Task-agnostic distillation on the Hugging Face Trainer (docs/method.md sections 2-3).
 
 The Trainer owns optimisation, schedules, accumulation, mixed precision, checkpoints, logging and
 distribution (torchrun / accelerate / DeepSpeed). We add only what it cannot know: a frozen

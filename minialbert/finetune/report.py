@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import MiniAlbertError
 
 GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-# METHOD.md, headline results (averages only are restated there).
+# docs/method.md, headline results (averages only are restated there).
 PAPER_ROWS = [
     ("BERT-base / BioBERT (teacher) [paper]", "-", "110M", "", 83.81, 89.41),
     ("DistilBERT / DistilBioBERT [paper]", "-", "65M", "", 80.79, 88.62),

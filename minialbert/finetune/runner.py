@@ -127,7 +127,7 @@ def run_identity(opts: FinetuneOptions, dtype: str) -> dict:
 
 
 def plan_runs(opts: FinetuneOptions, large: bool) -> list[RunSpec]:
-    """The paper's grid (METHOD.md section 4) or one configuration, each repeated over seeds."""
+    """The paper's grid (docs/method.md section 4) or one configuration, each repeated over seeds."""
     if opts.grid == "paper":
         lrs, bs, epochs, runs = list(PAPER_LRS), 32 if large else 16, 3 if large else 5, 1 if large else 3
     elif opts.grid == "none":

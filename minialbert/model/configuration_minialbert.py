@@ -1,4 +1,4 @@
-"""MiniALBERT configuration and the paper's presets (METHOD.md section 1)."""
+"""MiniALBERT configuration and the paper's presets (docs/method.md section 1)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class MiniAlbertConfig(PretrainedConfig):
         return self.embedding_size != self.hidden_size
 
 
-# The paper's students: H=768, 12 heads, FFN 3072, N=6, V=30522, r=16 (METHOD.md parameter table).
+# The paper's students: H=768, 12 heads, FFN 3072, N=6, V=30522, r=16 (docs/method.md parameter table).
 _PAPER_GEOMETRY = dict(vocab_size=30522, hidden_size=768, num_attention_heads=12,
                        intermediate_size=3072, num_hidden_layers=6, adapter_reduction_factor=16)
 

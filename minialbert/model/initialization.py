@@ -1,4 +1,4 @@
-"""Student initialisation helpers (METHOD.md section 3, plus an SVD option beyond the paper)."""
+"""Student initialisation helpers (docs/method.md section 3, plus an SVD option beyond the paper)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ alone by the same encoder and pooled (Sentence-BERT, Reimers & Gurevych 2019).
 
 Why: a student distilled layer to layer keeps its teacher's per-sentence representations, and a
 cross-encoder head (`[CLS] a [SEP] b`) trained on a few thousand pairs throws them away; the
-siamese head uses them as they are (docs/METHOD.md section 5). Written here because transformers
+siamese head uses them as they are (docs/method.md section 5). Written here because transformers
 has no pair head of this kind and sentence-transformers' training loop is not the Trainer's.
 
 - regression (STS-B): the prediction is `scale * cos(u, v)`; the loss is MSE between `cos(u, v)` and

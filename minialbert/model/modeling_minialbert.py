@@ -1,4 +1,4 @@
-"""The MiniALBERT recursive student (METHOD.md section 1), as Hugging Face `PreTrainedModel`s.
+"""The MiniALBERT recursive student (docs/method.md section 1), as Hugging Face `PreTrainedModel`s.
 
 Written by hand because no library has it: ONE post-LN transformer layer applied N times, with
 per-iteration bottleneck adapters composed as the authors' reference implementation does,
@@ -119,7 +119,7 @@ class MiniAlbertLayer(nn.Module):
 
 
 class BottleneckAdapter(nn.Module):
-    """BA(x) = LayerNorm(x + W_up · GELU(W_down x)), bottleneck width H / r (METHOD.md section 1)."""
+    """BA(x) = LayerNorm(x + W_up · GELU(W_down x)), bottleneck width H / r (docs/method.md section 1)."""
 
     def __init__(self, hidden_size: int, reduction_factor: int, eps: float = 1e-12):
         super().__init__()
@@ -199,7 +199,7 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
     def prepare_adapter_tuning(self) -> int:
-        """Adapter tuning (METHOD.md section 4): add fresh adapters if there are none, freeze the
+        """Adapter tuning (docs/method.md section 4): add fresh adapters if there are none, freeze the
         embeddings, the projection and the shared layer; adapters and any task head stay
         trainable. Returns the number of trainable parameters."""
         base: MiniAlbertModel = self.base_model

@@ -1,4 +1,4 @@
-"""Parameter accounting used by `minialbert info` and the tests (METHOD.md parameter table)."""
+"""Parameter accounting used by `minialbert info` and the tests (docs/method.md parameter table)."""
 
 from __future__ import annotations
 

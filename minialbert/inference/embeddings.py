@@ -1,0 +1,140 @@
+"""Sentence embeddings: zero-shot STS-B scoring (`minialbert bench embed`) and the
+sentence-transformers export (`minialbert export MODEL --sentence-transformers OUT`).
+
+Zero-shot STS-B: each dev sentence encoded alone, pooled (mean over real tokens by default, as the
+MiniLM teacher was trained), cosine similarity per pair, Spearman and Pearson against the gold
+scores. No training, so no seed noise: a cheap measure of what general distillation transferred.
+The same score from the embedding layer alone (states before the first layer) is the lexical
+baseline that any transformer must beat.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.offline import resolve_model_name
+from ..errors import MiniAlbertError
+from ..hf_utils import quiet_transformers
+from ..model.modeling_bi_encoder import POOLINGS, is_bi_encoder, load_bi_encoder, pool
+
+
+def load_encoder(name: str):
+    """(encoder, tokenizer) for a MiniALBERT student, a saved bi-encoder (its encoder), 'minilm' or
+    any Hugging Face encoder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_name(name)
+    try:
+        with quiet_transformers():  # a masked-LM checkpoint's head is expected to be unused
+            encoder = load_bi_encoder(path).encoder if is_bi_encoder(path) else AutoModel.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load the encoder {name!r}: {e}") from None
+    return encoder.eval(), tokenizer
+
+
+@torch.inference_mode()
+def embed(encoder, tokenizer, sentences: list[str], pooling: str = "mean", batch_size: int = 64,
+          max_length: int = 128, num_iterations: int | None = None, layer: int | None = None) -> np.ndarray:
+    """(n, H) pooled embeddings, batches of similar lengths (little padding), in input order.
+    `layer=0`: the embedding layer's output instead of the final states."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out = [None] * len(sentences)
+    extra = {"num_iterations": num_iterations} if num_iterations else {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([sentences[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        res = encoder(**enc, output_hidden_states=layer is not None, **extra)
+        states = res.hidden_states[layer] if layer is not None else res.last_hidden_state
+        for i, row in zip(idx, pool(states.float(), enc["attention_mask"], pooling)):
+            out[i] = row.numpy()
+    return np.stack(out)
+
+
+def _cosines(emb: np.ndarray, index: dict, pairs) -> np.ndarray:
+    u = emb[[index[a] for a, _ in pairs]]
+    v = emb[[index[b] for _, b in pairs]]
+    return (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1) + 1e-12)
+
+
+def stsb_dev_pairs(data_dir: str):
+    from ..finetune.glue import get_task, load_glue
+
+    dev = load_glue(get_task("stsb"), data_dir)["dev"]
+    return dev.texts, np.asarray(dev.labels, dtype=float)
+
+
+def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,
+                depths: bool = False) -> dict:
+    """Zero-shot STS-B dev scores of `model`'s pooled embeddings (x 100), the embedding-layer
+    baseline, and sentences per second; with `depths` (MiniALBERT) the same after each K iterations."""
+    from scipy.stats import pearsonr, spearmanr
+
+    if pooling not in POOLINGS:
+        raise MiniAlbertError(f"--pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
+    pairs, gold = stsb_dev_pairs(data_dir)
+    sentences = sorted({s for pair in pairs for s in pair})
+    index = {s: i for i, s in enumerate(sentences)}
+    encoder, tokenizer = load_encoder(model)
+    N = getattr(encoder.config, "num_hidden_layers", None)
+    minialbert = getattr(encoder.config, "model_type", None) == "minialbert"
+    if depths and not minialbert:
+        raise MiniAlbertError(f"--depths needs a MiniALBERT model (one shared layer, any depth); {model!r} is "
+                              f"{encoder.config.model_type!r}.")
+
+    def score(**kw) -> dict:
+        embed(encoder, tokenizer, sentences[:batch_size], pooling, batch_size, max_length, **kw)  # warm-up
+        start = time.perf_counter()
+        emb = embed(encoder, tokenizer, sentences, pooling, batch_size, max_length, **kw)
+        seconds = time.perf_counter() - start
+        cos = _cosines(emb, index, pairs)
+        return {"spearman": round(100 * float(spearmanr(cos, gold)[0]), 2),
+                "pearson": round(100 * float(pearsonr(cos, gold)[0]), 2),
+                "sentences_per_s": round(len(sentences) / seconds, 1)}
+
+    result = {"model": model, "pooling": pooling, **score()}
+    lexical = _cosines(embed(encoder, tokenizer, sentences, pooling, batch_size, max_length, layer=0), index, pairs)
+    result.update({"embedding_layer_spearman": round(100 * float(spearmanr(lexical, gold)[0]), 2),
+                   "sentences": len(sentences), "pairs": len(pairs),
+                   "parameters": sum(p.numel() for p in encoder.parameters()),
+                   "iterations": N, "threads": torch.get_num_threads()})
+    if depths:
+        result["depths"] = {str(k): score(num_iterations=k) for k in range(1, N + 1)}
+    return result
+
+
+def export_sentence_transformers(model: str, out, pooling: str = "mean", max_length: int = 128) -> dict:
+    """A folder that `sentence_transformers.SentenceTransformer(out)` loads (after `import
+    minialbert` for MiniALBERT encoders) and that embeds as `bench embed` scores: the encoder,
+    its tokenizer and a pooling module, built and saved with sentence-transformers' own classes."""
+    try:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        raise MiniAlbertError("--sentence-transformers needs the sentence-transformers package: "
+                              "pip install sentence-transformers") from None
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise MiniAlbertError(f"--sentence-transformers {out} exists and is not empty; give a new folder.")
+    if pooling not in POOLINGS:
+        raise MiniAlbertError(f"--pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
+    encoder, tokenizer = load_encoder(model)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # the bare encoder (a bi-encoder's or a masked LM's base)
+        encoder.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            transformer = Transformer(tmp, max_seq_length=max_length)
+        pooler = Pooling(encoder.config.hidden_size, pooling_mode="cls" if pooling == "cls" else "mean")
+        st = SentenceTransformer(modules=[transformer, pooler], device="cpu")
+        staging = out.with_name(out.name + ".tmp")
+        st.save(str(staging))
+    staging.replace(out)  # appears whole or not at all
+    return {"model": model, "out": str(out), "pooling": pooling, "max_seq_length": max_length,
+            "dimension": encoder.config.hidden_size}

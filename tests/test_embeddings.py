@@ -1,0 +1,79 @@
+"""Sentence embeddings: `bench embed` against a hand computation, elastic depth, and the
+sentence-transformers export giving the embeddings `bench embed` scores."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import pearsonr, spearmanr
+from transformers import AutoModel, AutoTokenizer
+
+from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
+from minialbert.cli import main
+from minialbert.data.offline import packaged_teacher_path
+from minialbert.finetune import get_task, load_glue
+
+from helpers import shared_path
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("student")
+    torch.manual_seed(0)
+    MiniAlbertForMaskedLM(MiniAlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                           intermediate_size=128, adapter_reduction_factor=16)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(packaged_teacher_path()).save_pretrained(path)
+    return str(path)
+
+
+def test_bench_embed_equals_a_hand_computed_zero_shot_score(student_dir, capsys):
+    glue = shared_path("data", "glue")
+    assert main(["bench", "embed", "--model", student_dir, "--data-dir", str(glue / "STS-B"), "--depths", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"model", "pooling", "spearman", "pearson", "embedding_layer_spearman", "sentences_per_s"} <= set(result)
+    dev = load_glue(get_task("stsb"), str(glue))["dev"]
+    model = AutoModel.from_pretrained(student_dir).eval()
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    sample = list(range(0, len(dev.texts), 50))  # 30 pairs by hand, one sentence at a time, no padding
+
+    def mean_state(text):
+        with torch.no_grad():
+            return model(**tok(text, return_tensors="pt", truncation=True, max_length=128)).last_hidden_state[0].mean(0)
+
+    cos = [torch.nn.functional.cosine_similarity(mean_state(dev.texts[i][0]), mean_state(dev.texts[i][1]), dim=0).item()
+           for i in sample]
+    from minialbert.inference.embeddings import _cosines, embed
+
+    sentences = sorted({s for i in sample for s in dev.texts[i]})
+    ours = _cosines(embed(model, tok, sentences), {s: k for k, s in enumerate(sentences)}, [dev.texts[i] for i in sample])
+    np.testing.assert_allclose(ours, cos, atol=1e-5)  # batched and padded = each sentence alone
+    assert result["depths"][str(3)]["spearman"] == result["spearman"]  # K = N is the full model
+    assert set(result["depths"]) == {"1", "2", "3"}
+    assert -100 <= result["spearman"] <= 100 and result["pooling"] == "mean"
+    gold = np.array(dev.labels)[sample]
+    assert spearmanr(ours, gold)[0] == pytest.approx(spearmanr(cos, gold)[0], abs=1e-6)
+    assert pearsonr(ours, gold)[0] == pytest.approx(pearsonr(cos, gold)[0], abs=1e-5)
+
+
+def test_sentence_transformers_export_embeds_as_bench_embed(student_dir, tmp_path, capsys):
+    from sentence_transformers import SentenceTransformer
+
+    from minialbert.inference.embeddings import embed, load_encoder
+
+    out = tmp_path / "st"
+    assert main(["export", student_dir, "--sentence-transformers", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["dimension"] == 64
+    st = SentenceTransformer(str(out), device="cpu")
+    texts = ["A man is playing a guitar.", "The cat sleeps on the warm mat in the afternoon sun.", "Hi."]
+    encoder, tok = load_encoder(student_dir)
+    np.testing.assert_allclose(st.encode(texts), embed(encoder, tok, texts), atol=1e-5)
+    assert main(["export", student_dir, "--sentence-transformers", str(out)]) == 2  # never overwrites
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_depths_need_a_minialbert_model(capsys):
+    glue = shared_path("data", "glue")
+    assert main(["bench", "embed", "--model", "minilm", "--data-dir", str(glue), "--depths"]) == 2
+    err = capsys.readouterr().err
+    assert "--depths needs a MiniALBERT model" in err and "Traceback" not in err
