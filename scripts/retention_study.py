@@ -3,6 +3,7 @@
     python scripts/retention_study.py run --work runs/retention --jobs 8      # resumable, job by job
     python scripts/retention_study.py collect --work runs/retention            # small files -> docs/results/retention
     python scripts/retention_study.py summarise                                # summary.json + docs/figures/retention.png
+    python scripts/retention_study.py pairs --student runs/distill/final       # cross- vs bi-encoder, resumable
 
 `run` completes the packaged MiniLM with an MLM head (fit-head, with its accuracy curve), fine-tunes
 the teacher with the protocol below, distils students of one recipe (H 384, E 128, adapters, 6
@@ -109,14 +110,20 @@ def make_corpus(work: Path, biomed: Path) -> None:
 def run(args) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "logs").mkdir(exist_ok=True)
     make_corpus(work, Path(args.biomed))
-    jobs = plan(args)
+    return run_jobs(plan(args), work, args.jobs, args.threads)
+
+
+def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2) -> int:
+    """Run `minialbert` jobs in `work`, `parallel` at a time, each after the jobs it depends on.
+    The one resume rule of every study: a job whose `done` file exists is finished and skipped
+    (each `minialbert` command writes that file last and atomically)."""
+    (work / "logs").mkdir(parents=True, exist_ok=True)
     pending = [j for j in jobs if not (work / j.done).exists()]
     finished = {j.name for j in jobs if j not in pending}
     failed, running = set(), {}
-    print(f"{len(jobs)} jobs, {len(finished)} already done, {len(pending)} to run, {args.jobs} at a time", flush=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(args.threads)}
+    print(f"{len(jobs)} jobs, {len(finished)} already done, {len(pending)} to run, {parallel} at a time", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     while pending or running:
         for name, (job, proc, log, started) in list(running.items()):
             if proc.poll() is None:
@@ -128,7 +135,7 @@ def run(args) -> int:
             print(f"{time.strftime('%H:%M:%S')} {'done' if ok else 'FAILED'} {name} ({time.time() - started:.0f} s)",
                   flush=True)
         for job in list(pending):
-            if len(running) >= args.jobs:
+            if len(running) >= parallel:
                 break
             if any(a in failed for a in job.after):
                 pending.remove(job)
@@ -180,33 +187,26 @@ def rebuild(folder: Path) -> None:
         r["score"] = 0.0 if r["score"] != r["score"] else r["score"]
     task = folder.name
     opts = FinetuneOptions(model=runs[0]["model"], task="ner" if task.startswith("ner-") else task, out=str(folder),
-                           data_dir=task[4:] if task.startswith("ner-") else None,
                            adapter_tuning=runs[0]["adapter_tuning"])
     counts = Counter(config_key(r["hyperparameters"]) for r in runs)  # the protocol repeated one of them
     chosen = max(counts, key=counts.get) if max(counts.values()) > 1 else None
     summary = summarise(opts, runs, chosen)
+    summary["data_name"] = task[4:] if task.startswith("ner-") else None  # the NER folder's name, as finetune writes it
     summary["incomplete"] = (f"rebuilt from {len(runs)} finished run records (the job stopped before writing "
                              f"results.json); the picked configuration has {summary['best']['runs']} seed(s)")
     (folder / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     print(f"rebuilt {folder / 'results.json'} ({summary['incomplete']})")
 
 
-def _score(result: dict) -> float:
-    best = result["best"]
-    return 100 * (best["metrics_mean"]["test"]["f1"] if result["task"] == "ner" else result["score"])
-
-
 def _rows(results_dir: Path) -> dict:
-    """model label -> {task column -> (mean, std, seeds, params)}."""
+    """model label -> {task column -> (mean, std, seeds, params)}, scored as `minialbert report` does."""
+    from minialbert.finetune.report import task_score
+
     rows = {}
     for f in sorted(results_dir.glob("ft/*/*/results.json")):
         r = json.loads(f.read_text())
-        column = f.parent.name.replace("ner-", "ner:")
-        best = r["best"]
-        std = (best.get("metrics_std", {}).get("test", {}).get("f1", 0.0) if r["task"] == "ner"
-               else best.get("std_score", 0.0))
-        rows.setdefault(f.parent.parent.name, {})[column] = (_score(r), 100 * std, best["runs"],
-                                                              r["base_parameters"])
+        rows.setdefault(f.parent.parent.name, {})[f.parent.name.replace("ner-", "ner:")] = (
+            *task_score(r), r["base_parameters"])
     return rows
 
 
@@ -285,6 +285,58 @@ def plot(curve, teacher_avg, rows, average, tokens, path: Path) -> None:
     print(f"figure: {path}")
 
 
+PAIR_TASKS = ["stsb", "mrpc", "rte"]
+PAIR_RESULTS = REPO / "docs" / "results" / "pair-encoding"
+
+
+def plan_pairs(args) -> list[Job]:
+    """Cross- vs bi-encoder fine-tuning of one student and of the teacher on the sentence-pair
+    tasks, one fixed protocol for every row (lr 1e-4, 3 epochs, batch 16, 10% warm-up, mean
+    pooling, `--seeds` seeds): the student's rows first, then the teacher's."""
+    jobs = []
+    for label, model in (("student", str(Path(args.student).resolve())), ("teacher", "minilm")):
+        for task in PAIR_TASKS:
+            for encoding in ("bi", "cross"):
+                out = f"{label}-{encoding}/{task}"
+                jobs.append(Job(out, ["finetune", "--model", model, "--task", task, "--data-dir", args.glue_dir,
+                                      "--pair-encoding", encoding, "--lr", "1e-4", "--epochs", "3", "--batch-size",
+                                      "16", "--runs", str(args.seeds), "--save-models", "none", "--out", out],
+                                f"{out}/results.json"))
+    return jobs
+
+
+def pairs(args) -> int:
+    """Run (or continue) the pair-encoding jobs; copy each finished results.json into the repository."""
+    work = Path(args.work)
+    jobs = plan_pairs(args)
+    code = run_jobs(jobs, work, args.jobs, args.threads)
+    for job in jobs:
+        if (work / job.done).exists():
+            target = PAIR_RESULTS / job.done
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(work / job.done, target)
+    print(pairs_table())
+    return code
+
+
+def pairs_table() -> str:
+    """Markdown: mean ± sample std (seeds) per model, encoding and task, from the committed files."""
+    from minialbert.finetune.report import task_score
+
+    lines = ["| model | encoding | " + " | ".join(PAIR_TASKS) + " |", "|" + "---|" * (2 + len(PAIR_TASKS))]
+    for folder in sorted(p for p in PAIR_RESULTS.glob("*-*") if p.is_dir()):
+        cells = []
+        for task in PAIR_TASKS:
+            f = folder / task / "results.json"
+            if f.exists():
+                mean, std, seeds = task_score(json.loads(f.read_text()))
+                cells.append(f"{mean:.2f} ± {std:.2f} ({seeds})" if seeds > 1 else f"{mean:.2f} (1)")
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(folder.name.rsplit("-", 1)) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -305,11 +357,22 @@ def main() -> int:
     s = sub.add_parser("summarise", help="summary.json and the retention figure from committed results")
     s.add_argument("--results", default=str(REPO / "docs" / "results" / "retention"))
     s.add_argument("--figure", default=str(REPO / "docs" / "figures" / "retention.png"))
+    q = sub.add_parser("pairs", help="cross- vs bi-encoder fine-tuning of a student and the teacher (resumable)")
+    q.add_argument("--student", required=True, help="the distilled student's folder")
+    q.add_argument("--work", default="runs/pair-encoding")
+    q.add_argument("--glue-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
+    q.add_argument("--seeds", type=int, default=2)
+    q.add_argument("--jobs", type=int, default=1)
+    q.add_argument("--threads", type=int, default=2)
+    sub.add_parser("pairs-table", help="the pair-encoding table from the committed results")
     args = p.parse_args()
-    if getattr(args, "glue_dir", None):
-        args.glue_dir, args.ner_dir = str(Path(args.glue_dir).resolve()), str(Path(args.ner_dir).resolve())
-        args.biomed = str(Path(args.biomed).resolve())
-    return {"run": run, "collect": collect, "summarise": summarise}[args.cmd](args)
+    for name in ("glue_dir", "ner_dir", "biomed"):
+        if getattr(args, name, None):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+    if args.cmd == "pairs-table":
+        print(pairs_table())
+        return 0
+    return {"run": run, "collect": collect, "summarise": summarise, "pairs": pairs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,31 @@ def test_two_tasks_from_one_base_match_separately_loaded_models(two_tasks):
     assert all(isinstance(x, float) for x in server.predict("stsb", a, b))
 
 
+def test_two_tasks_served_alternately_from_several_threads_give_each_tasks_own_answers(two_tasks):
+    """Adapters are named inside the base and chosen per call (no shared attribute swapped between
+    requests), so concurrent requests for different tasks cannot see each other's adapters."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, dirs = two_tasks
+    server = MultiTaskModel(str(base))
+    for name, d in dirs.items():
+        server.add_task(name, d)
+    assert set(server.base.encoder.named_adapters) == {"rte", "stsb"}
+    texts = [[f"Sentence number {i} about a cat."] * (1 + i % 3) for i in range(8)]
+    pairs = [[f"Another one, {i}, about dogs and the weather."] * len(t) for i, t in enumerate(texts)]
+    expected = {(n, i): server.logits(n, texts[i], pairs[i]) for n in dirs for i in range(len(texts))}
+    assert not torch.allclose(expected["rte", 0][:, :1], expected["stsb", 0])  # the tasks really differ
+    requests = [(n, i) for _ in range(6) for i in range(len(texts)) for n in ("rte", "stsb")]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda r: server.logits(r[0], texts[r[1]], pairs[r[1]]), requests))
+    for r, got in zip(requests, answers):
+        torch.testing.assert_close(got, expected[r], atol=1e-5, rtol=1e-5)
+    server.base.set_adapter("stsb")  # PEFT-style default for plain calls; per-call names still win
+    torch.testing.assert_close(server.logits("rte", texts[0], pairs[0]), expected["rte", 0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(KeyError, match="no adapter named 'nope'"):
+        server.base.set_adapter("nope")
+
+
 def test_predict_cli(two_tasks, tmp_path, capsys):
     base, dirs = two_tasks
     (tmp_path / "in.jsonl").write_text(

@@ -91,13 +91,16 @@ def test_cls_pooling_reads_the_first_token(student_dir):
         torch.testing.assert_close(model.encode(**enc)[0], model.encoder(**enc).last_hidden_state[0, 0])
 
 
-def test_finetune_bi_encoder_saves_reloads_and_scores_as_recomputed(student_dir, tmp_path):
+def test_finetune_bi_encoder_saves_reloads_and_scores_as_recomputed(student_dir, tmp_path, capsys):
     glue = str(shared_path("data", "glue"))
     out = tmp_path / "stsb"
     assert main(["finetune", "--model", student_dir, "--task", "stsb", "--data-dir", glue, "--pair-encoding", "bi",
                  "--max-steps", "4", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32", "--out", str(out)]) == 0
     summary = json.loads((out / "results.json").read_text())
     assert summary["pair_encoding"] == "bi"
+    capsys.readouterr()
+    assert main(["report", str(out), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["model"] == f"{student_dir} [bi-encoder]"
     run = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert run["hyperparameters"]["pair_encoding"] == "bi" and run["hyperparameters"]["pooling"] == "mean"
     model = load_bi_encoder(next((out / "runs").glob("*/model"))).eval()

@@ -34,7 +34,7 @@ def collect(result_dirs) -> list[dict]:
     return found
 
 
-def _task_score(result: dict) -> tuple[float, float, int]:
+def task_score(result: dict) -> tuple[float, float, int]:
     """(mean, sample standard deviation over seeds, seeds) in percent, as the paper prints. NER:
     test-set F1 of the best configuration (selected on devel)."""
     best = result["best"]
@@ -55,7 +55,7 @@ def _embedding_factorised(model: str) -> str:
 
 def build_table(results: list[dict], tasks: list[str] | None = None,
                 with_std: bool = False) -> tuple[list[str], list[list]]:
-    """One row per (model, adapter tuning); `tasks` picks and orders the columns. The average is
+    """One row per (model, adapter tuning, pair encoding; bi-encoder rows are labelled so); `tasks` picks and orders the columns. The average is
     over the shown tasks and left empty for a row that misses one of them, so that averages in one
     table are always comparable; pass `tasks` to compare rows on the tasks they share."""
     rows: dict[tuple, dict] = {}
@@ -63,10 +63,10 @@ def build_table(results: list[dict], tasks: list[str] | None = None,
     for r in results:
         task = r["task"] if r["task"] != "ner" else f"ner:{r.get('data_name', 'ner')}"
         found.append(task)
-        key = (r["model"], r["adapter_tuning"])
+        key = (r["model"], r["adapter_tuning"], r.get("pair_encoding", "cross"))
         row = rows.setdefault(key, {"params": r["base_parameters"], "trainable": r["trainable_parameters"],
                                     "seconds": {}})
-        row[task], row.setdefault("std", {})[task], row.setdefault("runs", {})[task] = _task_score(r)
+        row[task], row.setdefault("std", {})[task], row.setdefault("runs", {})[task] = task_score(r)
         row["seconds"][task] = r["best"].get("train_seconds_mean", 0.0)
     order = [t for t in GLUE_ORDER if t in found] + sorted({t for t in found if t.startswith("ner:")})
     if tasks:
@@ -78,12 +78,13 @@ def build_table(results: list[dict], tasks: list[str] | None = None,
     # train s: training time of the reported (best) configuration, summed over the row's shown tasks
     header = ["model", "adapter", "EF", "#params", "trainable", *order, "average", "train s"]
     table = []
-    for (model, adapter), row in rows.items():
+    for (model, adapter, encoding), row in rows.items():
         scores = [row.get(t) for t in order]
         if all(s is None for s in scores):
             continue
         complete = all(s is not None for s in scores)
-        table.append([model, "yes" if adapter else "no", _embedding_factorised(model),
+        label = model if encoding == "cross" else f"{model} [bi-encoder]"  # which pair encoding the row used
+        table.append([label, "yes" if adapter else "no", _embedding_factorised(model),
                       f"{row['params'] / 1e6:.1f}M", f"{row['trainable'] / 1e6:.2f}M",
                       *[_cell(row, t, with_std) for t in order],
                       round(sum(scores) / len(scores), 2) if complete else None,

@@ -1,5 +1,7 @@
-"""Multi-task serving: one frozen base in memory plus several adapter-only task files; a request
-for a task swaps in that task's adapters and head (module references, no reload of the base)."""
+"""Multi-task serving: one frozen base in memory plus several adapter-only task files. Each task's
+adapters are kept inside the base by name (`MiniAlbertModel.add_adapter`, PEFT-style) and each
+request names the set it runs with, so requests for different tasks can be served from several
+threads at once; the base is never reloaded."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ class MultiTaskModel:
                                               if k.startswith(f"exit_classifiers.{i}.")})
         except RuntimeError as e:
             raise MiniAlbertError(f"{task_dir} does not fit the base {self.base_path}: {e}") from None
+        self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
         module = TaskModule(name, adapters.eval(), classifier.eval(), cfg["head"],
                             {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits)
         self.tasks[name] = module
@@ -84,16 +87,15 @@ class MultiTaskModel:
             raise MiniAlbertError(f"--iterations {iterations} must lie in 1..{N}.")
         enc = self.tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, padding=True,
                              truncation=True, max_length=max_length, return_tensors="pt")
-        self.base.encoder.adapters = task.adapters  # swap: the base itself is never reloaded
         token_level = task.head != "sequence-classification"
         if early_exit is not None:
             if task.problem_type == "regression":
                 raise MiniAlbertError(f"Task {name!r} is a regression: early exit needs class probabilities; use "
                                       "--iterations K.")
             return early_exit_logits(self.base, task.exit_head, list(task.exits), token_level, enc["input_ids"],
-                                     enc["attention_mask"], enc.get("token_type_ids"), early_exit)
+                                     enc["attention_mask"], enc.get("token_type_ids"), early_exit, adapter=name)
         K = iterations or N
-        hidden = self.base(**enc, num_iterations=K).last_hidden_state
+        hidden = self.base(**enc, num_iterations=K, adapter=name).last_hidden_state  # no shared state is changed
         return task.exit_head(K)(hidden if token_level else hidden[:, 0]), torch.full((len(enc["input_ids"]),), K)
 
     def logits(self, name: str, texts, text_pairs=None, max_length: int = 128, **depth) -> torch.Tensor:

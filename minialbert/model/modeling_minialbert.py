@@ -143,29 +143,48 @@ class MiniAlbertAdapters(nn.Module):
 
 
 class MiniAlbertEncoder(nn.Module):
-    """Applies the shared layer N times; adapters, when present, wrap each block's input."""
+    """Applies the shared layer N times; adapters, when present, wrap each block's input.
+
+    `adapters` are the checkpoint's own. More adapter sets can live beside them by name
+    (`named_adapters`, PEFT-style: e.g. one per task over one frozen base); a call picks one with
+    `adapter=NAME`, or `active_adapter` names the default. Choosing per call, instead of swapping a
+    module attribute, keeps concurrent requests for different tasks apart."""
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
         self.config = config
         self.layer = MiniAlbertLayer(config)
         self.adapters = MiniAlbertAdapters(config) if config.use_adapters else None
+        self.named_adapters = nn.ModuleDict()
+        self.active_adapter: str | None = None  # None: the checkpoint's own adapters
 
-    def step(self, i: int, hidden_states, key_mask, output_attentions=False):
-        """Iteration i (0-based): the shared layer with iteration i's adapters."""
-        if self.adapters is not None:
-            hidden_states = self.adapters.attention[i](hidden_states)
+    def adapter_set(self, name: str | None = None) -> MiniAlbertAdapters | None:
+        """The adapters a call uses: `name`, else the active one, else the checkpoint's own."""
+        name = self.active_adapter if name is None else name
+        if name is None:
+            return self.adapters
+        if name not in self.named_adapters:
+            raise KeyError(f"no adapter named {name!r}; added: {', '.join(self.named_adapters) or 'none'}")
+        return self.named_adapters[name]
+
+    def step(self, i: int, hidden_states, key_mask, output_attentions=False, adapters=None):
+        """Iteration i (0-based): the shared layer with iteration i's adapters (`adapters`, or the
+        checkpoint's own)."""
+        adapters = self.adapters if adapters is None else adapters
+        if adapters is not None:
+            hidden_states = adapters.attention[i](hidden_states)
         hidden_states, probs = self.layer.attention(hidden_states, key_mask, output_attentions)
-        if self.adapters is not None:
-            hidden_states = self.adapters.ffn[i](hidden_states)
+        if adapters is not None:
+            hidden_states = adapters.ffn[i](hidden_states)
         return self.layer.ffn(hidden_states), probs
 
     def forward(self, hidden_states, key_mask, output_attentions=False, output_hidden_states=False,
-                num_iterations: int | None = None):
+                num_iterations: int | None = None, adapter: str | None = None):
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attn = [] if output_attentions else None
+        adapters = self.adapter_set(adapter)
         for i in range(num_iterations or self.config.num_hidden_layers):
-            hidden_states, probs = self.step(i, hidden_states, key_mask, output_attentions)
+            hidden_states, probs = self.step(i, hidden_states, key_mask, output_attentions, adapters)
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             if output_attentions:
@@ -251,6 +270,24 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
         adapters.apply(self._init_weights)
         self.encoder.adapters = adapters
 
+    def add_adapter(self, name: str, adapters: MiniAlbertAdapters | None = None) -> MiniAlbertAdapters:
+        """Keep an adapter set under `name` (fresh ones if none are given), beside the checkpoint's
+        own; select it per call with `adapter=name` or by default with `set_adapter(name)`. Meant
+        for serving a frozen base; each task's adapters are saved in their own task file."""
+        if adapters is None:
+            config = self.config.__class__(**{**self.config.to_dict(), "use_adapters": True})
+            adapters = MiniAlbertAdapters(config)
+            adapters.apply(self._init_weights)
+        device = self.embeddings.word_embeddings.weight.device
+        self.encoder.named_adapters[name] = adapters.to(device).train(self.training)
+        return adapters
+
+    def set_adapter(self, name: str | None) -> None:
+        """The adapter set plain calls use (None: the checkpoint's own)."""
+        if name is not None and name not in self.encoder.named_adapters:
+            raise KeyError(f"no adapter named {name!r}; added: {', '.join(self.encoder.named_adapters) or 'none'}")
+        self.encoder.active_adapter = name
+
     def embed(self, input_ids, token_type_ids=None):
         """Embeddings, projected to H when E < H: the state before the first iteration."""
         h = self.embeddings(input_ids, token_type_ids)
@@ -258,12 +295,12 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
-                **kwargs):
+                adapter: str | None = None, **kwargs):
         if input_ids is None:
             raise ValueError("MiniAlbertModel needs input_ids.")
         return self.encoder(self.embed(input_ids, token_type_ids), _key_mask(attention_mask),
                             bool(output_attentions), bool(output_hidden_states),
-                            num_iterations or self.config.inference_iterations)
+                            num_iterations or self.config.inference_iterations, adapter)
 
 
 class MiniAlbertMLMHead(nn.Module):
@@ -359,7 +396,7 @@ class MultiExitClassifierMixin:
 
 @torch.no_grad()
 def early_exit_logits(base, exit_head, exits, token_level: bool, input_ids, attention_mask=None,
-                      token_type_ids=None, threshold: float = 0.2):
+                      token_type_ids=None, threshold: float = 0.2, adapter: str | None = None):
     """Run the iterations one at a time; after each exit, examples whose normalised prediction
     entropy (0 = certain, 1 = uniform; averaged over real tokens for token classification) is at
     most `threshold` stop there and leave the batch, so easy batches cost fewer iterations. The
@@ -370,8 +407,9 @@ def early_exit_logits(base, exit_head, exits, token_level: bool, input_ids, atte
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
     active = torch.arange(input_ids.shape[0], device=input_ids.device)
     logits_out, used = [None] * input_ids.shape[0], torch.full((input_ids.shape[0],), N)
+    adapters = base.encoder.adapter_set(adapter)
     for i in range(1, N + 1):
-        h, _ = base.encoder.step(i - 1, h, _key_mask(mask[active]))
+        h, _ = base.encoder.step(i - 1, h, _key_mask(mask[active]), adapters=adapters)
         if i not in exits:
             continue
         logits = exit_head(i)(h if token_level else h[:, 0])
