@@ -21,6 +21,8 @@ from .errors import MiniAlbertError
 
 logger = logging.getLogger(__name__)
 DTYPES = ("auto", "fp32", "bf16", "fp16")
+DTYPE_HELP = ("auto: bf16 on a GPU that supports it; on a CPU whichever of fp32/bf16 a matmul probe finds faster "
+              "(cached per CPU) | fp32 | bf16 | fp16 (GPU only)")
 BF16_MARGIN = 1.10  # bf16 must beat fp32 by 10% to be picked: a tie is not worth the lower precision
 
 

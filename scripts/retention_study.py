@@ -34,9 +34,7 @@ TASKS = ["sst2", "mrpc", "stsb", "rte", "cola", "ner:NCBI-disease", "ner:BC5CDR-
 TEACHER_LRS = ["2e-5", "5e-5", "1e-4"]
 STUDENT_LRS = ["5e-5", "5e-4", "1e-3"]
 BUDGETS = [0, 64, 256, 1024, 4096]  # distillation steps of 64 packed windows of 128 tokens
-STUDENT = ["--recipe", "cpu-demo", "--iterations", "6", "--embedding-size", "128", "--adapters", "--pack",
-           "--max-length", "128", "--batch-size", "64", "--learning-rate", "5e-4", "--save-steps", "100000",
-           "--logging-steps", "25"]
+STUDENT = ["--recipe", "retention-student"]  # minialbert/distillation/recipes/retention-student.yaml
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import typing
 from pathlib import Path
+
+from ..distillation.bench import DistillBenchOptions
+from ..runtime import DTYPE_HELP, DTYPES
+from .options import add_dataclass_flags, from_args
 
 
 HELP = {
@@ -32,42 +34,13 @@ HELP = {
             "--stride and --windows-per-doc then do not apply)",
     "batch_size": "examples per device per step",
     "max_steps": "optimiser steps (overrides --epochs)",
-    "dtype": "auto (bf16 on a GPU; on a CPU the faster of fp32/bf16 by a matmul probe) | fp32 | bf16 | fp16 (GPU)",
+    "dtype": DTYPE_HELP,
     "notes": argparse.SUPPRESS,
 }
 
 
-def _field_type(f):
-    t = typing.get_type_hints(dataclasses.make_dataclass("X", [(f.name, f.type)]))[f.name]
-    args = [a for a in typing.get_args(t) if a is not type(None)] or [t]
-    return args[0]
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def add_recipe_flags(parser) -> None:
-    """One flag per DistillRecipe field (default None, so the recipe's value stands unless given)."""
-    from ..distillation.recipe import DistillRecipe
-
-    for f in dataclasses.fields(DistillRecipe):
-        flag = "--" + f.name.replace("_", "-")
-        kind = _field_type(f)
-        help_text = HELP.get(f.name, f"recipe field {f.name} (default {f.default!r})")
-        if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.name == "layer_map":
-            parser.add_argument(flag, dest=f.name, type=_int_list, default=None, help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
-
-
 def register(sub) -> None:
-    from ..distillation.recipe import available_recipes
+    from ..distillation.recipe import DistillRecipe, available_recipes
 
     p = sub.add_parser(
         "distill", help="Distil a teacher into a MiniALBERT student (default: the offline CPU demo).",
@@ -80,7 +53,7 @@ def register(sub) -> None:
                    help=f"shipped recipe ({', '.join(available_recipes())}) or a YAML file")
     p.add_argument("--out", default="runs/distill", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
-    add_recipe_flags(p)
+    add_dataclass_flags(p, DistillRecipe, help=HELP, defaults_none=True)  # the recipe's value stands unless given
     p.set_defaults(func=run_distill)
 
     p = sub.add_parser(
@@ -100,7 +73,7 @@ def register(sub) -> None:
     p.add_argument("--eval-windows", type=int, default=256, help="held-out windows for the accuracy check")
     p.add_argument("--eval-every", type=int, default=0,
                    help="also measure held-out accuracy every N steps (the curve goes into fit_head.json)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--dtype", default="auto", choices=list(DTYPES), help=DTYPE_HELP)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="where to save the completed masked-LM checkpoint")
     p.set_defaults(func=run_fit_head)
@@ -113,20 +86,7 @@ def register(sub) -> None:
                     "distillation steps (teacher forward, student forward+backward, all losses, optimiser "
                     "step). Also checks the masked-only loss path against distillation_losses on full tensors.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--teacher-config", default="bert-base", choices=["bert-base", "minilm"],
-                   help="teacher shape: bert-base (12x768) or minilm (6x384)")
-    p.add_argument("--student", default="minialbert-312", help="student preset (H/heads/FFN follow the teacher)")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: the faster of fp32/bf16 on this CPU by a matmul probe (bf16 on a GPU)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where the models, batches and the matmul peak run (auto: a GPU when one is visible; "
-                        "cuda without a GPU is an error)")
-    p.add_argument("--profile", action="store_true",
-                   help="split the step into data, teacher forward, student forward, losses, backward, optimizer "
-                        "(seconds, share, GFLOP/s)")
+    add_dataclass_flags(p, DistillBenchOptions)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_distill)
     return bsub
@@ -162,8 +122,7 @@ def run_fit_head(args) -> int:
 def run_bench_distill(args) -> int:
     from ..distillation.bench import bench_distill
 
-    result = bench_distill(args.teacher_config, args.student, args.batch, args.seq, args.steps, args.dtype,
-                           profile=args.profile, device=args.device)
+    result = bench_distill(from_args(DistillBenchOptions, args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..finetune.runner import FinetuneOptions
+from .options import add_dataclass_flags, from_args
+
 
 def register(sub, bench_sub) -> None:
     p = sub.add_parser(
@@ -14,42 +17,7 @@ def register(sub, bench_sub) -> None:
                     "OUT/runs/<run>.json per run, OUT/results.json (best configuration by dev score), and the "
                     "best run's model (full) or adapter-only task file. Re-running resumes an interrupted grid.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="MiniALBERT checkpoint folder, any HF encoder, or 'minilm'")
-    p.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner")
-    p.add_argument("--data-dir", default=None, help="GLUE folder (official TSVs) or NER folder; default: the hub")
-    p.add_argument("--adapter-tuning", action="store_true", help="train only adapters + head (docs/method.md section 4)")
-    p.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s); default by grid")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 32 large tasks, 16 small tasks")
-    p.add_argument("--epochs", type=float, default=None, help="default: 3 (grid paper: 3 large / 5 small)")
-    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
-    p.add_argument("--runs", type=int, default=None, help="seeds per configuration (grid paper: 1 large / 3 small)")
-    p.add_argument("--grid", choices=["paper", "none"], default="none",
-                   help="paper: lr {5e-5, 5e-4, 1e-3} with the paper's batch/epochs/runs")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 on a GPU that supports it; on a CPU whichever of fp32/bf16 a matmul probe finds faster")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of the steps with a linear warm-up")
-    p.add_argument("--seeds-at-best", type=int, default=None,
-                   help="pick the best configuration with one seed each, then repeat it to N seeds "
-                        "(results.json reports its mean and standard deviation)")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--label-all-subtokens", action="store_true", help="NER: label every sub-token, not only the first")
-    p.add_argument("--max-train-samples", type=int, default=None, help="use a subset of the training set")
-    p.add_argument("--save-models", choices=["best", "all", "none"], default="best")
-    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
-                   help="batch examples of similar length together (the Trainer's length-grouped sampler): much "
-                        "less padding; --no-group-by-length for plain random batches")
-    p.add_argument("--exits", default="none",
-                   help="elastic depth (MiniALBERT): 'all' trains a classifier on every iteration's output (loss of "
-                        "exit i weighted by i), or a list such as 2,4; then predict/export/bench depth can stop "
-                        "after any K iterations")
-    p.add_argument("--pair-encoding", choices=["cross", "bi"], default="cross",
-                   help="sentence pairs: 'cross' encodes [CLS] a [SEP] b together; 'bi' encodes each sentence alone "
-                        "with the same encoder (siamese, Sentence-BERT): STS-B regresses cos(u, v) to the score, "
-                        "classification tasks use a linear layer on (u, v, |u-v|, u*v)")
-    p.add_argument("--pooling", choices=["mean", "cls"], default="mean",
-                   help="bi-encoder sentence embedding: mean of the token states (as the MiniLM teacher) or [CLS]")
-    p.add_argument("--out", required=True)
+    add_dataclass_flags(p, FinetuneOptions)  # one flag per option field, help and choices from the field
     p.set_defaults(func=run_finetune_cmd)
 
     p = sub.add_parser("report", help="Paper-style table (Tables 1-2) from finetune result folders.",
@@ -81,16 +49,9 @@ def register(sub, bench_sub) -> None:
 
 
 def run_finetune_cmd(args) -> int:
-    from ..finetune.runner import FinetuneOptions, run_finetune
+    from ..finetune.runner import run_finetune
 
-    summary = run_finetune(FinetuneOptions(
-        model=args.model, task=args.task, out=args.out, data_dir=args.data_dir, adapter_tuning=args.adapter_tuning,
-        learning_rates=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
-        runs=args.runs, grid=args.grid, seed=args.seed, dtype=args.dtype, max_length=args.max_length,
-        label_all_subtokens=args.label_all_subtokens, max_train_samples=args.max_train_samples,
-        save_models=args.save_models, warmup_ratio=args.warmup_ratio, seeds_at_best=args.seeds_at_best,
-        exits=args.exits, group_by_length=args.group_by_length, pair_encoding=args.pair_encoding,
-        pooling=args.pooling))
+    summary = run_finetune(from_args(FinetuneOptions, args))
     best = summary["best"]
     print(f"\n{summary['task']}: best score {100 * summary['score']:.2f} (lr {best['learning_rate']:g}, batch "
           f"{best['batch_size']}, {best['runs']} run(s)); trainable parameters {summary['trainable_parameters']:,}")

@@ -4,6 +4,7 @@ checks of the fast training path. Figures only; no assertions on speed."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 import platform
 import resource
 import statistics
@@ -12,7 +13,7 @@ import time
 import torch
 
 from ..compat import cpu_has_native_bf16
-from ..runtime import matmul_gflops
+from ..runtime import DTYPE_HELP, DTYPES, matmul_gflops
 from ..model import MiniAlbertForMaskedLM
 from .losses import LossWeights, distillation_losses, uniform_layer_map
 from .recipe import DistillRecipe
@@ -68,11 +69,30 @@ class _BenchTokenizer:
         return batch
 
 
-def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=256, steps=3, dtype="auto",
-                  profile: bool = False, device: str = "auto") -> dict:
-    """Times full distillation steps on `device`: models, batches, autocast and the matmul peak of
-    the MFU all on the device named (auto: a GPU when one is visible)."""
+@dataclass
+class DistillBenchOptions:
+    teacher_config: str = field(default="bert-base", metadata={
+        "choices": list(TEACHER_SHAPES), "help": "teacher shape: bert-base (12x768) or minilm (6x384)"})
+    student: str = field(default="minialbert-312", metadata={"help": "student preset (H/heads/FFN follow the teacher)"})
+    batch: int = field(default=4, metadata={"help": "sequences per step"})
+    seq: int = field(default=256, metadata={"help": "tokens per sequence"})
+    steps: int = field(default=3, metadata={"help": "timed steps (after one warm-up step); the median is reported"})
+    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
+    device: str = field(default="auto", metadata={"choices": ["auto", "cpu", "cuda"], "help":
+        "where the models, batches and the matmul peak run (auto: a GPU when one is visible; cuda without a GPU is "
+        "an error)"})
+    profile: bool = field(default=False, metadata={"help": "split the step into data, teacher forward, student "
+                                                           "forward, losses, backward, optimizer (seconds, share, "
+                                                           "GFLOP/s)"})
+
+
+def bench_distill(opts: DistillBenchOptions) -> dict:
+    """Times full distillation steps on `opts.device`: models, batches, autocast and the matmul peak
+    of the MFU all on the device named (auto: a GPU when one is visible)."""
     from transformers import BertConfig, BertForMaskedLM
+
+    teacher_shape, student, B, T, steps, dtype, profile, device = (
+        opts.teacher_config, opts.student, opts.batch, opts.seq, opts.steps, opts.dtype, opts.profile, opts.device)
 
     from ..runtime import cpu_dtype_probe, resolve_device, resolve_dtype
 
@@ -110,7 +130,8 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
     masked = labels != -100
 
     def autocast(kind):
-        return torch.autocast(dev.type, dtype=torch.bfloat16) if kind == "bf16" else contextlib.nullcontext()
+        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(kind)
+        return torch.autocast(dev.type, dtype=low) if low else contextlib.nullcontext()
 
     def losses_on_batch(kind):
         with torch.no_grad(), autocast(kind):
@@ -161,7 +182,8 @@ def bench_distill(teacher_shape="bert-base", student="minialbert-312", B=4, T=25
     median = statistics.median(times)
     flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()))
     shape = (B * T, t_cfg.hidden_size)
-    peak = matmul_peak_gflops(torch.bfloat16 if dtype == "bf16" else torch.float32, *shape, device=dev.type)
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
+    peak = matmul_peak_gflops(low, *shape, device=dev.type)
     peak_fp32 = peak if dtype == "fp32" else matmul_peak_gflops(torch.float32, *shape, device=dev.type)
     real = int(attention_mask.sum())
     result.update({

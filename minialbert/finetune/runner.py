@@ -20,7 +20,7 @@ from ..compat import length_grouping, ordered_evaluation, tensorboard_callback, 
 from ..errors import MiniAlbertError, require
 from ..fingerprint import options_hash, path_identity
 from ..hf_utils import quiet_transformers
-from ..runtime import resolve_dtype
+from ..runtime import DTYPE_HELP, DTYPES, resolve_dtype
 from ..model.modeling_bi_encoder import POOLINGS, BiEncoderForSequenceClassification
 from .adapter_files import save_adapter_task
 from .glue import STSB_RANGE, get_task, glue_metrics, load_glue
@@ -33,30 +33,48 @@ PAIR_ENCODINGS = ("cross", "bi")
 
 @dataclass
 class FinetuneOptions:
-    model: str
-    task: str
-    out: str
-    data_dir: str | None = None
-    adapter_tuning: bool = False
-    learning_rates: list[float] | None = None
-    batch_size: int | None = None
-    epochs: float | None = None
-    max_steps: int | None = None
-    runs: int | None = None
-    grid: str = "none"
+    model: str = field(metadata={"required": True, "help": "MiniALBERT checkpoint folder, any HF encoder, or 'minilm'"})
+    task: str = field(metadata={"required": True, "help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner"})
+    out: str = field(metadata={"required": True, "help": "output folder (re-running it resumes; see run identity)"})
+    data_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs) or NER folder; "
+                                                                 "default: the hub"})
+    adapter_tuning: bool = field(default=False, metadata={"help": "train only adapters + head "
+                                                                  "(docs/method.md section 4)"})
+    learning_rates: list[float] | None = field(default=None, metadata={"flag": "--lr", "metavar": "LR",
+                                                                       "help": "learning rate(s); default by grid"})
+    batch_size: int | None = field(default=None, metadata={"help": "default: 32 large tasks, 16 small tasks"})
+    epochs: float | None = field(default=None, metadata={"help": "default: 3 (grid paper: 3 large / 5 small)"})
+    max_steps: int | None = field(default=None, metadata={"help": "optimiser steps (overrides --epochs)"})
+    runs: int | None = field(default=None, metadata={"help": "seeds per configuration (grid paper: 1 large / "
+                                                             "3 small)"})
+    grid: str = field(default="none", metadata={"choices": ["paper", "none"], "help": "paper: lr {5e-5, 5e-4, "
+                                                "1e-3} with the paper's batch/epochs/runs"})
     seed: int = 42
-    dtype: str = "auto"
+    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
     max_length: int = 128
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    seeds_at_best: int | None = None  # after a one-seed grid, repeat the best configuration to N seeds
-    exits: str = "none"  # elastic depth: "all" or "1,2,3" = a classifier per iteration, trained together
-    pair_encoding: str = "cross"  # sentence pairs: "cross" ([CLS] a [SEP] b) or "bi" (each alone, siamese)
-    pooling: str = "mean"  # bi-encoder pooling: "mean" (as the MiniLM teacher was trained) or "cls"
-    group_by_length: bool = True  # batches of similar lengths: far less padding (SST-2: 67% -> a few %)
-    label_all_subtokens: bool = False
-    max_train_samples: int | None = None
-    save_models: str = "best"  # best | all | none
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps with a linear warm-up"})
+    seeds_at_best: int | None = field(default=None, metadata={
+        "help": "pick the best configuration with one seed each, then repeat it to N seeds (results.json reports "
+                "its mean and standard deviation)"})
+    exits: str = field(default="none", metadata={
+        "help": "elastic depth (MiniALBERT): 'all' trains a classifier on every iteration's output (loss of exit i "
+                "weighted by i), or a list such as 2,4; then predict/export/bench depth can stop after any K "
+                "iterations"})
+    pair_encoding: str = field(default="cross", metadata={"choices": list(PAIR_ENCODINGS), "help":
+        "sentence pairs: 'cross' encodes [CLS] a [SEP] b together; 'bi' encodes each sentence alone with the same "
+        "encoder (siamese, Sentence-BERT): STS-B regresses cos(u, v) to the score, classification tasks use a "
+        "linear layer on (u, v, |u-v|, u*v)"})
+    pooling: str = field(default="mean", metadata={"choices": list(POOLINGS), "help":
+        "bi-encoder sentence embedding: mean of the token states (as the MiniLM teacher) or [CLS]"})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "batch examples of similar length together (the Trainer's length-grouped sampler): much less "
+                "padding; --no-group-by-length for plain random batches"})
+    label_all_subtokens: bool = field(default=False, metadata={"help": "NER: label every sub-token, not only the "
+                                                                       "first"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use a subset of the training set"})
+    save_models: str = field(default="best", metadata={"choices": ["best", "all", "none"],
+                                                       "help": "which runs keep their model or adapter files"})
 
     def validate(self) -> "FinetuneOptions":
         """Cheap checks before the model or the data is loaded; each names its flag."""
