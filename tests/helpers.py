@@ -39,3 +39,21 @@ def batch(vocab=120, B=3, T=12, pad_from=(None, 7, 4)):
             mask[b, start:] = 0
             ids[b, start:] = 0
     return ids, mask
+
+
+def save_tiny_student(path, tokenizer: bool = True, **overrides) -> str:
+    """A small MiniALBERT masked LM (H=64, bert-base-uncased vocabulary), saved with the packaged
+    teacher's tokenizer unless `tokenizer=False`; returns the folder."""
+    from transformers import AutoTokenizer
+
+    from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
+    from minialbert.data.offline import packaged_teacher_path
+
+    kw = dict(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+              adapter_reduction_factor=16)
+    kw.update(overrides)
+    torch.manual_seed(0)
+    MiniAlbertForMaskedLM(MiniAlbertConfig(**kw)).save_pretrained(path)
+    if tokenizer:
+        AutoTokenizer.from_pretrained(packaged_teacher_path()).save_pretrained(path)
+    return str(path)

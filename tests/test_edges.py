@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import AutoTokenizer
 
 import minialbert  # noqa: F401
 from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
@@ -19,7 +18,6 @@ from minialbert.data.offline import packaged_teacher_path
 from minialbert.distillation.trainer import _set_aside_incomplete, latest_complete_checkpoint
 from minialbert.finetune.glue import get_task, glue_metrics
 
-from helpers import shared_path
 
 
 @pytest.fixture(autouse=True)
@@ -97,6 +95,10 @@ FINETUNE_CASES = {
     "zero batch": (["--task", "rte", "--batch-size", "0"], "--batch-size must be at least 1"),
     "input longer than positions": (["--task", "rte", "--max-length", "100000"], "exceeds the 512 positions"),
     "truncated model": (["--task", "rte", "--model", "{d}/broken-teacher"], "model.safetensors is damaged"),
+    "bi-encoder on a single-sentence task": (["--task", "cola", "--pair-encoding", "bi"],
+                                             "--pair-encoding bi needs a sentence-pair task"),
+    "bi-encoder with exits": (["--task", "rte", "--pair-encoding", "bi", "--exits", "all"],
+                              "--exits is not available with --pair-encoding bi"),
 }
 
 

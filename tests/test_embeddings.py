@@ -9,22 +9,15 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from transformers import AutoModel, AutoTokenizer
 
-from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
 from minialbert.cli import main
-from minialbert.data.offline import packaged_teacher_path
 from minialbert.finetune import get_task, load_glue
 
-from helpers import shared_path
+from helpers import save_tiny_student, shared_path
 
 
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("student")
-    torch.manual_seed(0)
-    MiniAlbertForMaskedLM(MiniAlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-                                           intermediate_size=128, adapter_reduction_factor=16)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(packaged_teacher_path()).save_pretrained(path)
-    return str(path)
+    return save_tiny_student(tmp_path_factory.mktemp("student"), num_hidden_layers=3)
 
 
 def test_bench_embed_equals_a_hand_computed_zero_shot_score(student_dir, capsys):

@@ -9,24 +9,19 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
+from minialbert import MiniAlbertForMaskedLM
 from minialbert.cli import main
 from minialbert.data.offline import packaged_teacher_path
 from minialbert.finetune import get_task, glue_metrics, load_adapter_model, load_glue, load_ner
 from minialbert.finetune.ner import NerSplit, encode_ner
 
-from helpers import shared_path
+from helpers import save_tiny_student, shared_path
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A small MiniALBERT (H=64) with the bert-base-uncased vocabulary, saved with its tokenizer."""
-    path = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    MiniAlbertForMaskedLM(MiniAlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                           intermediate_size=128, adapter_reduction_factor=16)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(packaged_teacher_path()).save_pretrained(path)
-    return str(path)
+    return save_tiny_student(tmp_path_factory.mktemp("tiny"))
 
 
 ROWS = {"cola": (8551, 1043), "sst2": (67349, 872), "mrpc": (3668, 408), "stsb": (5749, 1500), "rte": (2490, 277),

@@ -9,25 +9,19 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoTokenizer
 
-from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
 from minialbert.cli import main
 from minialbert.data.offline import packaged_teacher_path
 from minialbert.finetune import get_task, glue_metrics, load_adapter_model
 from minialbert.finetune.runner import DataOptions, PairCollator, prepare_data
 from minialbert.model import BiEncoderForSequenceClassification, load_bi_encoder
 
-from helpers import shared_path
+from helpers import save_tiny_student, shared_path
 
 
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("student")
-    torch.manual_seed(0)
-    MiniAlbertForMaskedLM(MiniAlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                           intermediate_size=128, adapter_reduction_factor=16,
-                                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(packaged_teacher_path()).save_pretrained(path)
-    return str(path)
+    return save_tiny_student(tmp_path_factory.mktemp("student"), hidden_dropout_prob=0.0,
+                             attention_probs_dropout_prob=0.0)
 
 
 PAIRS = [("A man is playing a guitar.", "Someone plays an instrument on a stage tonight."),

@@ -9,6 +9,15 @@ from pathlib import Path
 from ..errors import MiniAlbertError
 
 
+def _timing_flags(p, iterations_help: str) -> None:
+    """The round-robin timing benchmarks' shared flags: one batch shape, repetitions, depth, JSON."""
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=None, metavar="K", help=iterations_help)
+    p.add_argument("--json", action="store_true")
+
+
 def register(sub, bench_sub) -> None:
     p = sub.add_parser(
         "predict", help="Serve several adapter-tuned tasks from one frozen base.",
@@ -80,12 +89,7 @@ def register(sub, bench_sub) -> None:
                    help="more models timed in the same run (e.g. bert-base bert-6layer)")
     p.add_argument("--task", default=None, help="GLUE task for the accuracy check of --model (e.g. sst2, mrpc)")
     p.add_argument("--data-dir", default=None, help="GLUE folder (official TSVs); default: the hub")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=None, metavar="K",
-                   help="MiniALBERT models run (and are exported with) only their first K iterations")
-    p.add_argument("--json", action="store_true")
+    _timing_flags(p, "MiniALBERT models run (and are exported with) only their first K iterations")
     p.set_defaults(func=run_bench_onnx)
 
     p = bench_sub.add_parser(
@@ -96,13 +100,8 @@ def register(sub, bench_sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="minialbert-768")
     p.add_argument("--compare", nargs="*", default=["bert-base", "bert-6layer"])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--reps", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="torch.compile the models first")
-    p.add_argument("--iterations", type=int, default=None, metavar="K",
-                   help="MiniALBERT models run only their first K iterations (elastic depth)")
-    p.add_argument("--json", action="store_true")
+    _timing_flags(p, "MiniALBERT models run only their first K iterations (elastic depth)")
     p.set_defaults(func=run_bench_infer)
 
     p = bench_sub.add_parser(

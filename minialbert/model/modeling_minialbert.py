@@ -347,13 +347,39 @@ def _classifier_dropout(config):
 
 
 class MultiExitClassifierMixin:
-    """Elastic depth for the classification heads. Every iteration runs the same layer and was
+    """The classification heads' shared body (a subclass gives `token_level`, `output_class` and
+    `loss_fn(labels)`), and their elastic depth. Every iteration runs the same layer and was
     distilled to imitate a teacher layer, so one checkpoint can answer after any K iterations:
     `config.exit_iterations` adds a classifier per exit (trained together, the loss of exit i
     weighted by i, as in DeeBERT/PABEE-style training), `num_iterations=K` (or
     `config.inference_iterations`) runs K iterations and answers with exit K's head, and
     `early_exit(threshold)` stops each example at the first exit whose normalised prediction
     entropy is below the threshold. Without exits the model is the usual one-head model."""
+
+    def __init__(self, config):
+        """The base model, dropout, the final classifier and one per extra exit."""
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.minialbert = MiniAlbertModel(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_exits(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
+                **kwargs):
+        """Logits after K iterations; with labels the head's `loss_fn` (at every exit, depth-weighted,
+        when the model has exits)."""
+        out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
+                                                         output_attentions, output_hidden_states, num_iterations)
+        loss = None
+        if labels is not None:
+            loss_fn = self.loss_fn(labels)
+            loss = self._exit_loss(out.hidden_states, loss_fn) if train_exits else loss_fn(logits)
+        return self.output_class(loss=loss, logits=logits,
+                                 hidden_states=out.hidden_states if output_hidden_states else None,
+                                 attentions=out.attentions)
 
     def _init_exits(self, config):
         N = config.num_hidden_layers
@@ -432,70 +458,31 @@ class MiniAlbertForSequenceClassification(MultiExitClassifierMixin, MiniAlbertPr
     """Dropout + linear on the first token's final state (no pooler); regression if num_labels == 1."""
 
     token_level = False
+    output_class = SequenceClassifierOutput
 
-    def __init__(self, config: MiniAlbertConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.minialbert = MiniAlbertModel(config)
-        self.dropout = _classifier_dropout(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self._init_exits(config)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
-                **kwargs):
-        out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
-                                                         output_attentions, output_hidden_states, num_iterations)
-        loss = None
-        if labels is not None:
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                def loss_fn(z):
-                    return F.mse_loss(z.squeeze(-1), labels.to(z.dtype).view(-1))
-            elif self.config.problem_type == "single_label_classification":
-                def loss_fn(z):
-                    return F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1))
+    def loss_fn(self, labels):
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
             else:
-                def loss_fn(z):
-                    return F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
-            loss = self._exit_loss(out.hidden_states, loss_fn) if train_exits else loss_fn(logits)
-        return SequenceClassifierOutput(loss=loss, logits=logits,
-                                        hidden_states=out.hidden_states if output_hidden_states else None,
-                                        attentions=out.attentions)
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return lambda z: F.mse_loss(z.squeeze(-1), labels.to(z.dtype).view(-1))
+        if self.config.problem_type == "single_label_classification":
+            return lambda z: F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1))
+        return lambda z: F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
 
 
 class MiniAlbertForTokenClassification(MultiExitClassifierMixin, MiniAlbertPreTrainedModel):
+    """Dropout + linear at every position (BIO tagging); labels -100 are ignored."""
+
     token_level = True
+    output_class = TokenClassifierOutput
 
-    def __init__(self, config: MiniAlbertConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.minialbert = MiniAlbertModel(config)
-        self.dropout = _classifier_dropout(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self._init_exits(config)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
-                **kwargs):
-        out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
-                                                         output_attentions, output_hidden_states, num_iterations)
-        loss = None
-        if labels is not None:
-            def loss_fn(z):
-                return F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
-            loss = self._exit_loss(out.hidden_states, loss_fn) if train_exits else loss_fn(logits)
-        return TokenClassifierOutput(loss=loss, logits=logits,
-                                     hidden_states=out.hidden_states if output_hidden_states else None,
-                                     attentions=out.attentions)
+    def loss_fn(self, labels):
+        return lambda z: F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
 
 
 class MiniAlbertForQuestionAnswering(MiniAlbertPreTrainedModel):
