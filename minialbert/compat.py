@@ -61,3 +61,14 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def mask_tokens_with(collator, input_ids, special_tokens_mask, generator: torch.Generator):
+    """BERT masking by a `DataCollatorForLanguageModeling` with masks drawn from `generator`.
+    transformers 5 draws its masks from the collator's `generator` attribute and offers only one
+    `seed` per worker process; a per-window generator (deterministic resume) has to be set there.
+    Its `_generator_pid` is set too, so that the collator does not replace it by its own."""
+    import os
+
+    collator.generator, collator._generator_pid = generator, os.getpid()
+    return collator.torch_mask_tokens(input_ids, special_tokens_mask)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-from ..compat import cpu_has_native_bf16, tensorboard_callback
+from ..compat import cpu_has_native_bf16, mask_tokens_with, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
 from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
@@ -147,9 +147,9 @@ class SeededMaskingCollator(DataCollatorForLanguageModeling):
         special = batch.pop("special_tokens_mask")
         rows, labels = [], []
         for r, index in enumerate(indices):
-            self.generator = torch.Generator().manual_seed(
+            generator = torch.Generator().manual_seed(
                 ((self.base_seed * 1_000_003 + self.epoch) * 1_000_000_007 + index) % (2 ** 63))
-            ids, lab = self.torch_mask_tokens(batch["input_ids"][r:r + 1].clone(), special[r:r + 1].bool())
+            ids, lab = mask_tokens_with(self, batch["input_ids"][r:r + 1].clone(), special[r:r + 1].bool(), generator)
             rows.append(ids)
             labels.append(lab)
         batch["input_ids"], batch["labels"] = torch.cat(rows), torch.cat(labels)

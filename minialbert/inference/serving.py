@@ -14,8 +14,6 @@ from ..errors import MiniAlbertError
 from ..finetune.adapter_files import read_adapter_task
 from ..model import MiniAlbertAdapters, MiniAlbertModel
 
-_ADAPTER_PREFIX = "minialbert.encoder.adapters."
-
 
 @dataclass
 class TaskModule:
@@ -48,25 +46,22 @@ class MultiTaskModel:
         self.tasks: dict[str, TaskModule] = {}
 
     def add_task(self, name: str, task_dir) -> TaskModule:
-        cfg, state = read_adapter_task(task_dir)
-        config = self.base.config.__class__(**{**self.base.config.to_dict(), "use_adapters": True})
-        adapters = MiniAlbertAdapters(config)
-        adapter_state = {k[len(_ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(_ADAPTER_PREFIX)}
-        head_state = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("classifier.")}
-        exits = {}
+        """Load a task file with the one adapter-file loader (`load_adapter_model`, over this base),
+        keep its adapters inside the base by name and its head(s) here."""
+        from ..finetune.adapter_files import load_adapter_model
+
+        cfg, _ = read_adapter_task(task_dir)
+        if cfg["head"] not in ("sequence-classification", "token-classification"):
+            raise MiniAlbertError(f"{task_dir}: a {cfg['head']!r} task cannot be served by MultiTaskModel yet; "
+                                  "load it with minialbert.load_adapter_model.")
         try:
-            adapters.load_state_dict(adapter_state)
-            classifier = nn.Linear(config.hidden_size, cfg["num_labels"])
-            classifier.load_state_dict(head_state)
-            for i in cfg.get("exit_iterations") or []:
-                if i != config.num_hidden_layers:
-                    exits[i] = nn.Linear(config.hidden_size, cfg["num_labels"]).eval()
-                    exits[i].load_state_dict({k.rsplit(".", 1)[1]: v for k, v in state.items()
-                                              if k.startswith(f"exit_classifiers.{i}.")})
+            model = load_adapter_model(task_dir, base_model=self.base_path)
         except RuntimeError as e:
             raise MiniAlbertError(f"{task_dir} does not fit the base {self.base_path}: {e}") from None
+        adapters = model.minialbert.encoder.adapters.eval().requires_grad_(False)
         self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
-        module = TaskModule(name, adapters.eval(), classifier.eval(), cfg["head"],
+        exits = {int(i): head.eval().requires_grad_(False) for i, head in model.exit_classifiers.items()}
+        module = TaskModule(name, adapters, model.classifier.eval().requires_grad_(False), cfg["head"],
                             {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits)
         self.tasks[name] = module
         return module
