@@ -7,7 +7,7 @@ import json
 
 
 def register(sub) -> None:
-    from .options import int_list as _int_list
+    from ..options import int_list as _int_list
 
     p = sub.add_parser(
         "ablate", help="Distil one student per loss/embedding variant, fine-tune each, tabulate (Tables 3-4).",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..distillation.bench import DistillBenchOptions
 from ..runtime import DTYPE_HELP, DTYPES
-from .options import add_dataclass_flags, from_args
+from ..options import add_dataclass_flags, from_args
 
 
 HELP = {

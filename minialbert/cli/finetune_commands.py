@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..finetune.bench import BenchFinetuneOptions
 from ..finetune.runner import FinetuneOptions
-from .options import add_dataclass_flags, from_args
+from ..options import add_dataclass_flags, from_args, options_kwargs
 
 
 def register(sub, bench_sub) -> None:
@@ -38,12 +39,7 @@ def register(sub, bench_sub) -> None:
 
     p = bench_sub.add_parser("finetune", help="Seconds per step: full fine-tuning vs adapter tuning, same run.",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="minialbert-768", help="preset (random weights) or checkpoint folder")
-    p.add_argument("--task", default="sst2")
-    p.add_argument("--data-dir", default=None, help="GLUE folder with the task's train.tsv")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
+    add_dataclass_flags(p, BenchFinetuneOptions)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_finetune)
 
@@ -71,6 +67,6 @@ def run_report(args) -> int:
 def run_bench_finetune(args) -> int:
     from ..finetune.bench import bench_finetune
 
-    result = bench_finetune(args.model, args.task, args.data_dir, args.steps, args.batch_size, args.max_length)
+    result = bench_finetune(**options_kwargs(BenchFinetuneOptions, args))
     print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k:>32}: {v}" for k, v in result.items()))
     return 0

@@ -1,4 +1,5 @@
-"""`minialbert predict`, `minialbert export`, `minialbert bench infer` and `minialbert bench onnx`."""
+"""`minialbert predict`, `minialbert export` and the inference benchmarks (`bench infer`, `bench onnx`,
+`bench depth`, `bench embed`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,10 @@ import json
 from pathlib import Path
 
 from ..errors import MiniAlbertError
-
-
-def _timing_flags(p, iterations_help: str) -> None:
-    """The round-robin timing benchmarks' shared flags: one batch shape, repetitions, depth, JSON."""
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=None, metavar="K", help=iterations_help)
-    p.add_argument("--json", action="store_true")
+from ..inference.bench import BenchInferOptions, BenchOnnxOptions
+from ..inference.depth import BenchDepthOptions
+from ..inference.embeddings import BenchEmbedOptions
+from ..options import add_dataclass_flags, options_kwargs
 
 
 def register(sub, bench_sub) -> None:
@@ -67,13 +63,7 @@ def register(sub, bench_sub) -> None:
                     "layer alone (the lexical baseline) and sentences/s on this machine. For MiniALBERT students, "
                     "saved bi-encoders, 'minilm' and any Hugging Face encoder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="student folder, bi-encoder folder, 'minilm' or a hub encoder")
-    p.add_argument("--data-dir", required=True, help="GLUE folder or its STS-B folder (official TSVs)")
-    p.add_argument("--pooling", choices=["mean", "cls"], default="mean")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--depths", action="store_true",
-                   help="MiniALBERT: also score and time the embeddings after each K = 1..N iterations")
+    add_dataclass_flags(p, BenchEmbedOptions)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_embed)
 
@@ -84,12 +74,8 @@ def register(sub, bench_sub) -> None:
                     "sequence classifier), also scores all three on the GLUE dev set and reports the int8 "
                     "change in points.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="minialbert-768")
-    p.add_argument("--compare", nargs="*", default=[],
-                   help="more models timed in the same run (e.g. bert-base bert-6layer)")
-    p.add_argument("--task", default=None, help="GLUE task for the accuracy check of --model (e.g. sst2, mrpc)")
-    p.add_argument("--data-dir", default=None, help="GLUE folder (official TSVs); default: the hub")
-    _timing_flags(p, "MiniALBERT models run (and are exported with) only their first K iterations")
+    add_dataclass_flags(p, BenchOnnxOptions)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_onnx)
 
     p = bench_sub.add_parser(
@@ -98,10 +84,8 @@ def register(sub, bench_sub) -> None:
                     "for --model and each --compare model: a preset (random weights), bert-base or "
                     "bert-6layer (random BERT shapes, no download), or a checkpoint folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="minialbert-768")
-    p.add_argument("--compare", nargs="*", default=["bert-base", "bert-6layer"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the models first")
-    _timing_flags(p, "MiniALBERT models run only their first K iterations (elastic depth)")
+    add_dataclass_flags(p, BenchInferOptions)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_infer)
 
     p = bench_sub.add_parser(
@@ -110,14 +94,7 @@ def register(sub, bench_sub) -> None:
                     "batch and mean iterations for each fixed depth K and each early-exit threshold, measured in "
                     "one run, configurations interleaved batch by batch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="fine-tuned checkpoint folder or adapter task folder")
-    p.add_argument("--task", required=True, help="GLUE task name or ner")
-    p.add_argument("--data-dir", required=True, help="GLUE folder or NER folder")
-    p.add_argument("--thresholds", type=lambda s: [float(x) for x in s.split(",")], default=None,
-                   help="normalised-entropy thresholds for early exit, e.g. 0.05,0.1,0.2")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--figure", default=None, help="write score vs latency as a PNG here")
+    add_dataclass_flags(p, BenchDepthOptions)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench_depth)
 
@@ -160,7 +137,7 @@ def run_predict(args) -> int:
 def run_bench_embed(args) -> int:
     from ..inference.embeddings import bench_embed
 
-    result = bench_embed(args.model, args.data_dir, args.pooling, args.batch_size, args.max_length, args.depths)
+    result = bench_embed(**options_kwargs(BenchEmbedOptions, args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -170,22 +147,26 @@ def run_bench_embed(args) -> int:
               f"{result['parameters']:,} parameters")
         for k, row in result.get("depths", {}).items():
             print(f"  K={k}: Spearman {row['spearman']:.2f}, {row['sentences_per_s']:.1f} sentences/s")
+        for name, row in result.get("compare", {}).items():
+            print(f"{name}: Spearman {row['spearman']:.2f}, Pearson {row['pearson']:.2f}, {row['sentences_per_s']:.1f} "
+                  f"sentences/s, {row['parameters']:,} parameters; {result['model']} keeps "
+                  f"{row['spearman_retention']:.3f} of its Spearman at {row['speedup']:.2f}x its speed with "
+                  f"{row['parameter_ratio']:.3f} of its parameters")
     return 0
 
 
 def run_bench_infer(args) -> int:
     from ..inference.bench import bench_infer
 
-    result = bench_infer(args.model, args.compare, args.batch, args.seq, args.reps, args.compile, args.iterations)
+    result = bench_infer(**options_kwargs(BenchInferOptions, args))
     print(json.dumps(result, indent=2) if args.json else json.dumps(result))
     return 0
 
 
 def run_bench_depth(args) -> int:
-    from ..inference.depth import THRESHOLDS, bench_depth
+    from ..inference.depth import bench_depth
 
-    result = bench_depth(args.model, args.task, args.data_dir, args.thresholds or THRESHOLDS, args.batch_size,
-                         args.max_length, args.figure)
+    result = bench_depth(**options_kwargs(BenchDepthOptions, args))
     print(json.dumps(result, indent=2) if args.json else json.dumps(result))
     return 0
 
@@ -206,7 +187,6 @@ def run_export(args) -> int:
 def run_bench_onnx(args) -> int:
     from ..inference.bench import bench_onnx
 
-    result = bench_onnx(args.model, args.compare, args.task, args.data_dir, args.batch, args.seq, args.reps,
-                        iterations=args.iterations)
+    result = bench_onnx(**options_kwargs(BenchOnnxOptions, args))
     print(json.dumps(result, indent=2) if args.json else json.dumps(result))
     return 0

@@ -11,6 +11,7 @@ baseline that any transformer must beat.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +70,27 @@ def stsb_dev_pairs(data_dir: str):
     return dev.texts, np.asarray(dev.labels, dtype=float)
 
 
+@dataclass
+class BenchEmbedOptions:
+    """`minialbert bench embed`: the fields are bench_embed's parameters."""
+    model: str = field(metadata={"required": True,
+                                 "help": "student folder, bi-encoder folder, 'minilm' or a hub encoder"})
+    data_dir: str = field(metadata={"required": True, "help": "GLUE folder or its STS-B folder (official TSVs)"})
+    pooling: str = field(default="mean", metadata={"choices": list(POOLINGS)})
+    batch_size: int = 64
+    max_length: int = 128
+    depths: bool = field(default=False, metadata={
+        "help": "MiniALBERT: also score and time the embeddings after each K = 1..N iterations"})
+    compare: list[str] = field(default_factory=list, metadata={"nargs": "*",
+        "help": "more encoders scored and timed in the same run (e.g. minilm, the teacher), with the model's "
+                "retention of their Spearman, speed-up and parameter ratio"})
+
+
 def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,
-                depths: bool = False) -> dict:
+                depths: bool = False, compare: list[str] = ()) -> dict:
     """Zero-shot STS-B dev scores of `model`'s pooled embeddings (x 100), the embedding-layer
-    baseline, and sentences per second; with `depths` (MiniALBERT) the same after each K iterations."""
+    baseline, and sentences per second; with `depths` (MiniALBERT) the same after each K
+    iterations; with `compare`, the same for other encoders in this run and the ratios to them."""
     from scipy.stats import pearsonr, spearmanr
 
     if pooling not in POOLINGS:
@@ -105,6 +123,14 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
                    "iterations": N, "threads": torch.get_num_threads()})
     if depths:
         result["depths"] = {str(k): score(num_iterations=k) for k in range(1, N + 1)}
+    if compare:
+        result["compare"] = {}
+        for other in compare:
+            row = bench_embed(other, data_dir, pooling, batch_size, max_length)
+            row.update({"spearman_retention": round(result["spearman"] / row["spearman"], 4),
+                        "speedup": round(result["sentences_per_s"] / row["sentences_per_s"], 2),
+                        "parameter_ratio": round(result["parameters"] / row["parameters"], 4)})
+            result["compare"][other] = row
     return result
 
 
