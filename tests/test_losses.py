@@ -64,7 +64,15 @@ def reference_losses(s, t, labels, mask, layer_map, temp):
 
     hid = sum(cos_loss(s.hidden_states[it + 1], t.hidden_states[g]) for it, g in enumerate(layer_map))
     emb = cos_loss(s.hidden_states[0], t.hidden_states[0])
-    return {"mlm": mlm, "output": out, "attention": att, "hidden": hid, "embedding": emb}
+
+    def pooled(x, b):  # the mean of row b's real-token states, one token at a time
+        rows = [x[b, i] for i in range(T) if mask[b][i]]
+        return sum(rows) / len(rows)
+
+    sent = sum(1 - torch.dot(pooled(s.hidden_states[-1], b), pooled(t.hidden_states[-1], b)).item()
+               / (pooled(s.hidden_states[-1], b).norm().item() * pooled(t.hidden_states[-1], b).norm().item())
+               for b in range(B)) / B
+    return {"mlm": mlm, "output": out, "attention": att, "hidden": hid, "embedding": emb, "sentence": sent}
 
 
 @pytest.mark.parametrize("temp", [1.0, 2.0])
@@ -76,7 +84,7 @@ def test_components_equal_independent_implementation(temp):
     layer_map = [2, 4]
     got = distillation_losses(s, t, labels, mask, layer_map, temperature=temp)
     want = reference_losses(s, t, labels.tolist(), mask.tolist(), layer_map, temp)
-    assert set(got) == {"mlm", "attention", "hidden", "output", "embedding"}
+    assert set(got) == {"mlm", "attention", "hidden", "output", "embedding", "sentence"}
     for k in want:
         assert got[k].item() == pytest.approx(want[k], rel=1e-5, abs=1e-6), k
 
@@ -104,12 +112,15 @@ def test_layer_maps():
 
 
 def test_weighted_total_and_alignment_switches():
-    losses = {k: torch.tensor(v) for k, v in dict(mlm=1.0, attention=2.0, hidden=3.0, output=4.0, embedding=5.0).items()}
+    losses = {k: torch.tensor(v) for k, v in dict(mlm=1.0, attention=2.0, hidden=3.0, output=4.0, embedding=5.0,
+                                                  sentence=6.0).items()}
     assert LossWeights().total(losses).item() == pytest.approx(1 + 3 * (2 + 3) + 5 * 4)
     assert LossWeights(alignment_mode="hidden").total(losses).item() == pytest.approx(1 + 3 * 3 + 20)
     assert LossWeights(alignment_mode="attention").total(losses).item() == pytest.approx(1 + 3 * 2 + 20)
     assert LossWeights(alignment_mode="none").total(losses).item() == pytest.approx(21)
     assert LossWeights(embedding=3.0).total(losses).item() == pytest.approx(36 + 15)
+    assert LossWeights(sentence=2.0).total(losses).item() == pytest.approx(36 + 12)
+    assert LossWeights(alignment_mode="none", output=0.0, sentence=1.0).needs_teacher  # the target is the teacher's
     with pytest.raises(MiniAlbertError, match="alignment must be one of"):
         LossWeights(alignment_mode="most")
 
@@ -120,7 +131,7 @@ def test_masked_only_training_path_equals_full_tensor_function():
     bert = BertForMaskedLM(cfg).eval()
     teacher = Teacher("tiny", bert, bert.bert, bert.cls)
     student = MiniAlbertForMaskedLM(tiny_config(num_hidden_layers=2)).eval()
-    model = DistillationModel(student, [2, 4], LossWeights(embedding=1.0), temperature=2.0)
+    model = DistillationModel(student, [2, 4], LossWeights(embedding=1.0, sentence=2.0), temperature=2.0)
     ids = torch.randint(1, 120, (3, 10))
     mask = torch.ones(3, 10, dtype=torch.long)
     mask[2, 6:] = 0
@@ -135,4 +146,4 @@ def test_masked_only_training_path_equals_full_tensor_function():
                                    labels, mask, [2, 4], temperature=2.0)
     for k in full:
         torch.testing.assert_close(fast[k], full[k], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fast["loss"], LossWeights(embedding=1.0).total(full), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast["loss"], LossWeights(embedding=1.0, sentence=2.0).total(full), rtol=1e-5, atol=1e-6)

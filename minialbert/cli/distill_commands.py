@@ -26,6 +26,8 @@ HELP = {
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",
     "alignment": "alignment losses: full | hidden | attention | none (ablations, docs/method.md Table 3)",
+    "sentence_weight": "weight of the sentence-embedding loss: 1 - cos between the student's and the teacher's "
+                       "mean-pooled final states (embedding students; 0 = off)",
     "corpus": "wiki-offline, a .txt/.jsonl file or folder, or hf:NAME[:CONFIG][:SPLIT]",
     "blank_line_docs": "text files: documents are separated by blank lines (default: one per line)",
     "streaming": "stream an hf: corpus instead of downloading it whole (needs --max-steps)",

@@ -88,13 +88,28 @@ def embedding_loss(student_states, teacher_states, attention_mask, projection=No
     return cosine_loss(s, teacher_states[0], attention_mask)
 
 
+def mean_pool(states, attention_mask):
+    """(B, T, H) -> (B, H): the mean over real tokens (how the MiniLM teacher pools a sentence)."""
+    m = attention_mask.unsqueeze(-1).to(torch.float32)
+    return (states.float() * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def sentence_loss(student_states, teacher_states, attention_mask, projection=None):
+    """Sentence-embedding objective (beyond the paper, docs/method.md section 6): mean over the batch
+    of 1 - cos between the student's and the teacher's mean-pooled final states. The cosine makes it
+    the same as matching the teacher's normalised embedding."""
+    s = student_states[-1] if projection is None else projection(student_states[-1])
+    u, v = mean_pool(s, attention_mask), mean_pool(teacher_states[-1], attention_mask)
+    return (1 - F.cosine_similarity(u, v, dim=-1)).mean()
+
+
 def distillation_losses(student_out, teacher_out, labels, attention_mask, layer_map, temperature=1.0,
                         average_heads=False, projection=None):
-    """All five unweighted components on full tensors (logits of shape (B, T, V)).
+    """All six unweighted components on full tensors (logits of shape (B, T, V)).
 
     `labels` uses -100 for unmasked positions; `layer_map[i]` is the 1-based teacher layer that
     student iteration i+1 is aligned with. Returns {'mlm', 'attention', 'hidden', 'output',
-    'embedding'}."""
+    'embedding', 'sentence'}."""
     masked = labels != -100
     s_logits, t_logits = student_out.logits[masked], teacher_out.logits[masked]
     return {
@@ -106,21 +121,25 @@ def distillation_losses(student_out, teacher_out, labels, attention_mask, layer_
         "output": output_loss(s_logits, t_logits, temperature),
         "embedding": embedding_loss(student_out.hidden_states, teacher_out.hidden_states, attention_mask,
                                     projection),
+        "sentence": sentence_loss(student_out.hidden_states, teacher_out.hidden_states, attention_mask, projection),
     }
 
 
 @dataclass
 class LossWeights:
-    """L = mlm * L_mlm + alignment * (L_att + L_hid) + output * L_out + embedding * L_emb.
+    """L = mlm * L_mlm + alignment * (L_att + L_hid) + output * L_out + embedding * L_emb
+    + sentence * L_sent.
 
-    Defaults are the paper's (1, 3, 5, 0). The embedding loss is the Table 4 ablation; the paper
-    weights it like the alignment losses, i.e. embedding = 3."""
+    Defaults are the paper's (1, 3, 5, 0) and no sentence loss. The embedding loss is the Table 4
+    ablation; the paper weights it like the alignment losses, i.e. embedding = 3. The sentence loss
+    (pooled final states) is for embedding students."""
 
     mlm: float = 1.0
     alignment: float = 3.0
     output: float = 5.0
     embedding: float = 0.0
     alignment_mode: str = "full"
+    sentence: float = 0.0
 
     def __post_init__(self):
         if self.alignment_mode not in ALIGNMENT_MODES:
@@ -138,11 +157,12 @@ class LossWeights:
     @property
     def needs_teacher(self) -> bool:
         """False for MLM-only training: then the teacher's forward pass is skipped."""
-        return self.uses_attention or self.uses_hidden or bool(self.output) or bool(self.embedding)
+        return (self.uses_attention or self.uses_hidden or bool(self.output) or bool(self.embedding)
+                or bool(self.sentence))
 
     def active_components(self) -> list[str]:
         switches = {"attention": self.uses_attention, "hidden": self.uses_hidden, "output": bool(self.output),
-                    "embedding": bool(self.embedding)}
+                    "embedding": bool(self.embedding), "sentence": bool(self.sentence)}
         return ["mlm"] + [k for k, on in switches.items() if on]
 
     def total(self, losses: dict) -> torch.Tensor:
@@ -155,4 +175,6 @@ class LossWeights:
             total = total + self.output * losses["output"]
         if self.embedding and "embedding" in losses:
             total = total + self.embedding * losses["embedding"]
+        if self.sentence and "sentence" in losses:
+            total = total + self.sentence * losses["sentence"]
         return total

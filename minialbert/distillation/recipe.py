@@ -35,6 +35,7 @@ class DistillRecipe:
     alignment_weight: float = 3.0
     output_weight: float = 5.0
     embedding_weight: float = 0.0
+    sentence_weight: float = 0.0          # teacher's mean-pooled sentence embedding as a target (embedding students)
     temperature: float = 1.0
     # corpus
     corpus: str = "wiki-offline"
@@ -96,7 +97,7 @@ class DistillRecipe:
         require(self.warmup_steps >= 0, f"--warmup-steps must be 0 or more (got {self.warmup_steps}).")
         require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
         require(self.temperature > 0, f"--temperature must be positive (got {self.temperature}).")
-        for name in ("mlm_weight", "alignment_weight", "output_weight", "embedding_weight"):
+        for name in ("mlm_weight", "alignment_weight", "output_weight", "embedding_weight", "sentence_weight"):
             require(getattr(self, name) >= 0, f"--{_flag(name)} must be 0 or more (got {getattr(self, name)}).")
         require(self.max_docs is None or self.max_docs >= 1, f"--max-docs must be at least 1 (got {self.max_docs}).")
         require(self.alignment in ("full", "hidden", "attention", "none"),

@@ -25,13 +25,13 @@ from ..compat import cpu_has_native_bf16, mask_tokens_with, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
 from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
-                     output_loss, uniform_layer_map)
+                     output_loss, sentence_loss, uniform_layer_map)
 from .recipe import DistillRecipe
 from .runlog import read_log
 from .teacher import Teacher
 
 logger = logging.getLogger(__name__)
-COMPONENTS = ("mlm", "attention", "hidden", "output", "embedding")
+COMPONENTS = ("mlm", "attention", "hidden", "output", "embedding", "sentence")
 
 
 class NonFiniteLossError(MiniAlbertError):
@@ -80,6 +80,8 @@ class DistillationModel(nn.Module):
         if w.embedding:
             losses["embedding"] = embedding_loss(out.hidden_states, teacher_hidden, attention_mask,
                                                  self.projection)
+        if w.sentence:
+            losses["sentence"] = sentence_loss(out.hidden_states, teacher_hidden, attention_mask, self.projection)
         return {"loss": w.total(losses), **{k: v.detach() for k, v in losses.items()}}
 
 
@@ -325,11 +327,12 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
 
 def _resolve_alignment(recipe: DistillRecipe, teacher: Teacher, config: MiniAlbertConfig):
     weights = LossWeights(recipe.mlm_weight, recipe.alignment_weight, recipe.output_weight,
-                          recipe.embedding_weight, recipe.alignment)
+                          recipe.embedding_weight, recipe.alignment, recipe.sentence_weight)
     if teacher.head is None:
         weights.output = 0.0
     projection = None
-    if config.hidden_size != teacher.config.hidden_size and (weights.uses_hidden or weights.embedding):
+    if config.hidden_size != teacher.config.hidden_size and (weights.uses_hidden or weights.embedding
+                                                             or weights.sentence):
         if not recipe.project_hidden:
             raise MiniAlbertError(
                 f"Hidden-size mismatch: the student is {config.hidden_size} wide, the teacher "
