@@ -62,6 +62,12 @@ def plan(args) -> list[Job]:
     for label, (argv, needs_head) in students.items():
         jobs.append(Job(f"distill-{label}", ["distill", *argv, "--corpus", "corpus", "--out", f"students/{label}"],
                         f"students/{label}/final/distillation.json", ["fit-head"] if needs_head else []))
+        # the fine-tuning-free axis of the budget curve: zero-shot STS-B of the student's embeddings
+        jobs.append(Job(f"embed-{label}", ["bench", "embed", "--model", f"students/{label}/final", "--data-dir",
+                                           args.glue_dir, "--out", f"students/{label}/embed.json"],
+                        f"students/{label}/embed.json", [f"distill-{label}"]))
+    jobs.append(Job("embed-teacher", ["bench", "embed", "--model", "minilm", "--data-dir", args.glue_dir, "--out",
+                                      "teacher-embed.json"], "teacher-embed.json"))
 
     def finetune(model_label, model, lrs, after, adapter=False):
         for task in args.tasks:
@@ -112,10 +118,11 @@ def run(args) -> int:
     return run_jobs(plan(args), work, args.jobs, args.threads)
 
 
-def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2) -> int:
+def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None) -> int:
     """Run `minialbert` jobs in `work`, `parallel` at a time, each after the jobs it depends on.
     The one resume rule of every study: a job whose `done` file exists is finished and skipped
-    (each `minialbert` command writes that file last and atomically)."""
+    (each `minialbert` command writes that file last and atomically). `on_done(job)` runs as each
+    job finishes (e.g. to copy its small result files into the repository at once)."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
     pending = [j for j in jobs if not (work / j.done).exists()]
     finished = {j.name for j in jobs if j not in pending}
@@ -130,6 +137,8 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2) -
             del running[name]
             ok = proc.returncode == 0 and (work / job.done).exists()
             (finished if ok else failed).add(name)
+            if ok and on_done:
+                on_done(job)
             print(f"{time.strftime('%H:%M:%S')} {'done' if ok else 'FAILED'} {name} ({time.time() - started:.0f} s)",
                   flush=True)
         for job in list(pending):
@@ -155,7 +164,7 @@ def collect(args) -> int:
     """Copy the small result files (never weights) from the work folder into the repository."""
     work, dest = Path(args.work), Path(args.results)
     patterns = ["teacher-mlm/fit_head.json", "students/*/final/distillation.json", "students/*/log.jsonl",
-                "ft/*/*/results.json", "ft/*/*/runs/*.json"]
+                "students/*/embed.json", "teacher-embed.json", "ft/*/*/results.json", "ft/*/*/runs/*.json"]
     n = 0
     for pattern in patterns:
         for f in work.glob(pattern):
@@ -228,10 +237,16 @@ def summarise(args) -> int:
                    and average(l) is not None and tokens(l) is not None)
     teacher_avg = average("teacher")
     top = max(curve, key=lambda c: c[0]) if curve else None
-    summary = {"teacher_average": round(teacher_avg, 2), "tasks": tasks,
+    def zero_shot(label):  # STS-B dev Spearman of the pooled embeddings, no fine-tuning (bench embed)
+        f = (results / "teacher-embed.json" if label == "teacher"
+             else results / "students" / label.removesuffix("-adapter") / "embed.json")
+        return json.loads(f.read_text())["spearman"] if f.exists() else None
+
+    summary = {"teacher_average": round(teacher_avg, 2), "tasks": tasks, "teacher_zero_shot_spearman": zero_shot("teacher"),
                "teacher_parameters": rows["teacher"][tasks[0]][3],
                "models": {l: {"average": None if average(l) is None else round(average(l), 2),
                               "distilled_tokens": tokens(l.removesuffix("-adapter")),
+                              "zero_shot_spearman": zero_shot(l),
                               "scores": {t: {"mean": round(v[0], 2), "std": round(v[1], 2), "seeds": v[2]}
                                          for t, v in r.items()}} for l, r in sorted(rows.items())}}
     if top:
@@ -307,12 +322,16 @@ def pairs(args) -> int:
     """Run (or continue) the pair-encoding jobs; copy each finished results.json into the repository."""
     work = Path(args.work)
     jobs = plan_pairs(args)
-    code = run_jobs(jobs, work, args.jobs, args.threads)
-    for job in jobs:
+
+    def keep(job):  # results.json into the repository as soon as the job ends
+        target = PAIR_RESULTS / job.done
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / job.done, target)
+
+    for job in jobs:  # jobs finished in an earlier call
         if (work / job.done).exists():
-            target = PAIR_RESULTS / job.done
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(work / job.done, target)
+            keep(job)
+    code = run_jobs(jobs, work, args.jobs, args.threads, on_done=keep)
     print(pairs_table())
     return code
 
@@ -333,6 +352,49 @@ def pairs_table() -> str:
                 cells.append("")
         lines.append("| " + " | ".join(folder.name.rsplit("-", 1)) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+EMBED_RESULTS = REPO / "docs" / "results" / "embeddings"
+
+
+def embed_curve(args) -> int:
+    """Zero-shot STS-B Spearman against distilled tokens: reads each `bench embed` result named in
+    --points (NAME=RUN: RUN/final/distillation.json gives the tokens, docs/results/embeddings/
+    student-NAME.json the scores), writes docs/results/embeddings/curve.json and the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []
+    for spec in args.points:
+        name, run = spec.split("=", 1)
+        tokens = json.loads((Path(run) / "final" / "distillation.json").read_text())["distilled_tokens"]
+        result = json.loads((EMBED_RESULTS / f"student-{name}.json").read_text())
+        points.append({"name": name, "distilled_tokens": tokens, "spearman": result["spearman"],
+                       "spearman_per_iterations": {k: v["spearman"] for k, v in result.get("depths", {}).items()}})
+    points.sort(key=lambda p: p["distilled_tokens"])
+    teacher = json.loads((EMBED_RESULTS / "demo-student-vs-teacher.json").read_text())["compare"]["minilm"]["spearman"]
+    (EMBED_RESULTS / "curve.json").write_text(json.dumps({"teacher_spearman": teacher, "points": points}, indent=2)
+                                              + "\n")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    floor = min(p["distilled_tokens"] for p in points if p["distilled_tokens"]) / 4
+    xs = [p["distilled_tokens"] or floor for p in points]
+    for k in sorted({k for p in points for k in p["spearman_per_iterations"]}):
+        ax.plot(xs, [p["spearman_per_iterations"].get(k) for p in points], "o-", label=f"student, {k} iteration(s)")
+    ax.axhline(teacher, color="k", ls="--", label=f"teacher (MiniLM) {teacher:.1f}")
+    ax.axhline(0.97 * teacher, color="grey", ls=":", label="0.97 of the teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("distilled tokens (non-padding; leftmost point: initialisation only)")
+    ax.set_ylabel("STS-B dev Spearman, zero-shot")
+    ax.set_title("Embedding student: zero-shot score against distilled tokens")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.figure, dpi=120)
+    print(json.dumps(points, indent=2))
+    return 0
 
 
 def main() -> int:
@@ -363,6 +425,9 @@ def main() -> int:
     q.add_argument("--jobs", type=int, default=1)
     q.add_argument("--threads", type=int, default=2)
     sub.add_parser("pairs-table", help="the pair-encoding table from the committed results")
+    e = sub.add_parser("embed-curve", help="zero-shot STS-B against distilled tokens (figure + curve.json)")
+    e.add_argument("points", nargs="+", metavar="NAME=RUN", help="bench embed result name and its distillation run")
+    e.add_argument("--figure", default=str(REPO / "docs" / "figures" / "embedding-curve.png"))
     args = p.parse_args()
     for name in ("glue_dir", "ner_dir", "biomed"):
         if getattr(args, name, None):
@@ -370,7 +435,8 @@ def main() -> int:
     if args.cmd == "pairs-table":
         print(pairs_table())
         return 0
-    return {"run": run, "collect": collect, "summarise": summarise, "pairs": pairs}[args.cmd](args)
+    return {"run": run, "collect": collect, "summarise": summarise, "pairs": pairs,
+            "embed-curve": embed_curve}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -220,3 +220,14 @@ def test_two_process_torchrun_on_cpu(tmp_path):
     assert info["steps"] == 4 and info["world_size"] == 2
     first, second = info["first_windows_per_process"]
     assert len(first) == len(second) == 32 and not set(first) & set(second)  # each rank its own shard
+
+
+def test_saved_student_carries_a_model_card_naming_its_teacher(tmp_path):
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "init"
+    assert main(["distill", "--out", str(out), "--max-steps", "0", *FAST]) == 0
+    card = ModelCard.load(out / "final" / "README.md")
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # the packaged teacher's hub id
+    assert card.data.pipeline_tag == "fill-mask" and "minialbert" in card.data.tags
+    assert "0 steps" in card.text and "minialbert distill" in card.text

@@ -61,6 +61,8 @@ def test_sentence_transformers_export_embeds_as_bench_embed(student_dir, tmp_pat
     texts = ["A man is playing a guitar.", "The cat sleeps on the warm mat in the afternoon sun.", "Hi."]
     encoder, tok = load_encoder(student_dir)
     np.testing.assert_allclose(st.encode(texts), embed(encoder, tok, texts), atol=1e-5)
+    card = (out / "README.md").read_text()
+    assert "library_name: sentence-transformers" in card and "minialbert export" in card
     assert main(["export", student_dir, "--sentence-transformers", str(out)]) == 2  # never overwrites
     assert "not empty" in capsys.readouterr().err
 
@@ -70,3 +72,20 @@ def test_depths_need_a_minialbert_model(capsys):
     assert main(["bench", "embed", "--model", "minilm", "--data-dir", str(glue), "--depths"]) == 2
     err = capsys.readouterr().err
     assert "--depths needs a MiniALBERT model" in err and "Traceback" not in err
+
+
+def test_the_sentence_transformers_folder_exports_to_onnx_with_the_same_embeddings(student_dir, tmp_path, capsys):
+    from minialbert.inference.embeddings import embed, load_encoder
+    from minialbert.inference.export import onnx_session, run_onnx
+
+    st = tmp_path / "st"
+    assert main(["export", student_dir, "--sentence-transformers", str(st)]) == 0
+    assert main(["export", str(st), "--onnx", str(tmp_path / "emb.onnx")]) == 0  # the encoder's last_hidden_state
+    report = json.loads(capsys.readouterr().out.split("\n}\n", 1)[1])
+    assert report["outputs"] == ["last_hidden_state"]
+    encoder, tok = load_encoder(student_dir)
+    texts = ["A man is playing a guitar.", "Two dogs run through the snow on a cold morning."]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    (hidden,) = run_onnx(onnx_session(tmp_path / "emb.onnx"), dict(enc))
+    m = enc["attention_mask"].numpy()[..., None]
+    np.testing.assert_allclose((hidden * m).sum(1) / m.sum(1), embed(encoder, tok, texts), atol=1e-4)

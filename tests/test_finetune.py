@@ -163,6 +163,13 @@ def test_short_runs_write_results_with_the_right_metrics(task, data, metric, tin
     # the stored score is the saved model's: recomputed from its predictions, outside the run
     model_dir = next((tmp_path / "runs").glob("*/model"))
     assert recompute_dev_metrics(model_dir, task, data_dir, 64)[metric] == pytest.approx(stored, abs=1e-6)
+    # its model card carries the Hub's metadata and the measured score
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(model_dir / "README.md")
+    result = next(r for r in card.data.eval_results if r.metric_type == metric)
+    assert result.metric_value == pytest.approx(run["metrics"]["test" if task == "ner" else "dev"][metric], abs=1e-4)
+    assert "minialbert" in card.data.tags and "How this model was made" in card.text
 
 
 @pytest.mark.slow

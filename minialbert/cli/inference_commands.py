@@ -65,6 +65,7 @@ def register(sub, bench_sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchEmbedOptions)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default=None, help="also write the JSON result to this file (atomically)")
     p.set_defaults(func=run_bench_embed)
 
     p = bench_sub.add_parser(
@@ -138,6 +139,12 @@ def run_bench_embed(args) -> int:
     from ..inference.embeddings import bench_embed
 
     result = bench_embed(**options_kwargs(BenchEmbedOptions, args))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(out)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

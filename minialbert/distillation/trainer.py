@@ -23,6 +23,7 @@ from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallba
 
 from ..compat import cpu_has_native_bf16, mask_tokens_with, tensorboard_callback
 from ..errors import MiniAlbertError
+from ..model_card import corpus_datasets, write_model_card
 from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
 from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
                      output_loss, sentence_loss, uniform_layer_map)
@@ -527,8 +528,25 @@ def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:
     student.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "distillation.json").write_text(json.dumps(summary, indent=2))
+    _student_card(tmp, student, summary)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+
+
+def _student_card(folder: Path, student, summary: dict) -> None:
+    """README.md with the Hub's metadata (base model = the teacher) and how the student was made."""
+    c = student.config
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("final_losses", {}).items() if k in COMPONENTS)
+    how = (f"A recursive MiniALBERT student (one shared layer applied {c.num_hidden_layers} times, hidden "
+           f"{c.hidden_size}, embedding {c.embedding_size}, adapters {'yes' if c.use_adapters else 'no'}; "
+           f"{sum(p.numel() for p in student.minialbert.parameters()):,} parameters without the MLM head), "
+           f"distilled layer to layer by `minialbert distill` from `{summary['teacher']}` on "
+           f"`{summary['corpus']}`: {summary['steps']} steps, {summary.get('distilled_tokens') or 0:,} tokens, "
+           f"seed {summary['seed']}. Last logged losses: {losses or 'none (not trained)'}. The full recipe is in "
+           "distillation.json.\n\nLoad it after `import minialbert`: `AutoModelForMaskedLM.from_pretrained(folder)`.")
+    write_model_card(folder, title="MiniALBERT student", base_model=summary["teacher"],
+                     datasets=corpus_datasets(summary["corpus"]), tags=["distillation", "recursive-transformer"],
+                     pipeline_tag="fill-mask", how=how)
 
 
 def _last_logged(path: Path) -> dict:

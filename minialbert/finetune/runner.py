@@ -336,6 +336,7 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     result = evaluate(trainer, data, opts)
     shutil.rmtree(run_dir / "trainer", ignore_errors=True)
     if opts.save_models != "none":
+        folder = run_dir / ("adapter" if opts.adapter_tuning else "model")
         if opts.adapter_tuning:
             local = Path(resolve_model_name(opts.model))
             base_pointer = str(local.resolve()) if local.exists() else opts.model  # a folder, or a hub name
@@ -344,8 +345,9 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
             save_adapter_task(model, run_dir / "adapter", base_pointer, head,
                               {"task": opts.task, "pooling": getattr(model.config, "pooling", None)})
         else:
-            model.save_pretrained(run_dir / "model")
-            tokenizer.save_pretrained(run_dir / "model")
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        _model_card(folder, opts, spec, data, result)
     return {"task": opts.task, "model": opts.model, "adapter_tuning": opts.adapter_tuning,
             "hyperparameters": {"learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
                                 "epochs": spec.epochs, "max_steps": spec.max_steps,
@@ -358,6 +360,26 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
             "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
             "trainable_parameters": trainable, "total_parameters": total,
             "base_parameters": sum(p.numel() for p in model.base_model.parameters())}
+
+
+def _model_card(folder: Path, opts: FinetuneOptions, spec: RunSpec, data: TaskData, result: dict) -> None:
+    """README.md with the Hub's metadata: the base model's teacher, the task, the dev/test scores."""
+    from ..model_card import write_model_card
+
+    ner = data.kind == "ner"
+    split = "test" if ner else next(iter(result["splits"]))
+    dataset = Path(opts.data_dir).name if ner and opts.data_dir else f"glue/{opts.task.lower()}"
+    scores = result["splits"][split]
+    results = [{"task_type": "token-classification" if ner else "text-classification", "dataset_type": dataset,
+                "dataset_name": dataset, "dataset_split": split, "metric_type": name, "metric_value": round(v, 4)}
+               for name, v in scores.items() if name != "score"]
+    mode = "adapter tuning" if opts.adapter_tuning else "full fine-tuning"
+    length = f"{spec.max_steps} steps" if spec.max_steps else f"{spec.epochs:g} epochs"
+    how = (f"Fine-tuned by `minialbert finetune` ({mode}, {opts.pair_encoding}-encoder pairs) from `{opts.model}` "
+           f"on {dataset}: lr {spec.learning_rate:g}, batch {spec.batch_size}, {length}, seed {spec.seed}; "
+           f"{split} scores: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in scores.items()) + ".")
+    write_model_card(folder, title=f"MiniALBERT {opts.task.lower()}", base_model=opts.model, datasets=[dataset],
+                     results=results, how=how, pipeline_tag="token-classification" if ner else "text-classification")
 
 
 def _write_json(path: Path, obj) -> None:

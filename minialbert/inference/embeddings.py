@@ -161,6 +161,14 @@ def export_sentence_transformers(model: str, out, pooling: str = "mean", max_len
         st = SentenceTransformer(modules=[transformer, pooler], device="cpu")
         staging = out.with_name(out.name + ".tmp")
         st.save(str(staging))
+    from ..model_card import write_model_card
+
+    how = (f"Exported by `minialbert export {model} --sentence-transformers` ({pooling} pooling, at most "
+           f"{max_length} tokens). Load it after `import minialbert` with `SentenceTransformer(folder)`; "
+           "`minialbert bench embed` scores the same embeddings on STS-B.")
+    write_model_card(staging, title="MiniALBERT sentence embeddings", base_model=model,
+                     library_name="sentence-transformers", tags=["sentence-transformers"],
+                     pipeline_tag="sentence-similarity", how=how)
     staging.replace(out)  # appears whole or not at all
     return {"model": model, "out": str(out), "pooling": pooling, "max_seq_length": max_length,
             "dimension": encoder.config.hidden_size}

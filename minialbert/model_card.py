@@ -1,0 +1,65 @@
+"""Model cards: every folder the project saves (distilled student, fine-tuned model, sentence-
+transformers export) gets a README.md with the metadata the Hugging Face Hub reads (base model =
+the teacher, datasets, tags, measured metrics as model-index results) and how it was made. Built
+with huggingface_hub's ModelCard / ModelCardData, so the YAML is the Hub's own format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .data.offline import PACKAGED_TEACHER_ALIASES
+
+PACKAGED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def hub_id(name: str | None) -> str | None:
+    """A name as the Hub knows it: the packaged teacher's aliases -> its hub id; a local folder ->
+    the teacher it was distilled from (its distillation.json), else None; a hub id unchanged."""
+    if not name:
+        return None
+    if name.lower() in PACKAGED_TEACHER_ALIASES:
+        return PACKAGED_TEACHER_HUB_ID
+    path = Path(name)
+    if path.exists():
+        for info in (path / "distillation.json", path.parent / "distillation.json"):
+            if info.is_file():
+                return hub_id(json.loads(info.read_text()).get("teacher"))
+        return None
+    return name
+
+
+def corpus_datasets(corpus: str | None) -> list[str]:
+    """Hub dataset ids for a corpus option (hf:NAME[:...] -> NAME); local text has none."""
+    if corpus and corpus.startswith("hf:"):
+        return [corpus[3:].split(":")[0]]
+    return []
+
+
+def write_model_card(folder, *, title: str, how: str, base_model: str | None = None, datasets=(), tags=(),
+                     pipeline_tag: str | None = None, library_name: str = "transformers",
+                     results: list[dict] | None = None) -> Path:
+    """Write (or, where a library already wrote one, complete) `folder`/README.md. `results`:
+    [{"task_type", "dataset_type", "dataset_name", "metric_type", "metric_value"}] for model-index."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    folder = Path(folder)
+    path = folder / "README.md"
+    card = (ModelCard.load(path) if path.exists()
+            else ModelCard(f"---\nlibrary_name: {library_name}\n---\n\n# {title}\n"))
+    data: ModelCardData = card.data
+    base = hub_id(base_model)
+    if base:
+        data.base_model = base
+    if datasets:
+        data.datasets = sorted(set(datasets) | set(data.datasets or []))
+    data.tags = sorted(set(tags) | set(data.tags or []) | {"minialbert"})
+    data.library_name = data.library_name or library_name
+    if pipeline_tag:
+        data.pipeline_tag = data.pipeline_tag or pipeline_tag
+    if results:
+        data.model_name = data.model_name or title
+        data.eval_results = [EvalResult(**r) for r in results]
+    body = card.text.rstrip() + f"\n\n## How this model was made (minialbert)\n\n{how.strip()}\n"
+    path.write_text(f"---\n{data.to_yaml()}\n---\n{body}")
+    return path
