@@ -128,6 +128,15 @@ def test_adapter_tuned_bi_encoder_reloads_to_the_same_predictions(student_dir, t
         pred = model(**PairCollator(tok)(rows)).logits.argmax(-1).numpy()
     metrics = glue_metrics(get_task("mrpc"), pred, np.array(dev["labels"]))
     assert metrics["f1"] == pytest.approx(run["metrics"]["dev"]["f1"], abs=1e-6)
+    # served from one base with the other tasks: each sentence encoded alone with the task's adapters
+    from minialbert.inference import MultiTaskModel
+
+    server = MultiTaskModel(student_dir)
+    server.add_task("mrpc", task)
+    a, b = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    with torch.no_grad():
+        torch.testing.assert_close(server.logits("mrpc", a, b), model(**_batch(tok, PAIRS)).logits, atol=1e-5, rtol=1e-5)
+    assert set(server.predict("mrpc", a, b)) <= {"0", "1"}
 
 
 def test_bi_encoding_of_a_single_sentence_task_is_refused(student_dir, tmp_path, capsys):

@@ -136,7 +136,10 @@ def run_identity(opts: FinetuneOptions, dtype: str) -> dict:
     """Everything besides a RunSpec's own fields that changes a run's numbers. The model and data
     folders enter by path, size and modification time of their files, so a checkpoint distilled
     again into the same folder is a different model."""
-    return {"model": path_identity(resolve_model_name(opts.model)), "data_dir": path_identity(opts.data_dir),
+    data = opts.data_dir
+    if data and opts.task.lower() != "ner" and (Path(data) / get_task(opts.task).folder).is_dir():
+        data = str(Path(data) / get_task(opts.task).folder)  # the GLUE root: the task's own files count
+    return {"model": path_identity(resolve_model_name(opts.model)), "data_dir": path_identity(data),
             "task": opts.task.lower(), "adapter_tuning": opts.adapter_tuning, "dtype": dtype,
             "max_length": opts.max_length, "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
             "exits": opts.exits, "group_by_length": opts.group_by_length, "pair_encoding": opts.pair_encoding,

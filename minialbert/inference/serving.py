@@ -24,6 +24,8 @@ class TaskModule:
     id2label: dict[int, str]
     problem_type: str | None
     exits: dict[int, nn.Linear]  # iteration -> its exit classifier (elastic depth); the last uses `classifier`
+    pooling: str | None = None  # bi-encoder tasks: how a sentence embedding is pooled
+    similarity_scale: float = 5.0  # bi-encoder regression: the score is scale * cos(u, v)
 
     def exit_head(self, iteration: int) -> nn.Linear:
         return self.exits.get(iteration, self.classifier)
@@ -51,18 +53,17 @@ class MultiTaskModel:
         from ..finetune.adapter_files import load_adapter_model
 
         cfg, _ = read_adapter_task(task_dir)
-        if cfg["head"] not in ("sequence-classification", "token-classification"):
-            raise MiniAlbertError(f"{task_dir}: a {cfg['head']!r} task cannot be served by MultiTaskModel yet; "
-                                  "load it with minialbert.load_adapter_model.")
         try:
-            model = load_adapter_model(task_dir, base_model=self.base_path)
+            model = load_adapter_model(task_dir, base_model=self.base_path).requires_grad_(False)
         except RuntimeError as e:
             raise MiniAlbertError(f"{task_dir} does not fit the base {self.base_path}: {e}") from None
-        adapters = model.minialbert.encoder.adapters.eval().requires_grad_(False)
+        bi = cfg["head"] == "bi-encoder"
+        adapters = (model.encoder if bi else model.minialbert).encoder.adapters
         self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
-        exits = {int(i): head.eval().requires_grad_(False) for i, head in model.exit_classifiers.items()}
-        module = TaskModule(name, adapters, model.classifier.eval().requires_grad_(False), cfg["head"],
-                            {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits)
+        exits = {} if bi else {int(i): head for i, head in model.exit_classifiers.items()}
+        module = TaskModule(name, adapters, model.classifier, cfg["head"],
+                            {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits,
+                            cfg.get("pooling"), getattr(model.config, "similarity_scale", 5.0))
         self.tasks[name] = module
         return module
 
@@ -80,6 +81,8 @@ class MultiTaskModel:
         N = self.base.config.num_hidden_layers
         if iterations is not None and not 1 <= iterations <= N:
             raise MiniAlbertError(f"--iterations {iterations} must lie in 1..{N}.")
+        if task.head == "bi-encoder":
+            return self._bi_encoder_logits(task, texts, text_pairs, max_length, iterations or N, early_exit)
         enc = self.tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, padding=True,
                              truncation=True, max_length=max_length, return_tensors="pt")
         token_level = task.head != "sequence-classification"
@@ -92,6 +95,25 @@ class MultiTaskModel:
         K = iterations or N
         hidden = self.base(**enc, num_iterations=K, adapter=name).last_hidden_state  # no shared state is changed
         return task.exit_head(K)(hidden if token_level else hidden[:, 0]), torch.full((len(enc["input_ids"]),), K)
+
+    def _bi_encoder_logits(self, task: TaskModule, texts, text_pairs, max_length: int, K: int, early_exit):
+        """Each sentence encoded alone by the base with the task's adapters, pooled, then the pair head."""
+        from ..model.modeling_bi_encoder import pair_logits, pool
+
+        if text_pairs is None:
+            raise MiniAlbertError(f"Task {task.name!r} is a bi-encoder over sentence pairs: give text_pair too.")
+        if early_exit is not None:
+            raise MiniAlbertError(f"Task {task.name!r} is a bi-encoder: early exit is not available; use "
+                                  "--iterations K.")
+
+        def embed(sentences):
+            enc = self.tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length,
+                                 return_tensors="pt")
+            hidden = self.base(**enc, num_iterations=K, adapter=task.name).last_hidden_state
+            return pool(hidden, enc["attention_mask"], task.pooling)
+
+        logits = pair_logits(embed(texts), embed(text_pairs), task.classifier, task.similarity_scale)
+        return logits, torch.full((len(texts),), K)
 
     def logits(self, name: str, texts, text_pairs=None, max_length: int = 128, **depth) -> torch.Tensor:
         return self.logits_and_depth(name, texts, text_pairs, max_length, **depth)[0]
@@ -106,6 +128,6 @@ class MultiTaskModel:
         if task.problem_type == "regression":
             return logits.squeeze(-1).tolist(), used.tolist()
         labels = logits.argmax(-1).tolist()
-        if task.head == "sequence-classification":
+        if task.head in ("sequence-classification", "bi-encoder"):
             return [task.id2label[i] for i in labels], used.tolist()
         return [[task.id2label[i] for i in row] for row in labels], used.tolist()

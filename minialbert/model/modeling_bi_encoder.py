@@ -37,6 +37,14 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
 
 
+def pair_logits(u: torch.Tensor, v: torch.Tensor, classifier: nn.Module | None, scale: float) -> torch.Tensor:
+    """The pair head on two pooled embeddings: `scale * cos(u, v)` (regression, shape (B, 1)) or
+    `classifier([u; v; |u - v|; u * v])`. Shared by the model and the multi-task server."""
+    if classifier is None:
+        return (scale * F.cosine_similarity(u.float(), v.float(), dim=-1)).unsqueeze(-1)
+    return classifier(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))
+
+
 class BiEncoderForSequenceClassification(PreTrainedModel):
     config_class = PreTrainedConfig
     base_model_prefix = "encoder"
@@ -86,25 +94,19 @@ class BiEncoderForSequenceClassification(PreTrainedModel):
                            **extra)
         return pool(out.last_hidden_state, attention_mask, self.config.pooling)
 
-    def pair_features(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, input_ids_b=None,
                 attention_mask_b=None, token_type_ids_b=None, labels=None, num_iterations=None, **kwargs):
         if input_ids_b is None:
             raise ValueError("A bi-encoder needs both sentences: input_ids (first) and input_ids_b (second).")
         u = self.encode(input_ids, attention_mask, token_type_ids, num_iterations)
         v = self.encode(input_ids_b, attention_mask_b, token_type_ids_b, num_iterations)
+        scale = self.config.similarity_scale
+        head = None if self.classifier is None else nn.Sequential(self.dropout, self.classifier)
+        logits = pair_logits(u, v, head, scale)
         loss = None
-        if self.classifier is None:
-            cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
-            logits = (self.config.similarity_scale * cosine).unsqueeze(-1)
-            if labels is not None:
-                loss = F.mse_loss(cosine, labels.float().view(-1) / self.config.similarity_scale)
-        else:
-            logits = self.classifier(self.dropout(self.pair_features(u, v)))
-            if labels is not None:
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        if labels is not None:
+            loss = (F.mse_loss(logits.squeeze(-1) / scale, labels.float().view(-1) / scale) if head is None
+                    else F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)))
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def prepare_adapter_tuning(self) -> int:
