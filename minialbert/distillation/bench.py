@@ -103,8 +103,8 @@ def bench_distill(opts: DistillBenchOptions) -> dict:
         dtype = ("bf16" if torch.cuda.is_bf16_supported() else "fp32") if requested == "auto" else requested
         dtype_reason = "requested" if requested != "auto" else f"auto: {torch.cuda.get_device_name(dev)}"
     else:
-        dtype = resolve_dtype(dtype) if requested != "auto" else cpu_dtype_probe()["choice"]
         probe = cpu_dtype_probe() if requested == "auto" else None
+        dtype = probe["choice"] if probe else resolve_dtype(dtype)
         dtype_reason = ("requested" if probe is None else f"auto: matmul probe fp32 {probe['fp32_gflops']} vs bf16 "
                         f"{probe['bf16_gflops']} GFLOP/s on {probe['cpu']}")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
