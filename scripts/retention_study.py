@@ -354,6 +354,121 @@ def pairs_table() -> str:
     return "\n".join(lines)
 
 
+TD_RESULTS = REPO / "docs" / "results" / "task-distillation"
+TD_TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+PAIR_TASK_SET = {"stsb", "mrpc", "rte"}
+# pipeline label -> (finetune flags, tasks it applies to: None = all); the teacher's own fine-tuned
+# cross-encoder (teacher-cross) teaches every distillation row.
+TD_PIPELINES = {
+    "td2": (["--teacher", "{teacher}"], None),
+    "cross": ([], None),
+    "bi": (["--pair-encoding", "bi"], PAIR_TASK_SET),
+    "bi-td2": (["--pair-encoding", "bi", "--teacher", "{teacher}"], PAIR_TASK_SET),
+    "td2-aug4": (["--teacher", "{teacher}", "--augment", "4"], {"stsb", "mrpc", "rte", "cola"}),
+    "td2-transfer": (["--teacher", "{teacher}", "--transfer-data", "{transfer}", "--max-transfer-samples", "20000"],
+                     None),
+    "td12": (["--teacher", "{teacher}", "--intermediate-epochs", "3"], None),
+    "bi-td2-aug4": (["--pair-encoding", "bi", "--teacher", "{teacher}", "--augment", "4"], PAIR_TASK_SET),
+}
+
+
+def _td_task_args(task: str, args) -> tuple[list[str], str]:
+    """(the task's finetune flags, its transfer data): GLUE test.tsv, the biomedical corpus for NER."""
+    if task.startswith("ner:"):
+        return ["--task", "ner", "--data-dir", str(Path(args.ner_dir) / task[4:])], args.biomed
+    from minialbert.finetune.glue import get_task
+
+    return ["--task", task, "--data-dir", args.glue_dir], str(Path(args.glue_dir) / get_task(task).folder)
+
+
+def plan_task_distillation(args) -> list[Job]:
+    """Single-seed jobs in priority order: the teacher's cross-encoders first (they teach every
+    distillation row), then each pipeline on every task it applies to; with --seeds N, the picked
+    pipelines again with N seeds (their seed-42 run copied in, not recomputed)."""
+    student = str(Path(args.student).resolve())
+    jobs = []
+
+    def job(label, model, task, flags, seeds=1):
+        task_args, transfer = _td_task_args(task, args)
+        sst2 = task == "sst2"
+        teacher = f"teacher-cross/{task.replace(':', '-')}"
+        flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
+        out = f"{label}{'' if seeds == 1 else f'-{seeds}seeds'}/{task.replace(':', '-')}"
+        argv = ["finetune", "--model", model, *task_args, "--lr", "1e-4", "--epochs", "1" if sst2 else "3",
+                "--batch-size", "32" if sst2 else "16", "--runs", str(1 if sst2 else seeds), "--out", out, *flags,
+                "--save-models", "best" if label == "teacher-cross" else "none"]
+        after = [f"teacher-cross/{task}"] if "--teacher" in flags and label != "teacher-cross" else []
+        jobs.append(Job(f"{label}{'' if seeds == 1 else f'-{seeds}seeds'}/{task}", argv, f"{out}/results.json", after))
+
+    first, rest = args.pipelines[:2], args.pipelines[2:]
+    for task in args.tasks:  # each teacher, then the first two pipelines on its task: early signal
+        job("teacher-cross", "minilm", task, [])
+        for name in first:
+            if TD_PIPELINES[name][1] is None or task in TD_PIPELINES[name][1]:
+                job(f"student-{name}", student, task, TD_PIPELINES[name][0])
+    for name in rest:
+        flags, tasks = TD_PIPELINES[name]
+        for task in args.tasks:
+            if tasks is None or task in tasks:
+                job(f"student-{name}", student, task, flags)
+    for spec in args.final:  # LABEL=TASK,TASK: those rows again with --seeds seeds
+        label, tasks = spec.split("=", 1)
+        model = "minilm" if label.startswith("teacher-") else student
+        name = label.split("-", 1)[1]
+        for task in tasks.split(","):
+            job(label, model, task, TD_PIPELINES[name][0], args.seeds)
+    return jobs
+
+
+def task_distillation(args) -> int:
+    """Run (or continue) the task-distillation study; copy each job's small files into the
+    repository (docs/results/task-distillation) as it ends."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = plan_task_distillation(args)
+    for job in jobs:  # a seeds job starts from its single-seed job's finished run and transfer set
+        target = work / Path(job.done).parent  # e.g. student-td2-3seeds/stsb
+        if target.parent.name.endswith("seeds") and not (work / job.done).exists():
+            single = work / target.parent.name.rsplit("-", 1)[0] / target.name
+            for sub in ("runs", "transfer"):
+                if (single / sub).is_dir() and not (target / sub).exists():
+                    shutil.copytree(single / sub, target / sub, ignore=shutil.ignore_patterns("model", "tensorboard"))
+
+    def keep(job):
+        folder = Path(job.done).parent
+        for f in [work / job.done, *(work / folder).glob("runs/*.json"), *(work / folder).glob("transfer/*/transfer.json")]:
+            target = TD_RESULTS / f.relative_to(work)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+
+    for job in jobs:
+        if (work / job.done).exists():
+            keep(job)
+    code = run_jobs(jobs, work, args.jobs, args.threads, on_done=keep)
+    print(task_distillation_table())
+    return code
+
+
+def task_distillation_table() -> str:
+    """Markdown: per row (model, pipeline) and task, mean ± std (seeds), from the committed files."""
+    from minialbert.finetune.report import task_score
+
+    folders = sorted(p for p in TD_RESULTS.glob("*") if p.is_dir())
+    lines = ["| model | pipeline | " + " | ".join(TD_TASKS) + " |", "|" + "---|" * (2 + len(TD_TASKS))]
+    for folder in folders:
+        cells = []
+        for task in TD_TASKS:
+            f = folder / task.replace(":", "-") / "results.json"
+            if f.exists():
+                mean, std, seeds = task_score(json.loads(f.read_text()))
+                cells.append(f"{mean:.2f} ± {std:.2f} ({seeds})" if seeds > 1 else f"{mean:.2f} (1)")
+            else:
+                cells.append("")
+        model, pipeline = folder.name.split("-", 1)
+        lines.append(f"| {model} | {pipeline} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 EMBED_RESULTS = REPO / "docs" / "results" / "embeddings"
 
 
@@ -425,6 +540,22 @@ def main() -> int:
     q.add_argument("--jobs", type=int, default=1)
     q.add_argument("--threads", type=int, default=2)
     sub.add_parser("pairs-table", help="the pair-encoding table from the committed results")
+    t = sub.add_parser("task-distill", help="task distillation against cross/bi fine-tuning, student and teacher "
+                                             "(resumable, job by job)")
+    t.add_argument("--student", required=True, help="the distilled student's folder")
+    t.add_argument("--work", default="runs/task-distillation")
+    t.add_argument("--glue-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
+    t.add_argument("--ner-dir", default=str(REPO.parent / "shared" / "data" / "bioner"))
+    t.add_argument("--biomed", default=str(REPO.parent / "shared" / "data" / "corpora" / "biomed" / "sentences.txt"))
+    t.add_argument("--tasks", type=lambda s: s.split(","), default=TD_TASKS)
+    t.add_argument("--pipelines", type=lambda s: s.split(","), default=list(TD_PIPELINES),
+                   help=f"student pipelines, in this order (of {', '.join(TD_PIPELINES)})")
+    t.add_argument("--final", nargs="*", default=[], metavar="LABEL=TASKS",
+                   help="rows to repeat with --seeds seeds, e.g. student-td2=stsb,mrpc teacher-cross=stsb")
+    t.add_argument("--seeds", type=int, default=3)
+    t.add_argument("--jobs", type=int, default=1)
+    t.add_argument("--threads", type=int, default=2)
+    sub.add_parser("task-distill-table", help="the task-distillation table from the committed results")
     e = sub.add_parser("embed-curve", help="zero-shot STS-B against distilled tokens (figure + curve.json)")
     e.add_argument("points", nargs="+", metavar="NAME=RUN", help="bench embed result name and its distillation run")
     e.add_argument("--figure", default=str(REPO / "docs" / "figures" / "embedding-curve.png"))
@@ -432,11 +563,11 @@ def main() -> int:
     for name in ("glue_dir", "ner_dir", "biomed"):
         if getattr(args, name, None):
             setattr(args, name, str(Path(getattr(args, name)).resolve()))
-    if args.cmd == "pairs-table":
-        print(pairs_table())
+    if args.cmd in ("pairs-table", "task-distill-table"):
+        print(pairs_table() if args.cmd == "pairs-table" else task_distillation_table())
         return 0
     return {"run": run, "collect": collect, "summarise": summarise, "pairs": pairs,
-            "embed-curve": embed_curve}[args.cmd](args)
+            "embed-curve": embed_curve, "task-distill": task_distillation}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -97,8 +97,14 @@ FINETUNE_CASES = {
     "truncated model": (["--task", "rte", "--model", "{d}/broken-teacher"], "model.safetensors is damaged"),
     "bi-encoder on a single-sentence task": (["--task", "cola", "--pair-encoding", "bi"],
                                              "--pair-encoding bi needs a sentence-pair task"),
-    "bi-encoder with exits": (["--task", "rte", "--pair-encoding", "bi", "--exits", "all"],
-                              "--exits is not available with --pair-encoding bi"),
+    "task distillation with exits": (["--task", "rte", "--teacher", "{d}/glue", "--exits", "all"],
+                                     "--exits is not available with task distillation"),
+    "augmentation without a teacher": (["--task", "rte", "--augment", "2"],
+                                       "--augment is part of task distillation and needs --teacher"),
+    "teacher that is no classifier": (["--task", "rte", "--teacher", "minilm"],
+                                      "is not a fine-tuned sequence classifier"),
+    "negative temperature": (["--task", "rte", "--teacher", "minilm", "--temperature", "-1"],
+                             "--temperature must be positive"),
 }
 
 

@@ -145,3 +145,58 @@ def test_bi_encoding_of_a_single_sentence_task_is_refused(student_dir, tmp_path,
     err = capsys.readouterr().err
     assert "--pair-encoding bi needs a sentence-pair task" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_bi_encoder_exits_answer_at_every_depth_and_train_depth_weighted(student_dir, tmp_path):
+    """--exits all: exit K's pair classifier on the states pooled after K iterations; the training
+    loss is the depth-weighted mean of the exits' losses."""
+    glue = str(shared_path("data", "glue"))
+    out = tmp_path / "mrpc"
+    assert main(["finetune", "--model", student_dir, "--task", "mrpc", "--data-dir", glue, "--pair-encoding", "bi",
+                 "--exits", "all", "--max-steps", "2", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32",
+                 "--out", str(out)]) == 0
+    model = load_bi_encoder(next((out / "runs").glob("*/model"))).eval()
+    N = model.config.num_hidden_layers
+    assert model.config.exit_iterations == list(range(1, N + 1)) and set(model.exit_classifiers) == {"1"}
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    batch = _batch(tok, PAIRS)
+    labels = torch.tensor([1, 0])
+    with torch.no_grad():
+        a = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          output_hidden_states=True).hidden_states
+        b = model.encoder(input_ids=batch["input_ids_b"], attention_mask=batch["attention_mask_b"],
+                          output_hidden_states=True).hidden_states
+        losses = {}
+        for K in range(1, N + 1):
+            u, v = (s[K].masked_fill(m[..., None] == 0, 0).sum(1) / m.sum(1, keepdim=True)
+                    for s, m in ((a, batch["attention_mask"]), (b, batch["attention_mask_b"])))
+            head = model.exit_classifiers[str(K)] if K < N else model.classifier
+            want = head(torch.cat([u, v, (u - v).abs(), u * v], -1))
+            torch.testing.assert_close(model(**batch, num_iterations=K).logits, want, atol=1e-5, rtol=1e-5)
+            losses[K] = F.cross_entropy(want, labels)
+        expected = sum(K * losses[K] for K in losses) / sum(losses)
+        assert model(**batch, labels=labels).loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bi_encoder_exports_to_onnx_with_both_sentences_dynamic(student_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from minialbert.inference.export import export_onnx, onnx_session, run_onnx
+
+    glue = str(shared_path("data", "glue"))
+    out = tmp_path / "stsb"
+    assert main(["finetune", "--model", student_dir, "--task", "stsb", "--data-dir", glue, "--pair-encoding", "bi",
+                 "--max-steps", "2", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32", "--out", str(out)]) == 0
+    folder = next((out / "runs").glob("*/model"))
+    report = export_onnx(str(folder), tmp_path / "bi.onnx")
+    assert report["class"] == "BiEncoderForSequenceClassification" and report["fp32_max_abs_diff"] <= 1e-4
+    session = onnx_session(tmp_path / "bi.onnx")
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids", "input_ids_b",
+                                                      "attention_mask_b", "token_type_ids_b"]
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    batch = _batch(tok, PAIRS)
+    batch.update({k: torch.zeros_like(batch[k.replace("token_type_ids", "input_ids")])
+                  for k in ("token_type_ids", "token_type_ids_b")})
+    model = load_bi_encoder(folder).eval()
+    with torch.no_grad():
+        want = model(**batch).logits.numpy()
+    np.testing.assert_allclose(run_onnx(session, batch)[0], want, atol=1e-4)

@@ -28,7 +28,7 @@ TEACHER_SHAPES = {
 
 def matmul_peak_gflops(dtype, tokens: int, hidden: int, device: str = "cpu") -> float:
     """FLOP/s of the model's dominant matrix product, the FFN linear (tokens x H) @ (H x 4H)."""
-    return matmul_gflops(dtype, tokens, hidden, 4 * hidden, device=device, seconds=0.2)
+    return matmul_gflops(dtype, tokens, hidden, 4 * hidden, device=device, seconds=0.5)
 
 
 def step_flops(teacher_cfg, student_cfg, B, T, n_masked, split: bool = False):
@@ -81,6 +81,9 @@ class DistillBenchOptions:
     device: str = field(default="auto", metadata={"choices": ["auto", "cpu", "cuda"], "help":
         "where the models, batches and the matmul peak run (auto: a GPU when one is visible; cuda without a GPU is "
         "an error)"})
+    fused_unmapped_attention: bool = field(default=True, metadata={"help": (
+        "teacher layers whose maps no loss reads run fused scaled-dot-product attention, as in training; "
+        "--no-fused-unmapped-attention times the all-eager teacher")})
     profile: bool = field(default=False, metadata={"help": "split the step into data, teacher forward, student "
                                                            "forward, losses, backward, optimizer (seconds, share, "
                                                            "GFLOP/s)"})
@@ -138,17 +141,25 @@ def bench_distill(opts: DistillBenchOptions) -> dict:
             t_hidden, t_attn, t_logits = teacher.forward(ids, attention_mask, None, masked)
             return model(ids, attention_mask, labels, t_hidden, t_attn, t_logits)
 
-    # Exactness: the masked-only training path equals distillation_losses on full (B, T, V) tensors.
-    fast = losses_on_batch("fp32")
+    # Exactness: the training path (masked-only logits, fused unmapped teacher layers) equals
+    # distillation_losses on full (B, T, V) tensors of the all-eager teacher.
     with torch.no_grad():
         s_full = model.student(ids, attention_mask, output_hidden_states=True, output_attentions=True)
         t_full = teacher_model(ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=True)
         full = distillation_losses(s_full, t_full, labels, attention_mask, layer_map)
+    if opts.fused_unmapped_attention:
+        teacher.maps_only_for(layer_map)  # as the trainer: maps only where a loss reads them
+    fast = losses_on_batch("fp32")
     max_diff = max(abs(fast[k].item() - full[k].item()) for k in ("mlm", "attention", "hidden", "output"))
     result = {"fp32_fast_path_vs_full_tensor_max_abs_diff": max_diff}
     if dtype == "bf16":
         low = losses_on_batch("bf16")
         result["bf16_vs_fp32_loss_rel_diff"] = abs(low["loss"].item() - fast["loss"].item()) / abs(fast["loss"].item())
+
+    shape = (B * T, t_cfg.hidden_size)
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
+    peaks = [matmul_peak_gflops(low, *shape, device=dev.type)]  # probed before and after the steps: the
+    # higher of the two is the peak, so a slow moment of a shared machine cannot inflate the MFU
 
     # One step, phase by phase (each phase waits for its own work: CPU ops are synchronous).
     phases = {k: [] for k in ("data", "teacher_forward", "student_forward", "losses", "backward", "optimizer")}
@@ -181,9 +192,7 @@ def bench_distill(opts: DistillBenchOptions) -> dict:
                 phases[name].append(b - a)
     median = statistics.median(times)
     flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()))
-    shape = (B * T, t_cfg.hidden_size)
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
-    peak = matmul_peak_gflops(low, *shape, device=dev.type)
+    peak = max(*peaks, matmul_peak_gflops(low, *shape, device=dev.type))
     peak_fp32 = peak if dtype == "fp32" else matmul_peak_gflops(torch.float32, *shape, device=dev.type)
     real = int(attention_mask.sum())
     result.update({
@@ -199,6 +208,7 @@ def bench_distill(opts: DistillBenchOptions) -> dict:
         **({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)} if cuda else {}),
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
+        "teacher_map_layers": list(teacher.map_layers) if teacher.map_layers else "all",
     })
     if profile:
         t_flops, s_flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()), split=True)

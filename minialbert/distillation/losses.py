@@ -53,15 +53,21 @@ def attention_loss(student_maps, teacher_maps, attention_mask, layer_map, averag
     """Sum over iterations of KLDivLoss('mean') between log(a_s + 1e-12) and a_t + 1e-12, over the
     query rows at non-padding positions (every head, every key: the reference reduction)."""
     rows = attention_mask.bool()
+    query_rows = rows[:, None, :, None]  # (B, 1, T, 1): padded query rows weigh 0
     total = 0.0
     for i, t_layer in enumerate(layer_map):
         s, t = student_maps[i].float(), teacher_maps[t_layer - 1].float()
         if average_heads:
             s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)
-        s = s.transpose(1, 2)[rows]  # (rows, heads, T): selected query rows
-        t = t.transpose(1, 2)[rows]
-        # == KLDivLoss(reduction="mean"): the mean over every selected element
-        total = total + F.kl_div(torch.log(s + 1e-12), t + 1e-12, reduction="none").mean()
+        count = rows.sum() * s.shape[1] * s.shape[-1]  # selected elements: rows x heads x keys
+        # KLDivLoss(reduction="mean") over the selected elements, written as
+        # (sum t' log t' - sum t' log s') / count with t' = (t + eps) on selected rows, 0 elsewhere:
+        # the teacher's part needs no gradient, and no row-gathered copy of either map is made.
+        with torch.no_grad():
+            target = (t + 1e-12) * query_rows
+            entropy_part = torch.xlogy(target, target).sum()
+        cross_part = torch.dot(target.reshape(-1), torch.log(s + 1e-12).reshape(-1))
+        total = total + (entropy_part - cross_part) / count
     return total
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ class Teacher:
     model: nn.Module
     encoder: nn.Module
     head: nn.Module | None
+    map_layers: tuple[int, ...] | None = None  # 1-based layers that return maps; None: every layer
 
     @property
     def config(self):
@@ -33,17 +35,41 @@ class Teacher:
     def num_layers(self) -> int:
         return self.config.num_hidden_layers
 
-    @torch.no_grad()
+    def maps_only_for(self, layers) -> bool:
+        """Run the layers whose attention maps no loss reads through fused scaled-dot-product
+        attention (no (B, heads, T, T) tensor; the same numbers up to fp32 rounding); `forward`
+        then returns None for their maps. Needs BERT-style `encoder.layer[i].attention.self`
+        modules; returns False (nothing changed) for other layouts."""
+        blocks = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if blocks is None or not all(hasattr(getattr(b, "attention", None), "self") for b in blocks):
+            return False
+        keep = sorted({int(x) for x in layers})
+        for i, block in enumerate(blocks, start=1):
+            attention = block.attention.self
+            config = copy.copy(attention.config)  # per-layer choice: this layer's own config object
+            config._attn_implementation = "eager" if i in keep else "sdpa"
+            attention.config = config
+        self.map_layers = tuple(keep)
+        return True
+
+    @torch.no_grad()  # not inference_mode: its tensors may not be saved for the student's backward
     def forward(self, input_ids, attention_mask, token_type_ids=None, masked=None, attentions=True):
-        """Hidden states (embedding output first), attention maps, and MLM logits at `masked`
-        positions only (never the full (B, T, V) tensor)."""
+        """Hidden states (embedding output first), attention maps (None for layers outside
+        `map_layers`), and MLM logits at `masked` positions only (never the full (B, T, V) tensor)."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                           output_attentions=attentions, **kwargs)
+        with quiet_transformers():  # fused layers warn that they return no maps: intended
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                               output_attentions=attentions, **kwargs)
         logits = None
         if self.head is not None and masked is not None:
             logits = self.head(out.hidden_states[-1][masked])
-        return out.hidden_states, (out.attentions if attentions else None), logits
+        maps = out.attentions if attentions else None
+        if maps is not None and self.map_layers is not None:  # transformers drops the fused layers' None
+            full = [None] * self.num_layers
+            for layer, m in zip(self.map_layers, maps):
+                full[layer - 1] = m
+            maps = tuple(full)
+        return out.hidden_states, maps, logits
 
 
 def _mlm_head_module(model) -> nn.Module | None:

@@ -441,6 +441,8 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     weights, projection, layer_map = _resolve_alignment(recipe, teacher, config)
     student, init_info = build_student(recipe, teacher, tokenizer, config, layer_map)
     model = DistillationModel(student, layer_map, weights, recipe.temperature, recipe.average_heads, projection)
+    if weights.uses_attention:  # only the mapped layers materialise attention maps
+        teacher.maps_only_for(layer_map)
 
     if recipe.max_steps == 0:  # initialisation only: the 0-token point of a budget curve
         logger.warning("--max-steps 0: no training; saving the initialised student.")

@@ -65,7 +65,7 @@ def load_adapter_model(task_dir, base_model=None):
 
         labels["pooling"] = cfg["pooling"]
         model = BiEncoderForSequenceClassification.from_encoder(resolve_model_name(base_model or cfg["base_model"]),
-                                                                **labels)
+                                                                exit_iterations=cfg.get("exit_iterations"), **labels)
     else:
         auto = getattr(transformers, _HEADS[cfg["head"]])
         with quiet_transformers():

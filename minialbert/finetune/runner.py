@@ -23,7 +23,7 @@ from ..hf_utils import quiet_transformers
 from ..runtime import DTYPE_HELP, DTYPES, resolve_dtype
 from ..model.modeling_bi_encoder import POOLINGS, BiEncoderForSequenceClassification
 from .adapter_files import save_adapter_task
-from .glue import STSB_RANGE, get_task, glue_metrics, load_glue
+from .glue import STSB_RANGE, GlueSplit, get_task, glue_metrics, load_glue
 from .ner import encode_ner, load_ner, ner_metrics, word_level_predictions
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,28 @@ class FinetuneOptions:
     max_train_samples: int | None = field(default=None, metadata={"help": "use a subset of the training set"})
     save_models: str = field(default="best", metadata={"choices": ["best", "all", "none"],
                                                        "help": "which runs keep their model or adapter files"})
+    # task distillation (docs/method.md section 7): on when --teacher is given
+    teacher: str | None = field(default=None, metadata={"help": (
+        "task distillation: the fine-tuned teacher (a `finetune --save-models best` output folder, its saved "
+        "model, or any Hugging Face sequence/token classifier with the student's vocabulary and labels); the "
+        "student then learns the teacher's predictions (stage 2) after optional layer alignment (stage 1)")})
+    intermediate_epochs: float = field(default=0.0, metadata={"help": (
+        "stage 1 epochs: attention KL + hidden cosine to the teacher's mapped layers on the transfer set (0: "
+        "stage 2 only)")})
+    intermediate_lr: float = field(default=1e-4, metadata={"help": "stage 1 learning rate"})
+    temperature: float = field(default=1.0, metadata={"help": "stage 2 softmax temperature (loss scaled by T^2)"})
+    hard_weight: float = field(default=0.0, metadata={"help": (
+        "stage 2: weight of the hard-label loss on labelled rows; (1 - it) weighs the teacher's soft targets")})
+    augment: int = field(default=0, metadata={"help": (
+        "task distillation: N word-replacement copies of every training example, labelled by the teacher")})
+    augment_probability: float = field(default=0.4, metadata={"help": "probability that an eligible word is replaced"})
+    augment_mlm: str | None = field(default=None, metadata={"help": (
+        "masked LM proposing replacements (default: --model when it has an MLM head, e.g. a distilled student)")})
+    transfer_data: str | None = field(default=None, metadata={"help": (
+        "task distillation: unlabelled in-domain examples labelled by the teacher: a GLUE task folder (its "
+        "test.tsv), a TSV with the task's text columns, or a text file (one example per line, tab between the "
+        "sentences of a pair; NER: one sentence per line)")})
+    max_transfer_samples: int | None = field(default=None, metadata={"help": "use at most N --transfer-data examples"})
 
     def validate(self) -> "FinetuneOptions":
         """Cheap checks before the model or the data is loaded; each names its flag."""
@@ -95,8 +117,22 @@ class FinetuneOptions:
             pairs = self.task.lower() != "ner" and len(get_task(self.task).text_columns) == 2
             require(pairs, f"--pair-encoding bi needs a sentence-pair task (mrpc, stsb, qqp, mnli, qnli, rte, wnli); "
                            f"{self.task!r} is not one. Use --pair-encoding cross.")
-            require(self.exits in (None, "", "none"), "--exits is not available with --pair-encoding bi yet; "
-                                                      "use --pair-encoding cross for elastic-depth heads.")
+        distilling = self.teacher is not None
+        for flag, on in (("--augment", self.augment), ("--transfer-data", self.transfer_data),
+                         ("--intermediate-epochs", self.intermediate_epochs), ("--hard-weight", self.hard_weight)):
+            require(distilling or not on, f"{flag} is part of task distillation and needs --teacher (a fine-tuned "
+                                          "teacher folder).")
+        require(self.augment >= 0, f"--augment must be 0 or more (got {self.augment}).")
+        require(0 < self.augment_probability <= 1, f"--augment-probability must be in (0, 1] "
+                                                   f"(got {self.augment_probability}).")
+        require(self.temperature > 0, f"--temperature must be positive (got {self.temperature}).")
+        require(0 <= self.hard_weight <= 1, f"--hard-weight must be in [0, 1] (got {self.hard_weight}).")
+        require(self.intermediate_epochs >= 0 and self.intermediate_lr > 0,
+                f"--intermediate-epochs must be 0 or more and --intermediate-lr positive (got "
+                f"{self.intermediate_epochs}, {self.intermediate_lr}).")
+        require(not (distilling and self.exits not in (None, "", "none")),
+                "--exits is not available with task distillation (--teacher) yet; distil first, or train exits "
+                "without a teacher.")
         return self
 
     def data_options(self) -> "DataOptions":
@@ -144,7 +180,29 @@ def run_identity(opts: FinetuneOptions, dtype: str) -> dict:
             "max_length": opts.max_length, "weight_decay": opts.weight_decay, "warmup_ratio": opts.warmup_ratio,
             "exits": opts.exits, "group_by_length": opts.group_by_length, "pair_encoding": opts.pair_encoding,
             "pooling": opts.pooling if opts.pair_encoding == "bi" else None,
-            "label_all_subtokens": opts.label_all_subtokens, "max_train_samples": opts.max_train_samples}
+            "label_all_subtokens": opts.label_all_subtokens, "max_train_samples": opts.max_train_samples,
+            **distillation_identity(opts)}
+
+
+def distillation_identity(opts: FinetuneOptions) -> dict:
+    """The task-distillation part of a run's identity (absent without --teacher, so the run ids of
+    plain fine-tuning stay what they were)."""
+    if opts.teacher is None:
+        return {}
+    from ..distillation.task import resolve_teacher_folder
+
+    return {"distillation": {
+        "teacher": path_identity(resolve_teacher_folder(opts.teacher)), "intermediate_epochs": opts.intermediate_epochs,
+        "intermediate_lr": opts.intermediate_lr if opts.intermediate_epochs else None,
+        "temperature": opts.temperature, "hard_weight": opts.hard_weight, **transfer_identity(opts)}}
+
+
+def transfer_identity(opts: FinetuneOptions) -> dict:
+    """What the labelled transfer set depends on besides the task data and the teacher."""
+    return {"augment": opts.augment, "augment_probability": opts.augment_probability if opts.augment else None,
+            "augment_mlm": path_identity(resolve_model_name(opts.augment_mlm or opts.model)) if opts.augment else None,
+            "transfer_data": path_identity(opts.transfer_data), "max_transfer_samples": opts.max_transfer_samples,
+            "transfer_seed": opts.seed}
 
 
 def plan_runs(opts: FinetuneOptions, large: bool) -> list[RunSpec]:
@@ -175,6 +233,15 @@ class TaskData:
     large: bool = False
     problem_type: str | None = None
     ner_splits: dict = field(default_factory=dict)
+    raw_train: object = None  # the training split before tokenisation (GlueSplit / NerSplit), subset applied
+    encode: object = None  # (split, pair_encoding) -> tokenised Dataset with labels
+
+
+def subset_indices(n: int, k: int, seed: int) -> list[int]:
+    """The rows `Dataset.shuffle(seed).select(range(k))` keeps, for raw splits."""
+    import datasets
+
+    return datasets.Dataset.from_dict({"i": list(range(n))}).shuffle(seed=seed).select(range(min(k, n)))["i"]
 
 
 def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
@@ -194,8 +261,20 @@ def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
         train = encoded["train"][0]
         if opts.max_train_samples:
             train = train.select(range(min(opts.max_train_samples, len(train))))
+
+        raw = splits["train"]
+        if opts.max_train_samples:  # the sentences of the kept features
+            kept = sorted({s for s, _ in encoded["train"][1][:opts.max_train_samples]})
+            raw = type(raw)([raw.sentences[i] for i in kept], [raw.tags[i] for i in kept], raw.file)
+
+        def encode_words(split, pair_encoding=None):
+            """Features with the index of the sentence each comes from (long sentences give several)."""
+            feats, maps = encode_ner(split, tokenizer, label_list, opts.max_length, opts.label_all_subtokens)
+            return datasets.Dataset.from_list([{**f, "sentence": m[0]} for f, m in zip(feats, maps)])
+
         return TaskData("ner", len(label_list), label_list, train,
-                        {k: encoded[k] for k in ("devel", "test")}, ner_splits=splits)
+                        {k: encoded[k] for k in ("devel", "test")}, ner_splits=splits, raw_train=raw,
+                        encode=encode_words)
 
     task = get_task(opts.task)
     splits = load_glue(task, opts.data_dir)
@@ -203,9 +282,9 @@ def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
         if split.skipped:
             logger.warning("%s: skipped %d malformed rows.", split.file, split.skipped)
 
-    def to_dataset(split):
+    def to_dataset(split, pair_encoding=opts.pair_encoding):
         columns = list(zip(*split.texts))
-        if opts.pair_encoding == "bi":
+        if pair_encoding == "bi":
             enc = dict(tokenizer(list(columns[0]), truncation=True, max_length=opts.max_length))
             enc.update({f"{k}_b": v for k, v in tokenizer(list(columns[1]), truncation=True,
                                                           max_length=opts.max_length).items()})
@@ -214,13 +293,16 @@ def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
         enc["labels"] = split.labels
         return datasets.Dataset.from_dict(enc)
 
-    train = to_dataset(splits["train"])
+    train, raw = to_dataset(splits["train"]), splits["train"]
     if opts.max_train_samples:
         train = train.shuffle(seed=opts.seed).select(range(min(opts.max_train_samples, len(train))))
+        keep = subset_indices(len(raw.labels), opts.max_train_samples, opts.seed)
+        raw = GlueSplit([raw.texts[i] for i in keep], [raw.labels[i] for i in keep], raw.file)
     evals = {name: (to_dataset(s), None) for name, s in splits.items() if name != "train"}
     labels = list(task.labels) if task.labels else ["score"]
     return TaskData("glue", task.num_labels, labels, train, evals, large=task.large,
-                    problem_type="regression" if task.labels is None else "single_label_classification")
+                    problem_type="regression" if task.labels is None else "single_label_classification",
+                    raw_train=raw, encode=to_dataset)
 
 
 class PairCollator:
@@ -262,26 +344,26 @@ def load_task_model(model_name: str, data: TaskData, exits: str = "none", pair_e
 
     path = resolve_model_name(model_name)
     id2label = dict(enumerate(data.label_names))
-    if pair_encoding == "bi":
-        return BiEncoderForSequenceClassification.from_encoder(
-            path, data.num_labels, pooling, id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            problem_type=data.problem_type, similarity_scale=STSB_RANGE[1])
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"Could not load the model {model_name!r}: {e}") from None
-    head_suffix = "ForTokenClassification" if data.kind == "ner" else "ForSequenceClassification"
-    if any(a.endswith(head_suffix) for a in (config.architectures or [])) and config.num_labels != data.num_labels:
-        raise MiniAlbertError(
-            f"{model_name!r} is a classifier with {config.num_labels} labels but task {data.kind}/{len(data.label_names)} "
-            f"needs {data.num_labels}; start from its base (distilled) checkpoint instead of a fine-tuned one.")
-    auto = AutoModelForTokenClassification if data.kind == "ner" else AutoModelForSequenceClassification
     extra = {}
     if exits not in (None, "", "none"):
         if config.model_type != "minialbert":
             raise MiniAlbertError(f"--exits needs a MiniALBERT model (one shared layer, any depth); {model_name!r} "
                                   f"is {config.model_type!r}.")
         extra["exit_iterations"] = parse_exits(exits, config.num_hidden_layers)
+    if pair_encoding == "bi":
+        return BiEncoderForSequenceClassification.from_encoder(
+            path, data.num_labels, pooling, id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            problem_type=data.problem_type, similarity_scale=STSB_RANGE[1], **extra)
+    head_suffix = "ForTokenClassification" if data.kind == "ner" else "ForSequenceClassification"
+    if any(a.endswith(head_suffix) for a in (config.architectures or [])) and config.num_labels != data.num_labels:
+        raise MiniAlbertError(
+            f"{model_name!r} is a classifier with {config.num_labels} labels but task {data.kind}/{len(data.label_names)} "
+            f"needs {data.num_labels}; start from its base (distilled) checkpoint instead of a fine-tuned one.")
+    auto = AutoModelForTokenClassification if data.kind == "ner" else AutoModelForSequenceClassification
     with quiet_transformers():  # the new task head is expected to be missing
         return auto.from_pretrained(path, num_labels=data.num_labels, id2label=id2label,
                                     label2id={v: k for k, v in id2label.items()}, problem_type=data.problem_type,
@@ -331,10 +413,14 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
         **length_grouping(opts.group_by_length))
     collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
                 else PairCollator(tokenizer) if opts.pair_encoding == "bi" else DataCollatorWithPadding(tokenizer))
-    trainer = ordered_evaluation(Trainer)(model=model, args=args, train_dataset=data.train, data_collator=collator,
-                                          callbacks=[tensorboard_callback(run_dir / "tensorboard")])
     start = time.time()
-    trainer.train()
+    if opts.teacher:
+        trainer = _task_distillation(opts, spec, model, data, tokenizer, args, collator, run_dir)
+    else:
+        trainer = ordered_evaluation(Trainer)(model=model, args=args, train_dataset=data.train,
+                                              data_collator=collator,
+                                              callbacks=[tensorboard_callback(run_dir / "tensorboard")])
+        trainer.train()
     seconds = time.time() - start
     result = evaluate(trainer, data, opts)
     shutil.rmtree(run_dir / "trainer", ignore_errors=True)
@@ -358,11 +444,54 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
                                 "max_length": opts.max_length, "dtype": dtype,
                                 "exits": getattr(model.config, "exit_iterations", None),
                                 "group_by_length": opts.group_by_length, "pair_encoding": opts.pair_encoding,
-                                "pooling": opts.pooling if opts.pair_encoding == "bi" else None},
+                                "pooling": opts.pooling if opts.pair_encoding == "bi" else None,
+                                **distillation_hyperparameters(opts)},
             "seed": spec.seed, "metrics": result["splits"], "score": result["score"],
             "train_seconds": round(seconds, 2), "train_steps": trainer.state.global_step,
             "trainable_parameters": trainable, "total_parameters": total,
             "base_parameters": sum(p.numel() for p in model.base_model.parameters())}
+
+
+def distillation_hyperparameters(opts: FinetuneOptions) -> dict:
+    if not opts.teacher:
+        return {}
+    return {"task_distillation": {"teacher": opts.teacher, "intermediate_epochs": opts.intermediate_epochs,
+                                  "intermediate_lr": opts.intermediate_lr, "temperature": opts.temperature,
+                                  "hard_weight": opts.hard_weight, "augment": opts.augment,
+                                  "augment_probability": opts.augment_probability,
+                                  "transfer_data": opts.transfer_data}}
+
+
+def _task_distillation(opts: FinetuneOptions, spec: RunSpec, model, data: TaskData, tokenizer, args, collator,
+                       run_dir: Path):
+    """Stage 1 (when --intermediate-epochs > 0) then stage 2 on the labelled transfer set
+    (data.train); returns the stage-2 trainer, which evaluates as the plain one does."""
+    import dataclasses
+
+    from ..distillation.task import (TEACHER_FIELDS, IntermediateDistillationTrainer, PredictionDistillationTrainer,
+                                     TeacherFieldsCollator, intermediate_model, load_task_teacher)
+
+    args = dataclasses.replace(args, remove_unused_columns=False)  # teacher_logits/has_label reach the loss
+    if opts.intermediate_epochs:
+        teacher, _ = load_task_teacher(opts.teacher, data, tokenizer, attentions=True)
+        stage1 = intermediate_model(model.base_model, teacher.base_model)
+        stage1_args = dataclasses.replace(args, output_dir=str(run_dir / "trainer-stage1"),
+                                          learning_rate=opts.intermediate_lr, num_train_epochs=opts.intermediate_epochs,
+                                          max_steps=-1)
+        strip = ("labels", *TEACHER_FIELDS)
+        IntermediateDistillationTrainer(
+            model=stage1, args=stage1_args, train_dataset=data.train, teacher_encoder=teacher.base_model,
+            data_collator=lambda rows: collator([{k: v for k, v in r.items() if k not in strip} for r in rows]),
+            callbacks=[tensorboard_callback(run_dir / "tensorboard" / "stage1")]).train()
+        shutil.rmtree(run_dir / "trainer-stage1", ignore_errors=True)
+        del teacher
+    scale = getattr(model.config, "similarity_scale", 1.0) if opts.pair_encoding == "bi" else 1.0
+    trainer = ordered_evaluation(PredictionDistillationTrainer)(
+        model=model, args=args, train_dataset=data.train, data_collator=TeacherFieldsCollator(collator),
+        callbacks=[tensorboard_callback(run_dir / "tensorboard")], temperature=opts.temperature,
+        hard_weight=opts.hard_weight, regression_scale=scale)
+    trainer.train()
+    return trainer
 
 
 def _model_card(folder: Path, opts: FinetuneOptions, spec: RunSpec, data: TaskData, result: dict) -> None:
@@ -405,11 +534,20 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"No tokenizer found for {opts.model!r} ({e}); a distilled student keeps its "
                               "teacher's tokenizer in OUT/final.") from None
+    if opts.teacher:  # a wrong teacher fails before any data is read
+        from ..distillation.task import check_teacher
+
+        check_teacher(opts.teacher, opts.task.lower() == "ner", tokenizer)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     data = prepare_data(opts.data_options(), tokenizer)
     dtype = resolve_dtype(opts.dtype)
     specs = plan_runs(opts, data.large)
     identity = run_identity(opts, dtype)
+    transfer = None
+    if opts.teacher:  # task distillation: train on the teacher-labelled transfer set
+        from .transfer_set import build_transfer_set
+
+        data.train, transfer = build_transfer_set(opts, data, tokenizer, out, identity)
     run = dict(data=data, tokenizer=tokenizer, out=out, dtype=dtype, identity=identity)
     results = [_run_or_reuse(opts, spec, **run, label=f"{i}/{len(specs)}") for i, spec in enumerate(specs, 1)]
     chosen = None
@@ -423,6 +561,8 @@ def run_finetune(opts: FinetuneOptions) -> dict:
                                   **run, label=f"seed {opts.seed + k}")
                     for k in range(1, opts.seeds_at_best)]
     summary = summarise(opts, results, chosen)
+    if transfer:
+        summary["transfer_set"] = {k: v for k, v in transfer.items() if k != "examples"}
     if opts.save_models == "best":
         for r in results:
             if r["run_id"] != summary["best"]["best_run"]:
@@ -487,10 +627,21 @@ def summarise(opts: FinetuneOptions, results: list[dict], chosen: tuple | None =
     best = max(configs, key=lambda c: (chosen is None or config_key(c) == chosen, c["mean_score"]))
     first = results[0]
     return {"task": opts.task.lower(), "model": opts.model, "adapter_tuning": opts.adapter_tuning,
-            "pair_encoding": opts.pair_encoding, "data_name": Path(opts.data_dir).name if opts.data_dir else None,
+            "pair_encoding": opts.pair_encoding, "pipeline": pipeline_name(opts), "data_name": Path(opts.data_dir).name if opts.data_dir else None,
             "grid": opts.grid, "score": best["mean_score"], "best": best, "configs": configs,
             "trainable_parameters": first["trainable_parameters"], "base_parameters": first["base_parameters"],
             "total_parameters": first["total_parameters"]}
+
+
+def pipeline_name(opts: FinetuneOptions) -> str:
+    """How the run used its student: 'finetune', 'bi-encoder' or 'task-distillation' (with its stages
+    and transfer set, e.g. 'task-distillation[1+2,augment 4]')."""
+    if not opts.teacher:
+        return "bi-encoder" if opts.pair_encoding == "bi" else "finetune"
+    parts = ["1+2" if opts.intermediate_epochs else "2"]
+    parts += [f"augment {opts.augment}"] if opts.augment else []
+    parts += ["transfer data"] if opts.transfer_data else []
+    return f"task-distillation[{','.join(parts)}]" + (" bi-encoder" if opts.pair_encoding == "bi" else "")
 
 
 def _mean_metrics(items: list[dict], reduce=statistics.fmean) -> dict:

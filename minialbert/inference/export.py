@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import MiniAlbertError
-from .loading import example_inputs, load_model, set_depth
+from .loading import example_inputs, is_pair_model, load_model, set_depth
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-4  # fp32 ONNX vs PyTorch, max absolute difference
@@ -30,13 +30,13 @@ MIN_OPSET = 18  # the torch.export-based exporter's first opset; older ones need
 class OnnxWrapper(nn.Module):
     """Fixed positional inputs and a tuple of tensors out: the form an ONNX graph has."""
 
-    def __init__(self, model: nn.Module, output_names: list[str]):
+    def __init__(self, model: nn.Module, output_names: list[str], input_names=INPUT_NAMES):
         super().__init__()
         self.model = model
-        self.output_names = output_names
+        self.output_names, self.input_names = output_names, list(input_names)
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    def forward(self, *inputs):
+        out = self.model(**dict(zip(self.input_names, inputs)))
         return tuple(out[k] for k in self.output_names)
 
 
@@ -98,25 +98,28 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
     set_depth(model, iterations, required=True)  # elastic depth: the graph runs K iterations, answers with exit K
     tokenizer_warning = _missing_tokenizer(name)
     vocab = model.config.vocab_size
-    names = _output_names(model, example_inputs(2, 16, vocab))
-    wrapper = OnnxWrapper(model, names).eval()
+    pair = is_pair_model(model)  # a bi-encoder: both sentences in, the pair's logits out
+    example = example_inputs(2, 16, vocab, pair=pair)
+    names = _output_names(model, example)
+    wrapper = OnnxWrapper(model, names, list(example)).eval()
     tmp = out.with_name(out.stem + ".fp32.tmp.onnx")
     int8_tmp = out.with_name(out.stem + ".int8.tmp.onnx")
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    batch, seq, seq_b = torch.export.Dim("batch"), torch.export.Dim("sequence"), torch.export.Dim("sequence_b")
     try:
         with _quiet_export():
             try:
-                torch.onnx.export(wrapper, tuple(example_inputs(2, 16, vocab).values()), str(tmp),
-                                  input_names=list(INPUT_NAMES), output_names=names, opset_version=opset,
-                                  dynamic_shapes={k: {0: batch, 1: seq} for k in INPUT_NAMES},
+                torch.onnx.export(wrapper, tuple(example.values()), str(tmp),
+                                  input_names=list(example), output_names=names, opset_version=opset,
+                                  dynamic_shapes=(tuple({0: batch, 1: seq_b if k.endswith("_b") else seq}
+                                                        for k in example),),  # forward(*inputs): one tuple
                                   dynamo=True, external_data=False)
             except Exception as e:  # the exporter raises many types; name the model and keep the reason
                 raise MiniAlbertError(f"ONNX export of {name!r} ({type(model).__name__}) failed: "
                                       f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
         _strip_debug_metadata(tmp)
-        check = example_inputs(3, 37, vocab, seed=1, pad_last=9)  # another shape: the axes must be dynamic
+        check = example_inputs(3, 37, vocab, seed=1, pad_last=9, pair=pair)  # another shape: dynamic axes
         with torch.inference_mode():
-            reference = [t.numpy() for t in wrapper(**check)]
+            reference = [t.numpy() for t in wrapper(*check.values())]
         fp32_diff = max(float(np.abs(a - b).max()) for a, b in zip(run_onnx(onnx_session(tmp), check), reference))
         if fp32_diff > PARITY_TOLERANCE:
             raise MiniAlbertError(f"ONNX export of {name!r}: outputs differ from PyTorch by {fp32_diff:.2e} "

@@ -40,6 +40,11 @@ def load_model(name: str) -> nn.Module:
 
     if (path / ADAPTER_CONFIG).is_file():
         return load_adapter_model(path)
+    from ..model.modeling_bi_encoder import is_bi_encoder, load_bi_encoder
+
+    if is_bi_encoder(path):
+        with quiet_transformers():
+            return load_bi_encoder(path)
     import transformers
     from transformers import AutoConfig, AutoModel
 
@@ -73,11 +78,22 @@ def set_depth(model, iterations: int | None, *, required: bool = False) -> int |
     return config.inference_iterations or N
 
 
-def example_inputs(batch: int, seq: int, vocab_size: int, seed: int = 0, pad_last: int = 0) -> dict:
-    """Random token ids; the first sequence padded at its last `pad_last` positions."""
+def example_inputs(batch: int, seq: int, vocab_size: int, seed: int = 0, pad_last: int = 0,
+                   pair: bool = False) -> dict:
+    """Random token ids; the first sequence padded at its last `pad_last` positions. With `pair`
+    (a bi-encoder), a second sentence batch `*_b`, 5 tokens longer than the first."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(min(1000, vocab_size // 2), min(vocab_size, 20000), (batch, seq), generator=g)
     mask = torch.ones_like(ids)
     if pad_last:
         mask[0, -pad_last:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    if pair:
+        second = example_inputs(batch, seq + 5, vocab_size, seed + 1, pad_last)
+        inputs.update({f"{k}_b": v for k, v in second.items()})
+    return inputs
+
+
+def is_pair_model(model) -> bool:
+    """A bi-encoder: two sentence inputs (`*_b` for the second)."""
+    return getattr(model.config, "pair_encoding", None) == "bi"

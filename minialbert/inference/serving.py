@@ -60,7 +60,7 @@ class MultiTaskModel:
         bi = cfg["head"] == "bi-encoder"
         adapters = (model.encoder if bi else model.minialbert).encoder.adapters
         self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
-        exits = {} if bi else {int(i): head for i, head in model.exit_classifiers.items()}
+        exits = {int(i): head for i, head in model.exit_classifiers.items()}
         module = TaskModule(name, adapters, model.classifier, cfg["head"],
                             {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits,
                             cfg.get("pooling"), getattr(model.config, "similarity_scale", 5.0))
@@ -112,7 +112,8 @@ class MultiTaskModel:
             hidden = self.base(**enc, num_iterations=K, adapter=task.name).last_hidden_state
             return pool(hidden, enc["attention_mask"], task.pooling)
 
-        logits = pair_logits(embed(texts), embed(text_pairs), task.classifier, task.similarity_scale)
+        head = task.exit_head(K) if task.classifier is not None else None  # exit K's pair classifier
+        logits = pair_logits(embed(texts), embed(text_pairs), head, task.similarity_scale)
         return logits, torch.full((len(texts),), K)
 
     def logits(self, name: str, texts, text_pairs=None, max_length: int = 128, **depth) -> torch.Tensor:

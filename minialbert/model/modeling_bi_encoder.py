@@ -63,15 +63,27 @@ class BiEncoderForSequenceClassification(PreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob if p is None else p)
         # regression needs no parameters: the score is the cosine similarity itself
         self.classifier = nn.Linear(4 * H, config.num_labels) if config.num_labels > 1 else None
-        if self.classifier is not None:
-            nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
-            nn.init.zeros_(self.classifier.bias)
+        # elastic depth (MiniALBERT encoders): a pair classifier per extra exit, as the cross-encoder
+        # heads have; a regression exit needs none (its score is the cosine at that depth)
+        exits = getattr(config, "exit_iterations", None) or []
+        N = getattr(config, "num_hidden_layers", None)
+        self.exit_classifiers = nn.ModuleDict({str(i): nn.Linear(4 * H, config.num_labels) for i in exits
+                                               if i != N and self.classifier is not None})
+        for head in [self.classifier, *self.exit_classifiers.values()]:
+            if head is not None:
+                nn.init.normal_(head.weight, std=getattr(config, "initializer_range", 0.02))
+                nn.init.zeros_(head.bias)
         self.post_init()
 
     def _init_weights(self, module):  # only modules missing from a checkpoint get here
-        if isinstance(module, nn.Linear) and module is self.classifier:
+        if isinstance(module, nn.Linear) and (module is self.classifier or any(
+                module is m for m in getattr(self, "exit_classifiers", {}).values())):
             nn.init.normal_(module.weight, std=getattr(self.config, "initializer_range", 0.02))
             nn.init.zeros_(module.bias)
+
+    def exit_head(self, iteration: int | None) -> nn.Module | None:
+        """Exit `iteration`'s pair classifier (the final one where none was trained; None for regression)."""
+        return self.exit_classifiers[str(iteration)] if str(iteration) in self.exit_classifiers else self.classifier
 
     @classmethod
     def from_encoder(cls, path: str, num_labels: int, pooling: str = "mean", **config_fields):
@@ -98,16 +110,37 @@ class BiEncoderForSequenceClassification(PreTrainedModel):
                 attention_mask_b=None, token_type_ids_b=None, labels=None, num_iterations=None, **kwargs):
         if input_ids_b is None:
             raise ValueError("A bi-encoder needs both sentences: input_ids (first) and input_ids_b (second).")
-        u = self.encode(input_ids, attention_mask, token_type_ids, num_iterations)
-        v = self.encode(input_ids_b, attention_mask_b, token_type_ids_b, num_iterations)
+        exits = getattr(self.config, "exit_iterations", None)
+        if exits and labels is not None:  # every exit trains: loss of exit i weighted by i
+            return self._exit_forward(input_ids, attention_mask, token_type_ids, input_ids_b, attention_mask_b,
+                                      token_type_ids_b, labels, exits)
+        K = num_iterations or getattr(self.config, "inference_iterations", None)
+        u = self.encode(input_ids, attention_mask, token_type_ids, K)
+        v = self.encode(input_ids_b, attention_mask_b, token_type_ids_b, K)
+        logits = self._head(u, v, K)
+        return SequenceClassifierOutput(loss=None if labels is None else self._loss(logits, labels), logits=logits)
+
+    def _head(self, u, v, iteration=None):
+        head = self.exit_head(iteration)
+        return pair_logits(u, v, None if head is None else nn.Sequential(self.dropout, head),
+                           self.config.similarity_scale)
+
+    def _loss(self, logits, labels):
         scale = self.config.similarity_scale
-        head = None if self.classifier is None else nn.Sequential(self.dropout, self.classifier)
-        logits = pair_logits(u, v, head, scale)
-        loss = None
-        if labels is not None:
-            loss = (F.mse_loss(logits.squeeze(-1) / scale, labels.float().view(-1) / scale) if head is None
-                    else F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1)))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        if self.classifier is None:
+            return F.mse_loss(logits.squeeze(-1) / scale, labels.float().view(-1) / scale)
+        return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+
+    def _exit_forward(self, ids, mask, types, ids_b, mask_b, types_b, labels, exits):
+        """All iterations once per sentence; each exit's pair head on the pooled states at its depth."""
+        def states(i, m, t):
+            return self.encoder(input_ids=i, attention_mask=m, token_type_ids=t, output_hidden_states=True).hidden_states
+
+        a, b = states(ids, mask, types), states(ids_b, mask_b, types_b)
+        pooling = self.config.pooling
+        logits = {i: self._head(pool(a[i], mask, pooling), pool(b[i], mask_b, pooling), i) for i in exits}
+        loss = sum(i * self._loss(logits[i], labels) for i in exits) / sum(exits)
+        return SequenceClassifierOutput(loss=loss, logits=logits[max(exits)])
 
     def prepare_adapter_tuning(self) -> int:
         """Adapter tuning of a MiniALBERT encoder (as MiniAlbertPreTrainedModel.prepare_adapter_tuning):
@@ -118,7 +151,8 @@ class BiEncoderForSequenceClassification(PreTrainedModel):
             self.encoder.add_adapters()
         for p in self.parameters():
             p.requires_grad = False
-        trainable = [self.encoder.encoder.adapters] + ([self.classifier] if self.classifier is not None else [])
+        trainable = [self.encoder.encoder.adapters, self.exit_classifiers] + (
+            [self.classifier] if self.classifier is not None else [])
         for module in trainable:
             for p in module.parameters():
                 p.requires_grad = True

@@ -1,0 +1,174 @@
+"""The transfer set of task distillation (docs/method.md section 7): the teacher labels anything, so
+the student can learn from more inputs than the labelled ones.
+
+- `augment`: TinyBERT-style word replacement. Each whole word that is one vocabulary entry may be
+  replaced (probability p) by one of the top-k predictions of a masked LM at its position; N copies
+  per example, deterministic for a seed. Candidates come from one forward pass per group of words
+  masked together (about one word in seven, close to the 15% masking the LM was trained with)
+  instead of TinyBERT's one pass per word. Words of several pieces, numbers and punctuation stay.
+- `read_transfer_data`: unlabelled in-domain text: a GLUE task folder (its test.tsv), a TSV with
+  the task's text columns, or a text file (one example per line, a tab between the sentences of a
+  pair; for NER one sentence per line, split into words and punctuation).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import MiniAlbertError
+
+WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def _whole_word_ids(tokenizer) -> np.ndarray:
+    """Vocabulary ids that are a whole alphabetic word (no '##' piece, no [unused]/special entry)."""
+    ok = np.zeros(len(tokenizer), dtype=bool)
+    for token, i in tokenizer.get_vocab().items():
+        if i < len(ok) and token.isalpha() and token.isascii() and i not in tokenizer.all_special_ids:
+            ok[i] = True
+    return ok
+
+
+def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: int = 15, max_length: int = 128,
+                           batch_size: int = 64, groups: int = 7, device="cpu", desc="augment: candidates"):
+    """For each sentence (a list of words), {word index: [candidate words]} from the masked LM."""
+    from tqdm.auto import tqdm
+
+    vocab = tokenizer.get_vocab()
+    whole = torch.from_numpy(_whole_word_ids(tokenizer))
+    distinct = sorted({w for words in sentences for w in words})
+    # one batched call of the fast tokenizer for every distinct word
+    word_ids = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct else {}
+    requests = []  # (sentence index, input ids, [(position, word index, original id)])
+    for s, words in enumerate(sentences):
+        ids, eligible = [tokenizer.cls_token_id], []
+        for w, word in enumerate(words):
+            pieces = word_ids[word] or [tokenizer.unk_token_id]
+            if len(ids) + len(pieces) >= max_length:
+                break
+            if len(pieces) == 1 and word.isalpha() and whole[pieces[0]] and vocab.get(word.lower()) == pieces[0]:
+                eligible.append((len(ids), w, pieces[0]))
+            ids += pieces
+        ids.append(tokenizer.sep_token_id)
+        for g in range(groups):  # masked together: every `groups`-th eligible word
+            chosen = eligible[g::groups]
+            if chosen:
+                requests.append((s, ids, chosen))
+    out = [dict() for _ in sentences]
+    mlm.to(device).eval()
+    head = mlm.get_output_embeddings()
+    head = next(m for m in mlm.children() if m is not mlm.base_model and any(p is head.weight for p in m.parameters()))
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(requests), batch_size), desc=desc, unit="batch"):
+            part = requests[start:start + batch_size]
+            T = max(len(ids) for _, ids, _ in part)
+            input_ids = torch.full((len(part), T), tokenizer.pad_token_id)
+            mask = torch.zeros(len(part), T, dtype=torch.long)
+            for r, (_, ids, chosen) in enumerate(part):
+                input_ids[r, :len(ids)] = torch.tensor(ids)
+                mask[r, :len(ids)] = 1
+                for pos, _, _ in chosen:
+                    input_ids[r, pos] = tokenizer.mask_token_id
+            states = mlm.base_model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            where = input_ids == tokenizer.mask_token_id  # vocabulary logits only where a word is masked
+            scores = head(states[where.to(device)]).float().cpu().masked_fill(~whole, -math.inf)
+            k = 0
+            for r, (s, _, chosen) in enumerate(part):
+                for pos, w, original in chosen:  # row-major order: the same order as `where`
+                    scores[k, original] = -math.inf
+                    out[s][w] = tokenizer.convert_ids_to_tokens(scores[k].topk(top_k).indices.tolist())
+                    k += 1
+    return out
+
+
+def replace_words(words: list[str], candidates: dict, probability: float, rng: np.random.Generator) -> list[str]:
+    """One augmented copy: each word with candidates is replaced with `probability` by a uniformly
+    drawn candidate. Every draw happens for every eligible word, so the stream stays aligned."""
+    new = list(words)
+    for w in sorted(candidates):
+        replace, pick = rng.random() < probability, int(rng.integers(len(candidates[w])))
+        if replace:
+            new[w] = candidates[w][pick]
+    return new
+
+
+def augment(examples: list[tuple[list[str], ...]], copies: int, mlm, tokenizer, probability: float = 0.4,
+            seed: int = 42, **candidate_kwargs) -> list[tuple[tuple[list[str], ...], int]]:
+    """`copies` augmented versions of every example (a tuple of word lists: one per sentence), as
+    (new example, index of its source example). Deterministic for (`seed`, example, copy)."""
+    distinct = sorted({tuple(s) for ex in examples for s in ex})
+    index = {s: i for i, s in enumerate(distinct)}
+    cands = replacement_candidates([list(s) for s in distinct], mlm, tokenizer, **candidate_kwargs)
+    out = []
+    for i, ex in enumerate(examples):
+        for c in range(copies):
+            rng = np.random.default_rng([seed, i, c])
+            out.append((tuple(replace_words(s, cands[index[tuple(s)]], probability, rng) for s in ex), i))
+    return out
+
+
+def load_mlm(path: str, name: str):
+    """The masked LM that proposes replacements: a distilled student, a `fit-head` teacher, any
+    Hugging Face masked LM. A checkpoint without a trained MLM head is refused."""
+    from transformers import AutoModelForMaskedLM
+
+    from ..hf_utils import quiet_transformers
+
+    try:
+        with quiet_transformers():
+            model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"--augment-mlm {name}: could not load a masked LM ({e}).") from None
+    prefix = model.base_model_prefix + "."
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(prefix)]
+    if missing:
+        raise MiniAlbertError(f"--augment-mlm {name} has no trained MLM head (missing {sorted(missing)[:2]}); give a "
+                              "distilled student, a `minialbert fit-head` output, or another masked LM.")
+    return model.eval()
+
+
+def read_transfer_data(path: str, task=None, limit: int | None = None) -> list[tuple[str, ...]]:
+    """Unlabelled examples as text tuples (one string per sentence) for GLUE `task`, or, with
+    `task=None` (NER), sentences as single-string tuples."""
+    p = Path(path)
+    width = len(task.text_columns) if task else 1
+    if p.is_dir():
+        candidates = [p / "test.tsv", p / task.folder / "test.tsv"] if task else []
+        p = next((c for c in candidates if c.is_file()), None)
+        if p is None:
+            raise MiniAlbertError(f"--transfer-data {path}: a folder must hold the task's test.tsv (a GLUE task folder "
+                                  "or the GLUE root); or give a .tsv/.txt file.")
+    if not p.is_file():
+        raise MiniAlbertError(f"--transfer-data {path}: no such file or folder.")
+    with p.open(encoding="utf-8-sig", newline="") as f:
+        if p.suffix == ".tsv" and task is not None:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+            header = rows[0] if rows else []
+            names = [list(task.text_columns), list(task.hub_text), ["sentence"] if width == 1 else []]
+            columns = next((c for c in names if c and all(x in header for x in c)), None)
+            if columns is None:
+                raise MiniAlbertError(f"--transfer-data {p}: header {header} lacks the task's text columns "
+                                      f"({list(task.text_columns)} or {list(task.hub_text)}).")
+            idx = [header.index(c) for c in columns]
+            examples = [tuple(row[i] for i in idx) for row in rows[1:] if len(row) > max(idx)]
+        else:
+            examples = [tuple(line.rstrip("\n").split("\t")) for line in f if line.strip()]
+            bad = next((n for n, ex in enumerate(examples, 1) if len(ex) != width), None)
+            if bad is not None:
+                raise MiniAlbertError(f"--transfer-data {p}, example {bad}: {len(examples[bad - 1])} tab-separated "
+                                      f"field(s) where the task needs {width} (one line per example"
+                                      f"{', a tab between the two sentences' if width == 2 else ''}).")
+    if not examples:
+        raise MiniAlbertError(f"--transfer-data {p} holds no examples.")
+    return examples[:limit] if limit else examples
+
+
+def split_words(text: str) -> list[str]:
+    """Words and punctuation, as BIO corpora tokenise them."""
+    return WORD.findall(text)

@@ -1,0 +1,123 @@
+"""The labelled transfer set of task distillation: the training split, its augmented copies and
+unlabelled in-domain examples, each with the teacher's logits (docs/method.md section 7). Built
+once per output folder and kept as Arrow (`OUT/transfer/<hash>/`), so every run of a grid, and a
+resumed one, reads the very same rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..data.offline import resolve_model_name
+from ..data.transfer import augment, load_mlm, read_transfer_data, split_words
+from ..distillation.task import label_with_teacher, load_task_teacher
+from ..fingerprint import options_hash
+from .glue import GlueSplit, get_task
+from .ner import NerSplit
+
+logger = logging.getLogger(__name__)
+
+
+def _collator(kind: str, encoding: str, tokenizer):
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    from .runner import PairCollator
+
+    if kind == "ner":
+        return DataCollatorForTokenClassification(tokenizer)
+    return PairCollator(tokenizer) if encoding == "bi" else DataCollatorWithPadding(tokenizer)
+
+
+def _raw_rows(opts, data, tokenizer):
+    """(split of every row, per-row has_label, sizes): labelled rows first, then augmented copies,
+    then transfer examples. NER rows are word lists with tags (all 'O' where no gold exists)."""
+    ner = data.kind == "ner"
+    raw = data.raw_train
+    if ner:
+        examples, golds = [(list(s),) for s in raw.sentences], [list(t) for t in raw.tags]
+    else:
+        examples, golds = [tuple(t.split() for t in texts) for texts in raw.texts], list(raw.labels)
+    rows, labels = list(examples), list(golds)
+    has = [1] * len(rows)
+    sizes = {"labelled": len(rows), "augmented": 0, "transfer": 0}
+    if opts.augment:
+        name = opts.augment_mlm or opts.model
+        mlm = load_mlm(resolve_model_name(name), name)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        copies = augment(examples, opts.augment, mlm, tokenizer, opts.augment_probability, opts.seed,
+                         max_length=opts.max_length, device=device)
+        rows += [ex for ex, _ in copies]
+        labels += [golds[i] for _, i in copies]  # kept only for shape: has_label = 0 hides them from the loss
+        has += [0] * len(copies)
+        sizes["augmented"] = len(copies)
+    if opts.transfer_data:
+        extra = read_transfer_data(opts.transfer_data, None if ner else get_task(opts.task), opts.max_transfer_samples)
+        if ner:
+            extra = [(split_words(e[0]),) for e in extra]
+            rows += [e for e in extra if e[0]]
+            labels += [["O"] * len(e[0]) for e in extra if e[0]]
+        else:
+            rows += [tuple(t.split() for t in e) for e in extra]
+            labels += [0.0 if data.num_labels == 1 else 0] * len(extra)
+        has += [0] * (len(rows) - len(has))
+        sizes["transfer"] = len(rows) - sizes["labelled"] - sizes["augmented"]
+    if ner:
+        return NerSplit([r[0] for r in rows], labels, "transfer set"), has, sizes
+    return GlueSplit([tuple(" ".join(w) for w in r) for r in rows], labels, "transfer set"), has, sizes
+
+
+def build_transfer_set(opts, data, tokenizer, out: Path, identity: dict):
+    """The training Dataset of task distillation (student encoding, `teacher_logits`, `has_label`)
+    and a description of it; read from the cache when an identical one was built before."""
+    import datasets
+
+    key = options_hash({k: identity[k] for k in ("data_dir", "task", "max_length", "pair_encoding",
+                                                 "label_all_subtokens", "max_train_samples")}
+                       | {"teacher": identity["distillation"]["teacher"], "model_vocab": len(tokenizer)}
+                       | {k: v for k, v in identity["distillation"].items() if k.startswith(("augment", "transfer",
+                                                                                              "max_transfer"))})
+    folder = out / "transfer" / key
+    if (folder / "transfer.json").is_file():
+        logger.info("Transfer set: reusing %s", folder)
+        return datasets.load_from_disk(str(folder / "data")), json.loads((folder / "transfer.json").read_text())
+    split, has, sizes = _raw_rows(opts, data, tokenizer)
+    student = data.encode(split, opts.pair_encoding)
+    teacher, teacher_encoding = load_task_teacher(opts.teacher, data, tokenizer)
+    for_teacher = student if teacher_encoding == opts.pair_encoding else data.encode(split, teacher_encoding)
+    if data.kind == "ner":
+        has = [has[s] for s in student["sentence"]]  # a long sentence becomes several features
+        student, for_teacher = student.remove_columns("sentence"), for_teacher.remove_columns("sentence")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    logits = label_with_teacher(teacher, for_teacher, _collator(data.kind, teacher_encoding, tokenizer),
+                                device=device, desc=f"teacher labels ({len(for_teacher):,} rows)")
+    labelled = student.add_column("teacher_logits", logits).add_column("has_label", has)
+    info = {"rows": len(labelled), **sizes, "teacher": opts.teacher, "teacher_pair_encoding": teacher_encoding,
+            "augment": opts.augment, "augment_probability": opts.augment_probability if opts.augment else None,
+            "augment_mlm": (opts.augment_mlm or opts.model) if opts.augment else None,
+            "transfer_data": opts.transfer_data, "examples": _examples(split, sizes)}
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    labelled.save_to_disk(str(tmp / "data"))
+    (tmp / "transfer.json").write_text(json.dumps(info, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # atomic: a half-built set is never taken for a finished one
+    return datasets.load_from_disk(str(folder / "data")), info
+
+
+def _examples(split, sizes: dict, n: int = 3) -> list:
+    """A few augmented rows beside their sources, so the transfer set can be looked at."""
+    if not sizes["augmented"]:
+        return []
+    texts = split.sentences if isinstance(split, NerSplit) else split.texts
+    first = sizes["labelled"]
+    per = sizes["augmented"] // max(1, sizes["labelled"])
+    return [{"source": _text(texts[i]), "augmented": _text(texts[first + i * per])} for i in range(min(n, first))]
+
+
+def _text(row) -> str | list:
+    return " ".join(row) if isinstance(row, list) else list(row)
