@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MiniAlbertError
+from ..allocator import keep_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ FILESYSTEM_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST, err
 
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_freed_memory()  # large per-step buffers are reused instead of mapped again (allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -36,8 +36,10 @@ def _whole_word_ids(tokenizer) -> np.ndarray:
 
 
 def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: int = 15, max_length: int = 128,
-                           batch_size: int = 64, groups: int = 7, device="cpu", desc="augment: candidates"):
-    """For each sentence (a list of words), {word index: [candidate words]} from the masked LM."""
+                           batch_size: int = 64, groups: int = 7, device="cpu", desc="augment: candidates",
+                           keep_original: bool = False):
+    """For each sentence (a list of words), {word index: [candidate words]} from the masked LM
+    (`keep_original`: the original word may be among them: how an LM's proposals are scored)."""
     from tqdm.auto import tqdm
 
     vocab = tokenizer.get_vocab()
@@ -81,7 +83,8 @@ def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: in
             k = 0
             for r, (s, _, chosen) in enumerate(part):
                 for pos, w, original in chosen:  # row-major order: the same order as `where`
-                    scores[k, original] = -math.inf
+                    if not keep_original:
+                        scores[k, original] = -math.inf
                     out[s][w] = tokenizer.convert_ids_to_tokens(scores[k].topk(top_k).indices.tolist())
                     k += 1
     return out
@@ -172,3 +175,17 @@ def read_transfer_data(path: str, task=None, limit: int | None = None) -> list[t
 def split_words(text: str) -> list[str]:
     """Words and punctuation, as BIO corpora tokenise them."""
     return WORD.findall(text)
+
+
+def proposal_recall(sentences: list[list[str]], mlm, tokenizer, top_k: int = 15, **kwargs) -> dict:
+    """How well a masked LM serves as the augmenter: over every eligible word, how often the
+    original word is its first proposal and how often it is among the top `top_k` (masked in the
+    same groups as `augment`). Plausible proposals are what word replacement needs."""
+    cands = replacement_candidates(sentences, mlm, tokenizer, top_k, keep_original=True, **kwargs)
+    hits1 = hitsk = n = 0
+    for words, c in zip(sentences, cands):
+        for w, proposals in c.items():
+            n += 1
+            hits1 += proposals[0] == words[w].lower()
+            hitsk += words[w].lower() in proposals
+    return {"words": n, "top1": hits1 / max(n, 1), f"top{top_k}": hitsk / max(n, 1)}

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from .. import allocator
 from ..compat import cpu_has_native_bf16
 from ..runtime import DTYPE_HELP, DTYPES, matmul_gflops
 from ..model import MiniAlbertForMaskedLM
@@ -209,6 +210,7 @@ def bench_distill(opts: DistillBenchOptions) -> dict:
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
         "teacher_map_layers": list(teacher.map_layers) if teacher.map_layers else "all",
+        "freed_memory_kept": allocator.APPLIED,  # allocator.keep_freed_memory (the CLI applies it)
     })
     if profile:
         t_flops, s_flops = step_flops(t_cfg, s_cfg, B, T, int(masked.sum()), split=True)
