@@ -244,7 +244,7 @@ def summarise(args) -> int:
 
     summary = {"teacher_average": round(teacher_avg, 2), "tasks": tasks, "teacher_zero_shot_spearman": zero_shot("teacher"),
                "teacher_parameters": rows["teacher"][tasks[0]][3],
-               "models": {l: {"average": None if average(l) is None else round(average(l), 2),
+               "models": {l: {"pipeline": "finetune", "average": None if average(l) is None else round(average(l), 2),
                               "distilled_tokens": tokens(l.removesuffix("-adapter")),
                               "zero_shot_spearman": zero_shot(l),
                               "scores": {t: {"mean": round(v[0], 2), "std": round(v[1], 2), "seeds": v[2]}
@@ -255,7 +255,20 @@ def summarise(args) -> int:
                         "retention": round(top[1] / teacher_avg, 4),
                         "student_parameters": student[tasks[0]][3],
                         "parameter_ratio": round(student[tasks[0]][3] / rows["teacher"][tasks[0]][3], 4),
-                        "distilled_tokens": top[0], "seeds": {t: student[t][2] for t in tasks}})
+                        "distilled_tokens": top[0], "seeds": {t: student[t][2] for t in tasks},
+                        "pipeline": "finetune"})
+    td = TD_RESULTS / "summary.json"  # the task-distillation study: per-task pipelines, teacher alike
+    if td.exists():
+        t = json.loads(td.read_text())
+        summary["task_distillation"] = {k: t[k] for k in ("tasks", "all_seven_tasks", "student_model", "pipeline",
+                                                          "teacher_pipeline", "student_average", "teacher_average",
+                                                          "retention", "parameter_ratio")}
+        if t["all_seven_tasks"] and t["parameter_ratio"] <= 0.30 and t["retention"] > summary.get("retention", 0):
+            summary.update({"student": t["student_model"], "student_average": t["student_average"],
+                            "teacher_average": t["teacher_average"], "retention": t["retention"],
+                            "student_parameters": t["student_parameters"], "parameter_ratio": t["parameter_ratio"],
+                            "pipeline": {"per-task mix": t["pipeline"]}, "teacher_pipeline": t["teacher_pipeline"],
+                            "distilled_tokens": None, "seeds": {k: v["seeds"] for k, v in t["best_scores"].items()}})
     out = results / "summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "models"}, indent=2))
@@ -367,7 +380,7 @@ TD_PIPELINES = {
     "td2-aug4": (["--teacher", "{teacher}", "--augment", "4"], {"stsb", "mrpc", "rte", "cola"}),
     "td2-transfer": (["--teacher", "{teacher}", "--transfer-data", "{transfer}", "--max-transfer-samples", "20000"],
                      None),
-    "td12": (["--teacher", "{teacher}", "--intermediate-epochs", "3"], None),
+    "td12": (["--teacher", "{teacher}", "--intermediate-epochs", "3"], PAIR_TASK_SET),
     "bi-td2-aug4": (["--pair-encoding", "bi", "--teacher", "{teacher}", "--augment", "4"], PAIR_TASK_SET),
 }
 
@@ -400,17 +413,24 @@ def plan_task_distillation(args) -> list[Job]:
         after = [f"teacher-cross/{task}"] if "--teacher" in flags and label != "teacher-cross" else []
         jobs.append(Job(f"{label}{'' if seeds == 1 else f'-{seeds}seeds'}/{task}", argv, f"{out}/results.json", after))
 
-    first, rest = args.pipelines[:2], args.pipelines[2:]
-    for task in args.tasks:  # each teacher, then the first two pipelines on its task: early signal
+    first, rest = args.pipelines[:args.interleave], args.pipelines[args.interleave:]
+    for task in args.tasks:  # each teacher, then the first pipelines on its task: early signal
         job("teacher-cross", "minilm", task, [])
         for name in first:
             if TD_PIPELINES[name][1] is None or task in TD_PIPELINES[name][1]:
                 job(f"student-{name}", student, task, TD_PIPELINES[name][0])
+    for name in args.teacher_pipelines:  # the teacher under the same protocols (cross is its teaching row)
+        flags, tasks = TD_PIPELINES[name]
+        for task in args.tasks:
+            if tasks is None or task in tasks:
+                job(f"teacher-{name}", "minilm", task, flags)
     for name in rest:
         flags, tasks = TD_PIPELINES[name]
         for task in args.tasks:
             if tasks is None or task in tasks:
                 job(f"student-{name}", student, task, flags)
+    jobs.append(Job("teacher-mlm", ["fit-head", "--teacher", "minilm", "--max-steps", "400", "--batch-size", "32",
+                                    "--out", "teacher-mlm"], "teacher-mlm/fit_head.json"))  # --augment-mlm candidate
     for spec in args.final:  # LABEL=TASK,TASK: those rows again with --seeds seeds
         label, tasks = spec.split("=", 1)
         model = "minilm" if label.startswith("teacher-") else student
@@ -467,6 +487,128 @@ def task_distillation_table() -> str:
         model, pipeline = folder.name.split("-", 1)
         lines.append(f"| {model} | {pipeline} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def augment_probe(args) -> int:
+    """Which masked LM serves word replacement: recall of the original word among each LM's
+    proposals on STS-B training sentences (docs/results/task-distillation/augment-probe.json)."""
+    from transformers import AutoTokenizer
+
+    from minialbert.data.offline import resolve_model_name
+    from minialbert.data.transfer import load_mlm, proposal_recall
+    from minialbert.finetune.glue import get_task, load_glue
+
+    split = load_glue(get_task("stsb"), args.glue_dir)["train"]
+    sentences = sorted({t for pair in split.texts for t in pair})[:args.sentences]
+    words = [s.split() for s in sentences]
+    result = {"sentences": len(words), "source": "STS-B train, first distinct sentences", "mlms": {}}
+    for spec in args.mlms:
+        name, path = spec.split("=", 1)
+        path = resolve_model_name(path)
+        result["mlms"][name] = {"path": path, **proposal_recall(words, load_mlm(path, name),
+                                                                 AutoTokenizer.from_pretrained(path))}
+    TD_RESULTS.mkdir(parents=True, exist_ok=True)
+    (TD_RESULTS / "augment-probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _td_rows() -> dict:
+    """{model: {pipeline: {task: (mean, std, seeds, base parameters, pipeline name)}}} from the
+    committed task-distillation results (a seeds folder replaces its single-seed row)."""
+    from minialbert.finetune.report import task_score
+
+    rows: dict = {}
+    for f in sorted(TD_RESULTS.glob("*/*/results.json")):
+        label, task = f.parent.parent.name, f.parent.name.replace("ner-", "ner:")
+        model, pipeline = label.split("-", 1)
+        seeds_row = pipeline.endswith("seeds")
+        pipeline = pipeline.rsplit("-", 1)[0] if seeds_row else pipeline
+        r = json.loads(f.read_text())
+        slot = rows.setdefault(model, {}).setdefault(pipeline, {})
+        if seeds_row or task not in slot:
+            slot[task] = (*task_score(r), r["base_parameters"], r.get("pipeline") or
+                          ("bi-encoder" if r.get("pair_encoding") == "bi" else "finetune"))
+    return rows
+
+
+def task_distillation_summary(args) -> int:
+    """docs/results/task-distillation/summary.json and its figure: per task the pipeline picked on
+    dev for the student and, separately, for the teacher; retention on the tasks both have."""
+    rows = _td_rows()
+    if "teacher" not in rows or "student" not in rows:
+        print("no teacher or student rows yet", file=sys.stderr)
+        return 1
+
+    def best(model):  # task -> (pipeline label, mean, std, seeds, parameters, pipeline name)
+        out = {}
+        for pipeline, tasks in rows[model].items():
+            for task, v in tasks.items():
+                if task not in out or v[0] > out[task][1]:
+                    out[task] = (pipeline, *v)
+        return out
+
+    student, teacher = best("student"), best("teacher")
+    tasks = [t for t in TD_TASKS if t in student and t in teacher]
+    s_avg = statistics.fmean(student[t][1] for t in tasks)
+    t_avg = statistics.fmean(teacher[t][1] for t in tasks)
+    cross_tasks = [t for t in tasks if t in rows["student"].get("cross", {}) and t in rows["teacher"].get("cross", {})]
+    summary = {
+        "tasks": tasks, "all_seven_tasks": len(tasks) == len(TD_TASKS),
+        "student_model": "make demo student (runs/distill/final: 3 iterations, H 384, E 128, 0.4 M distilled tokens)",
+        "student_parameters": student[tasks[0]][4], "teacher_parameters": teacher[tasks[0]][4],
+        "parameter_ratio": round(student[tasks[0]][4] / teacher[tasks[0]][4], 4),
+        "pipeline": {t: student[t][5] for t in tasks}, "teacher_pipeline": {t: teacher[t][5] for t in tasks},
+        "best_scores": {t: {"student": {"mean": round(student[t][1], 2), "std": round(student[t][2], 2),
+                                        "seeds": student[t][3]},
+                            "teacher": {"mean": round(teacher[t][1], 2), "std": round(teacher[t][2], 2),
+                                        "seeds": teacher[t][3]}} for t in tasks},
+        "student_average": round(s_avg, 2), "teacher_average": round(t_avg, 2), "retention": round(s_avg / t_avg, 4),
+        "cross_encoder_only": {
+            "tasks": cross_tasks,
+            "student_average": round(statistics.fmean(rows["student"]["cross"][t][0] for t in cross_tasks), 2)
+            if cross_tasks else None,
+            "teacher_average": round(statistics.fmean(rows["teacher"]["cross"][t][0] for t in cross_tasks), 2)
+            if cross_tasks else None},
+        "models": {f"{m}-{p}": {"pipeline": sorted({v[4] for v in tasks_.values()}),
+                                "scores": {t: {"mean": round(v[0], 2), "std": round(v[1], 2), "seeds": v[2]}
+                                           for t, v in tasks_.items()}}
+                   for m, pipelines in rows.items() for p, tasks_ in sorted(pipelines.items())},
+    }
+    c = summary["cross_encoder_only"]
+    if c["student_average"] is not None:
+        c["retention"] = round(c["student_average"] / c["teacher_average"], 4)
+    (TD_RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "models"}, indent=2))
+    _td_figure(rows, tasks, Path(args.figure))
+    return 0
+
+
+def _td_figure(rows, tasks, path: Path) -> None:
+    """Grouped bars: per task, the teacher's and the student's score under each pipeline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [(m, p) for m in ("teacher", "student") for p in rows.get(m, {}) if any(t in rows[m][p] for t in tasks)]
+    width = 0.8 / max(1, len(bars))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(tasks)), 4.2))
+    for i, (m, p) in enumerate(bars):
+        xs = [k + i * width for k, t in enumerate(tasks) if t in rows[m][p]]
+        ys = [rows[m][p][t][0] for t in tasks if t in rows[m][p]]
+        errs = [rows[m][p][t][1] for t in tasks if t in rows[m][p]]
+        ax.bar(xs, ys, width, yerr=errs, label=f"{m}: {p}", hatch="//" if m == "teacher" else None,
+               alpha=0.9 if m == "student" else 0.5)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(tasks))], tasks, fontsize=8)
+    ax.set_ylabel("dev score (NER: test F1)")
+    ax.set_title("Teacher and student per pipeline (finetune / bi-encoder / task distillation)")
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
 
 
 EMBED_RESULTS = REPO / "docs" / "results" / "embeddings"
@@ -550,12 +692,22 @@ def main() -> int:
     t.add_argument("--tasks", type=lambda s: s.split(","), default=TD_TASKS)
     t.add_argument("--pipelines", type=lambda s: s.split(","), default=list(TD_PIPELINES),
                    help=f"student pipelines, in this order (of {', '.join(TD_PIPELINES)})")
+    t.add_argument("--teacher-pipelines", type=lambda s: [x for x in s.split(",") if x], default=["bi"],
+                   help="pipelines also run on the teacher (besides its cross-encoder)")
+    t.add_argument("--interleave", type=int, default=2,
+                   help="the first N pipelines run task by task right after that task's teacher")
     t.add_argument("--final", nargs="*", default=[], metavar="LABEL=TASKS",
                    help="rows to repeat with --seeds seeds, e.g. student-td2=stsb,mrpc teacher-cross=stsb")
     t.add_argument("--seeds", type=int, default=3)
     t.add_argument("--jobs", type=int, default=1)
     t.add_argument("--threads", type=int, default=2)
     sub.add_parser("task-distill-table", help="the task-distillation table from the committed results")
+    ap = sub.add_parser("augment-probe", help="which masked LM serves --augment: recall of the original word")
+    ap.add_argument("mlms", nargs="+", metavar="NAME=PATH")
+    ap.add_argument("--glue-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
+    ap.add_argument("--sentences", type=int, default=500)
+    ts = sub.add_parser("task-distill-summary", help="summary.json + figure of the task-distillation study")
+    ts.add_argument("--figure", default=str(REPO / "docs" / "figures" / "task-distillation.png"))
     e = sub.add_parser("embed-curve", help="zero-shot STS-B against distilled tokens (figure + curve.json)")
     e.add_argument("points", nargs="+", metavar="NAME=RUN", help="bench embed result name and its distillation run")
     e.add_argument("--figure", default=str(REPO / "docs" / "figures" / "embedding-curve.png"))
@@ -567,7 +719,8 @@ def main() -> int:
         print(pairs_table() if args.cmd == "pairs-table" else task_distillation_table())
         return 0
     return {"run": run, "collect": collect, "summarise": summarise, "pairs": pairs,
-            "embed-curve": embed_curve, "task-distill": task_distillation}[args.cmd](args)
+            "embed-curve": embed_curve, "task-distill": task_distillation,
+            "task-distill-summary": task_distillation_summary, "augment-probe": augment_probe}[args.cmd](args)
 
 
 if __name__ == "__main__":

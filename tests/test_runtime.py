@@ -48,3 +48,18 @@ def test_bench_distill_runs_on_the_device_it_names_and_refuses_an_absent_gpu(mon
     assert main(["bench", "distill", "--device", "cuda", "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda: no CUDA GPU is visible" in err and "Traceback" not in err
+
+
+def test_freed_memory_is_kept_for_reuse_unless_opted_out():
+    """The CLI's allocator setting (minialbert/allocator.py): applied on glibc, off with the opt-out."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt is Linux-only")
+    code = "from minialbert.allocator import keep_freed_memory as k; print(k())"
+    env = {k: v for k, v in os.environ.items() if k != "MINIALBERT_SYSTEM_MALLOC"}
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "MINIALBERT_SYSTEM_MALLOC": "1"}).stdout.strip()
+    assert (on, off) == ("True", "False")
