@@ -1,5 +1,6 @@
 """`--dtype auto`: bf16 only where this CPU measures it faster; the verdict is cached per machine."""
 
+import os
 import pytest
 import torch
 
