@@ -429,14 +429,14 @@ def plan_task_distillation(args) -> list[Job]:
         for task in args.tasks:
             if tasks is None or task in tasks:
                 job(f"student-{name}", student, task, flags)
-    jobs.append(Job("teacher-mlm", ["fit-head", "--teacher", "minilm", "--max-steps", "400", "--batch-size", "32",
-                                    "--out", "teacher-mlm"], "teacher-mlm/fit_head.json"))  # --augment-mlm candidate
     for spec in args.final:  # LABEL=TASK,TASK: those rows again with --seeds seeds
         label, tasks = spec.split("=", 1)
         model = "minilm" if label.startswith("teacher-") else student
         name = label.split("-", 1)[1]
         for task in tasks.split(","):
             job(label, model, task, TD_PIPELINES[name][0], args.seeds)
+    jobs.append(Job("teacher-mlm", ["fit-head", "--teacher", "minilm", "--max-steps", "400", "--batch-size", "32",
+                                    "--out", "teacher-mlm"], "teacher-mlm/fit_head.json"))  # --augment-mlm candidate
     return jobs
 
 
@@ -593,7 +593,7 @@ def _td_figure(rows, tasks, path: Path) -> None:
 
     bars = [(m, p) for m in ("teacher", "student") for p in rows.get(m, {}) if any(t in rows[m][p] for t in tasks)]
     width = 0.8 / max(1, len(bars))
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(tasks)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(tasks)), 4.8))
     for i, (m, p) in enumerate(bars):
         xs = [k + i * width for k, t in enumerate(tasks) if t in rows[m][p]]
         ys = [rows[m][p][t][0] for t in tasks if t in rows[m][p]]
@@ -603,7 +603,7 @@ def _td_figure(rows, tasks, path: Path) -> None:
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(tasks))], tasks, fontsize=8)
     ax.set_ylabel("dev score (NER: test F1)")
     ax.set_title("Teacher and student per pipeline (finetune / bi-encoder / task distillation)")
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, ncol=len(bars), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
