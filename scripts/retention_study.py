@@ -268,7 +268,7 @@ def summarise(args) -> int:
                             "teacher_average": t["teacher_average"], "retention": t["retention"],
                             "student_parameters": t["student_parameters"], "parameter_ratio": t["parameter_ratio"],
                             "pipeline": {"per-task mix": t["pipeline"]}, "teacher_pipeline": t["teacher_pipeline"],
-                            "distilled_tokens": None, "seeds": {k: v["seeds"] for k, v in t["best_scores"].items()}})
+                            "distilled_tokens": None, "seeds": {k: v["student"]["seeds"] for k, v in t["best_scores"].items()}})
     out = results / "summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "models"}, indent=2))
