@@ -16,9 +16,9 @@ def keep_freed_memory() -> bool:
     the masked tokens, their gradients) with a fresh mmap and returns it with munmap when freed,
     so each step pays page faults and page zeroing for the same buffers again. `mallopt` with
     M_MMAP_MAX = 0 and a 2 GiB M_TRIM_THRESHOLD keeps them in the heap for reuse: measured on the
-    retention recipe's CPU step (MiniLM teacher, 6-iteration student, 64 x 128 tokens, fp32) 658
-    -> 1,210 tokens/s, and its system time fell from 42 s to 19 s. The cost: the process keeps
-    its peak memory until it exits. Returns whether the setting was applied."""
+    retention recipe's CPU step (MiniLM teacher, 6-iteration student, 64 x 128 tokens, bf16) 1,148
+    -> 2,210 tokens/s in one run of each (docs/results/speed/). The cost: the process keeps its peak
+    memory until it exits. Returns whether the setting was applied."""
     if not sys.platform.startswith("linux") or os.environ.get("MINIALBERT_SYSTEM_MALLOC"):
         return False
     try:

@@ -349,22 +349,27 @@ def pairs(args) -> int:
     return code
 
 
-def pairs_table() -> str:
-    """Markdown: mean ± sample std (seeds) per model, encoding and task, from the committed files."""
+def results_table(root: Path, tasks: list[str], kind: str, split_row) -> str:
+    """Markdown: one row per result folder `root/<model>-<kind>` (`split_row` gives the two
+    names), one column per task: mean ± sample std (seeds), from the committed files."""
     from minialbert.finetune.report import task_score
 
-    lines = ["| model | encoding | " + " | ".join(PAIR_TASKS) + " |", "|" + "---|" * (2 + len(PAIR_TASKS))]
-    for folder in sorted(p for p in PAIR_RESULTS.glob("*-*") if p.is_dir()):
+    lines = [f"| model | {kind} | " + " | ".join(tasks) + " |", "|" + "---|" * (2 + len(tasks))]
+    for folder in sorted(p for p in root.glob("*-*") if p.is_dir()):
         cells = []
-        for task in PAIR_TASKS:
-            f = folder / task / "results.json"
+        for task in tasks:
+            f = folder / task.replace(":", "-") / "results.json"
             if f.exists():
                 mean, std, seeds = task_score(json.loads(f.read_text()))
                 cells.append(f"{mean:.2f} ± {std:.2f} ({seeds})" if seeds > 1 else f"{mean:.2f} (1)")
             else:
                 cells.append("")
-        lines.append("| " + " | ".join(folder.name.rsplit("-", 1)) + " | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(split_row(folder.name)) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def pairs_table() -> str:
+    return results_table(PAIR_RESULTS, PAIR_TASKS, "encoding", lambda name: name.rsplit("-", 1))
 
 
 TD_RESULTS = REPO / "docs" / "results" / "task-distillation"
@@ -406,29 +411,28 @@ def plan_task_distillation(args) -> list[Job]:
         sst2 = task == "sst2"
         teacher = f"teacher-cross/{task.replace(':', '-')}"
         flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
-        out = f"{label}{'' if seeds == 1 else f'-{seeds}seeds'}/{task.replace(':', '-')}"
+        row = label if seeds == 1 else f"{label}-{seeds}seeds"
+        out = f"{row}/{task.replace(':', '-')}"
         argv = ["finetune", "--model", model, *task_args, "--lr", "1e-4", "--epochs", "1" if sst2 else "3",
                 "--batch-size", "32" if sst2 else "16", "--runs", str(1 if sst2 else seeds), "--out", out, *flags,
                 "--save-models", "best" if label == "teacher-cross" else "none"]
         after = [f"teacher-cross/{task}"] if "--teacher" in flags and label != "teacher-cross" else []
-        jobs.append(Job(f"{label}{'' if seeds == 1 else f'-{seeds}seeds'}/{task}", argv, f"{out}/results.json", after))
+        jobs.append(Job(f"{row}/{task}", argv, f"{out}/results.json", after))
+
+    def applies(name, task):
+        return TD_PIPELINES[name][1] is None or task in TD_PIPELINES[name][1]
 
     first, rest = args.pipelines[:args.interleave], args.pipelines[args.interleave:]
     for task in args.tasks:  # each teacher, then the first pipelines on its task: early signal
         job("teacher-cross", "minilm", task, [])
         for name in first:
-            if TD_PIPELINES[name][1] is None or task in TD_PIPELINES[name][1]:
+            if applies(name, task):
                 job(f"student-{name}", student, task, TD_PIPELINES[name][0])
-    for name in args.teacher_pipelines:  # the teacher under the same protocols (cross is its teaching row)
-        flags, tasks = TD_PIPELINES[name]
-        for task in args.tasks:
-            if tasks is None or task in tasks:
-                job(f"teacher-{name}", "minilm", task, flags)
-    for name in rest:
-        flags, tasks = TD_PIPELINES[name]
-        for task in args.tasks:
-            if tasks is None or task in tasks:
-                job(f"student-{name}", student, task, flags)
+    for model, label, names in (("minilm", "teacher", args.teacher_pipelines), (student, "student", rest)):
+        for name in names:  # the teacher under the same protocols (cross is its teaching row), then the rest
+            for task in args.tasks:
+                if applies(name, task):
+                    job(f"{label}-{name}", model, task, TD_PIPELINES[name][0])
     for spec in args.final:  # LABEL=TASK,TASK: those rows again with --seeds seeds
         label, tasks = spec.split("=", 1)
         model = "minilm" if label.startswith("teacher-") else student
@@ -470,23 +474,7 @@ def task_distillation(args) -> int:
 
 
 def task_distillation_table() -> str:
-    """Markdown: per row (model, pipeline) and task, mean ± std (seeds), from the committed files."""
-    from minialbert.finetune.report import task_score
-
-    folders = sorted(p for p in TD_RESULTS.glob("*") if p.is_dir())
-    lines = ["| model | pipeline | " + " | ".join(TD_TASKS) + " |", "|" + "---|" * (2 + len(TD_TASKS))]
-    for folder in folders:
-        cells = []
-        for task in TD_TASKS:
-            f = folder / task.replace(":", "-") / "results.json"
-            if f.exists():
-                mean, std, seeds = task_score(json.loads(f.read_text()))
-                cells.append(f"{mean:.2f} ± {std:.2f} ({seeds})" if seeds > 1 else f"{mean:.2f} (1)")
-            else:
-                cells.append("")
-        model, pipeline = folder.name.split("-", 1)
-        lines.append(f"| {model} | {pipeline} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return results_table(TD_RESULTS, TD_TASKS, "pipeline", lambda name: name.split("-", 1))
 
 
 def augment_probe(args) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distillation.teacher import mlm_head_module, missing_head_keys
 from ..errors import MiniAlbertError
 
 WORD = re.compile(r"\w+|[^\w\s]")
@@ -64,8 +65,7 @@ def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: in
                 requests.append((s, ids, chosen))
     out = [dict() for _ in sentences]
     mlm.to(device).eval()
-    head = mlm.get_output_embeddings()
-    head = next(m for m in mlm.children() if m is not mlm.base_model and any(p is head.weight for p in m.parameters()))
+    head = mlm_head_module(mlm)  # load_mlm checked there is one
     with torch.inference_mode():
         for start in tqdm(range(0, len(requests), batch_size), desc=desc, unit="batch"):
             part = requests[start:start + batch_size]
@@ -128,11 +128,13 @@ def load_mlm(path: str, name: str):
             model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"--augment-mlm {name}: could not load a masked LM ({e}).") from None
-    prefix = model.base_model_prefix + "."
-    missing = [k for k in info.get("missing_keys", []) if not k.startswith(prefix)]
+    missing = missing_head_keys(model, info)
     if missing:
-        raise MiniAlbertError(f"--augment-mlm {name} has no trained MLM head (missing {sorted(missing)[:2]}); give a "
+        raise MiniAlbertError(f"--augment-mlm {name} has no trained MLM head (missing {missing[:2]}); give a "
                               "distilled student, a `minialbert fit-head` output, or another masked LM.")
+    if mlm_head_module(model) is None:
+        raise MiniAlbertError(f"--augment-mlm {name} ({type(model).__name__}) splits its MLM head over several "
+                              "modules; give a BERT-style masked LM.")
     return model.eval()
 
 

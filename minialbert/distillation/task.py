@@ -59,20 +59,17 @@ def prediction_loss(student_logits, teacher_logits, labels, has_label, temperatu
         keep = labels != -100
         gold = keep & has_label[:, None]
         soft = soft_cross_entropy(student_logits[keep], teacher_logits[keep], temperature)
-        hard_inputs = (student_logits[gold], labels[gold])
+        hard_fn, prediction, target = F.cross_entropy, student_logits[gold].float(), labels[gold]
     elif student_logits.shape[-1] == 1:
         s = student_logits.float().view(-1) / regression_scale
         soft = F.mse_loss(s, teacher_logits.float().view(-1) / regression_scale)
-        if not hard_weight or not has_label.any():
-            return soft
-        hard = F.mse_loss(s[has_label], labels.float().view(-1)[has_label] / regression_scale)
-        return (1 - hard_weight) * soft + hard_weight * hard
+        hard_fn, prediction, target = F.mse_loss, s[has_label], labels.float().view(-1)[has_label] / regression_scale
     else:
         soft = soft_cross_entropy(student_logits, teacher_logits, temperature)
-        hard_inputs = (student_logits[has_label], labels[has_label])
-    if not hard_weight or hard_inputs[1].numel() == 0:
+        hard_fn, prediction, target = F.cross_entropy, student_logits[has_label].float(), labels[has_label]
+    if not hard_weight or target.numel() == 0:  # no gold row in the batch: the soft part alone
         return soft
-    return (1 - hard_weight) * soft + hard_weight * F.cross_entropy(hard_inputs[0].float(), hard_inputs[1])
+    return (1 - hard_weight) * soft + hard_weight * hard_fn(prediction, target)
 
 
 def intermediate_losses(student_out, teacher_hidden, teacher_attentions, attention_mask, layer_map,

@@ -72,11 +72,18 @@ class Teacher:
         return out.hidden_states, maps, logits
 
 
-def _mlm_head_module(model) -> nn.Module | None:
+def mlm_head_module(model) -> nn.Module | None:
     """The one child of a *ForMaskedLM model that is not its base encoder (BERT's `cls`,
     RoBERTa's `lm_head`), or None when the head is spread over several modules."""
     others = [m for name, m in model.named_children() if m is not model.base_model]
     return others[0] if len(others) == 1 else None
+
+
+def missing_head_keys(model, loading_info: dict) -> list[str]:
+    """The weights outside the base encoder that a checkpoint lacked: a masked LM loaded from an
+    encoder-only checkpoint (e.g. the packaged MiniLM) has an untrained head."""
+    prefix = model.base_model_prefix + "."
+    return sorted(k for k in loading_info.get("missing_keys", []) if not k.startswith(prefix))
 
 
 def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) -> Teacher:
@@ -96,16 +103,15 @@ def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) 
                               "local checkpoint folder, 'minilm' for the packaged offline teacher, or a "
                               "hub name (needs a network).") from None
     model.eval().requires_grad_(False).to(device)
-    prefix = model.base_model_prefix + "."
-    missing_head = [k for k in info.get("missing_keys", []) if not k.startswith(prefix)]
+    missing_head = missing_head_keys(model, info)
     head = None
     if missing_head:
         logger.warning(
             "The teacher %s has no trained MLM head (missing %s); the output-distillation loss is "
             "turned off. Run `minialbert fit-head --teacher %s ...` to add a head and use it.",
-            name, ", ".join(sorted(missing_head)[:3]), name)
+            name, ", ".join(missing_head[:3]), name)
     else:
-        head = _mlm_head_module(model)
+        head = mlm_head_module(model)
         if head is None:
             raise MiniAlbertError(f"The teacher {name!r} ({type(model).__name__}) splits its MLM head over "
                                   "several modules; only single-module heads (BERT, RoBERTa, ...) are supported.")

@@ -321,6 +321,16 @@ class PairCollator:
         return batch
 
 
+def task_collator(kind: str, pair_encoding: str, tokenizer):
+    """Dynamic padding for a task's batches: token labels (NER), both sentences of a bi-encoder pair,
+    or one sequence."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    if kind == "ner":
+        return DataCollatorForTokenClassification(tokenizer)
+    return PairCollator(tokenizer) if pair_encoding == "bi" else DataCollatorWithPadding(tokenizer)
+
+
 # --- model ------------------------------------------------------------------------------------------
 
 def parse_exits(spec: str, num_iterations: int) -> list[int] | None:
@@ -389,8 +399,7 @@ def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
 
 
 def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run_dir: Path, dtype: str) -> dict:
-    from transformers import (DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import Trainer, TrainingArguments
 
     torch.manual_seed(spec.seed)
     model = load_task_model(opts.model, data, opts.exits, opts.pair_encoding, opts.pooling)
@@ -411,11 +420,10 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
         seed=spec.seed, data_seed=spec.seed, save_strategy="no", logging_steps=50, report_to="none",
         bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda, disable_tqdm=False, optim="adamw_torch_fused",
         **length_grouping(opts.group_by_length))
-    collator = (DataCollatorForTokenClassification(tokenizer) if data.kind == "ner"
-                else PairCollator(tokenizer) if opts.pair_encoding == "bi" else DataCollatorWithPadding(tokenizer))
+    collator = task_collator(data.kind, opts.pair_encoding, tokenizer)
     start = time.time()
     if opts.teacher:
-        trainer = _task_distillation(opts, spec, model, data, tokenizer, args, collator, run_dir)
+        trainer = _task_distillation(opts, model, data, tokenizer, args, collator, run_dir)
     else:
         trainer = ordered_evaluation(Trainer)(model=model, args=args, train_dataset=data.train,
                                               data_collator=collator,
@@ -462,8 +470,7 @@ def distillation_hyperparameters(opts: FinetuneOptions) -> dict:
                                   "transfer_data": opts.transfer_data}}
 
 
-def _task_distillation(opts: FinetuneOptions, spec: RunSpec, model, data: TaskData, tokenizer, args, collator,
-                       run_dir: Path):
+def _task_distillation(opts: FinetuneOptions, model, data: TaskData, tokenizer, args, collator, run_dir: Path):
     """Stage 1 (when --intermediate-epochs > 0) then stage 2 on the labelled transfer set
     (data.train); returns the stage-2 trainer, which evaluates as the plain one does."""
     import dataclasses

@@ -11,26 +11,16 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from ..data.offline import resolve_model_name
 from ..data.transfer import augment, load_mlm, read_transfer_data, split_words
 from ..distillation.task import label_with_teacher, load_task_teacher
 from ..fingerprint import options_hash
+from ..runtime import resolve_device
 from .glue import GlueSplit, get_task
 from .ner import NerSplit
+from .runner import task_collator, transfer_identity
 
 logger = logging.getLogger(__name__)
-
-
-def _collator(kind: str, encoding: str, tokenizer):
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
-
-    from .runner import PairCollator
-
-    if kind == "ner":
-        return DataCollatorForTokenClassification(tokenizer)
-    return PairCollator(tokenizer) if encoding == "bi" else DataCollatorWithPadding(tokenizer)
 
 
 def _raw_rows(opts, data, tokenizer):
@@ -48,9 +38,8 @@ def _raw_rows(opts, data, tokenizer):
     if opts.augment:
         name = opts.augment_mlm or opts.model
         mlm = load_mlm(resolve_model_name(name), name)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         copies = augment(examples, opts.augment, mlm, tokenizer, opts.augment_probability, opts.seed,
-                         max_length=opts.max_length, device=device)
+                         max_length=opts.max_length, device=resolve_device("auto"))
         rows += [ex for ex, _ in copies]
         labels += [golds[i] for _, i in copies]  # kept only for shape: has_label = 0 hides them from the loss
         has += [0] * len(copies)
@@ -79,8 +68,7 @@ def build_transfer_set(opts, data, tokenizer, out: Path, identity: dict):
     key = options_hash({k: identity[k] for k in ("data_dir", "task", "max_length", "pair_encoding",
                                                  "label_all_subtokens", "max_train_samples")}
                        | {"teacher": identity["distillation"]["teacher"], "model_vocab": len(tokenizer)}
-                       | {k: v for k, v in identity["distillation"].items() if k.startswith(("augment", "transfer",
-                                                                                              "max_transfer"))})
+                       | {k: identity["distillation"][k] for k in transfer_identity(opts)})
     folder = out / "transfer" / key
     if (folder / "transfer.json").is_file():
         logger.info("Transfer set: reusing %s", folder)
@@ -92,9 +80,8 @@ def build_transfer_set(opts, data, tokenizer, out: Path, identity: dict):
     if data.kind == "ner":
         has = [has[s] for s in student["sentence"]]  # a long sentence becomes several features
         student, for_teacher = student.remove_columns("sentence"), for_teacher.remove_columns("sentence")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    logits = label_with_teacher(teacher, for_teacher, _collator(data.kind, teacher_encoding, tokenizer),
-                                device=device, desc=f"teacher labels ({len(for_teacher):,} rows)")
+    logits = label_with_teacher(teacher, for_teacher, task_collator(data.kind, teacher_encoding, tokenizer),
+                                device=resolve_device("auto"), desc=f"teacher labels ({len(for_teacher):,} rows)")
     labelled = student.add_column("teacher_logits", logits).add_column("has_label", has)
     info = {"rows": len(labelled), **sizes, "teacher": opts.teacher, "teacher_pair_encoding": teacher_encoding,
             "augment": opts.augment, "augment_probability": opts.augment_probability if opts.augment else None,

@@ -112,8 +112,7 @@ class MultiTaskModel:
             hidden = self.base(**enc, num_iterations=K, adapter=task.name).last_hidden_state
             return pool(hidden, enc["attention_mask"], task.pooling)
 
-        head = task.exit_head(K) if task.classifier is not None else None  # exit K's pair classifier
-        logits = pair_logits(embed(texts), embed(text_pairs), head, task.similarity_scale)
+        logits = pair_logits(embed(texts), embed(text_pairs), task.exit_head(K), task.similarity_scale)
         return logits, torch.full((len(texts),), K)
 
     def logits(self, name: str, texts, text_pairs=None, max_length: int = 128, **depth) -> torch.Tensor:
