@@ -387,6 +387,12 @@ TD_PIPELINES = {
                      None),
     "td12": (["--teacher", "{teacher}", "--intermediate-epochs", "3"], PAIR_TASK_SET),
     "bi-td2-aug4": (["--pair-encoding", "bi", "--teacher", "{teacher}", "--augment", "4"], PAIR_TASK_SET),
+    # 1 + 2 with the transfer data: one stage-1 epoch over ~25 k sentences is already more stage-1
+    # examples than td12's 3 epochs over a training split
+    "td12-transfer": (["--teacher", "{teacher}", "--intermediate-epochs", "1", "--transfer-data", "{transfer}",
+                       "--max-transfer-samples", "20000"], None),
+    "td2-t4": (["--teacher", "{teacher}", "--temperature", "4"], {"cola", "rte", "mrpc"}),  # temperature sweep
+    "td2-hard05": (["--teacher", "{teacher}", "--hard-weight", "0.5"], {"cola", "rte", "mrpc"}),  # soft + hard
 }
 
 
@@ -458,6 +464,14 @@ def task_distillation(args) -> int:
                 if (single / sub).is_dir() and not (target / sub).exists():
                     shutil.copytree(single / sub, target / sub, ignore=shutil.ignore_patterns("model", "tensorboard"))
 
+    for job in jobs:  # a transfer set the teacher labelled for another row of this model and task serves
+        target = work / Path(job.done).parent  # again (the runner reuses only an identical set: its hash)
+        if (work / job.done).exists() or not {"--augment", "--transfer-data"} & set(job.argv):
+            continue
+        for built in sorted(work.glob(f"{target.parent.name.split('-')[0]}-*/{target.name}/transfer/*/transfer.json")):
+            if not (target / "transfer" / built.parent.name).exists():
+                shutil.copytree(built.parent, target / "transfer" / built.parent.name)
+
     def keep(job):
         folder = Path(job.done).parent
         for f in [work / job.done, *(work / folder).glob("runs/*.json"), *(work / folder).glob("transfer/*/transfer.json")]:
@@ -501,38 +515,49 @@ def augment_probe(args) -> int:
     return 0
 
 
+def _selection_score(result: dict) -> float:
+    """The dev score a pipeline is chosen by: GLUE dev, NER devel F1 (its test F1 is only reported)."""
+    best = result["best"]
+    if result["task"] == "ner":
+        return 100 * best["metrics_mean"]["devel"]["f1"]
+    return 100 * result["score"]
+
+
 def _td_rows() -> dict:
-    """{model: {pipeline: {task: (mean, std, seeds, base parameters, pipeline name)}}} from the
-    committed task-distillation results (a seeds folder replaces its single-seed row)."""
+    """{model: {pipeline: {task: (mean, std, seeds, base parameters, pipeline name, selection score)}}}
+    from the committed task-distillation results. A seeds folder replaces its single-seed row's
+    reported score, but the selection score stays the single-seed row's: the pipeline is chosen on
+    dev once, from the exploratory runs, and a later seeded run cannot change the choice."""
     from minialbert.finetune.report import task_score
 
     rows: dict = {}
-    for f in sorted(TD_RESULTS.glob("*/*/results.json")):
+    for f in sorted(TD_RESULTS.glob("*/*/results.json"), key=lambda f: f.parent.parent.name.endswith("seeds")):
         label, task = f.parent.parent.name, f.parent.name.replace("ner-", "ner:")
         model, pipeline = label.split("-", 1)
         seeds_row = pipeline.endswith("seeds")
         pipeline = pipeline.rsplit("-", 1)[0] if seeds_row else pipeline
         r = json.loads(f.read_text())
         slot = rows.setdefault(model, {}).setdefault(pipeline, {})
-        if seeds_row or task not in slot:
-            slot[task] = (*task_score(r), r["base_parameters"], r.get("pipeline") or
-                          ("bi-encoder" if r.get("pair_encoding") == "bi" else "finetune"))
+        select = slot[task][5] if task in slot else _selection_score(r)  # single-seed rows come first
+        slot[task] = (*task_score(r), r["base_parameters"], r.get("pipeline") or
+                      ("bi-encoder" if r.get("pair_encoding") == "bi" else "finetune"), select)
     return rows
 
 
 def task_distillation_summary(args) -> int:
     """docs/results/task-distillation/summary.json and its figure: per task the pipeline picked on
-    dev for the student and, separately, for the teacher; retention on the tasks both have."""
+    dev (from the exploratory runs) for the student and, separately, for the teacher, reported
+    with its seeds; retention on the tasks both have."""
     rows = _td_rows()
     if "teacher" not in rows or "student" not in rows:
         print("no teacher or student rows yet", file=sys.stderr)
         return 1
 
-    def best(model):  # task -> (pipeline label, mean, std, seeds, parameters, pipeline name)
+    def best(model):  # task -> (pipeline label, mean, std, seeds, parameters, pipeline name, selection score)
         out = {}
         for pipeline, tasks in rows[model].items():
             for task, v in tasks.items():
-                if task not in out or v[0] > out[task][1]:
+                if task not in out or v[5] > out[task][6]:
                     out[task] = (pipeline, *v)
         return out
 
@@ -547,10 +572,9 @@ def task_distillation_summary(args) -> int:
         "student_parameters": student[tasks[0]][4], "teacher_parameters": teacher[tasks[0]][4],
         "parameter_ratio": round(student[tasks[0]][4] / teacher[tasks[0]][4], 4),
         "pipeline": {t: student[t][5] for t in tasks}, "teacher_pipeline": {t: teacher[t][5] for t in tasks},
-        "best_scores": {t: {"student": {"mean": round(student[t][1], 2), "std": round(student[t][2], 2),
-                                        "seeds": student[t][3]},
-                            "teacher": {"mean": round(teacher[t][1], 2), "std": round(teacher[t][2], 2),
-                                        "seeds": teacher[t][3]}} for t in tasks},
+        "best_scores": {t: {who: {"mean": round(b[t][1], 2), "std": round(b[t][2], 2), "seeds": b[t][3],
+                                  "row": b[t][0], "selected_on_dev": round(b[t][6], 2)}
+                            for who, b in (("student", student), ("teacher", teacher))} for t in tasks},
         "student_average": round(s_avg, 2), "teacher_average": round(t_avg, 2), "retention": round(s_avg / t_avg, 4),
         "cross_encoder_only": {
             "tasks": cross_tasks,
