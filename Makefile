@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench task-distillation clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/minialbert bench distill --teacher-config bert-base --student minialbert-312 --batch 4 --seq 256 --steps 3 --dtype auto --profile --json
+
+# The task-distillation study of docs/RESULTS.md section 8 from nothing: the demo student, every
+# pipeline on the teacher and the student, then each task's pipeline picked on dev repeated with
+# 3 seeds (about 6 hours on 2 cores; resumable job by job, results into docs/results/).
+task-distillation: $(STAMP)
+	test -f runs/distill/final/config.json || $(MAKE) demo
+	$(PY) scripts/retention_study.py task-distill --student runs/distill/final --final-auto
+	$(PY) scripts/retention_study.py task-distill-summary
+	$(PY) scripts/retention_study.py summarise
 
 clean:
 	rm -rf $(VENV) runs

@@ -25,9 +25,9 @@ import os
 import shutil
 import statistics
 import subprocess
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 TASKS = ["sst2", "mrpc", "stsb", "rte", "cola", "ner:NCBI-disease", "ner:BC5CDR-chem"]
@@ -375,24 +375,26 @@ def pairs_table() -> str:
 TD_RESULTS = REPO / "docs" / "results" / "task-distillation"
 TD_TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
 PAIR_TASK_SET = {"stsb", "mrpc", "rte"}
+NER_TASK_SET = {"ner:NCBI-disease", "ner:BC5CDR-chem"}
 # pipeline label -> (finetune flags, tasks it applies to: None = all); the teacher's own fine-tuned
-# cross-encoder (teacher-cross) teaches every distillation row.
+# cross-encoder (teacher-cross) teaches every distillation row. The task sets are what two CPU
+# sessions could afford: the transfer sets where they are cheapest or matter most (the
+# biomedical corpus for NER, four masked-LM copies for CoLA and RTE), the sweeps on CoLA.
 TD_PIPELINES = {
     "td2": (["--teacher", "{teacher}"], None),
     "cross": ([], None),
-    "bi": (["--pair-encoding", "bi"], PAIR_TASK_SET),
     "bi-td2": (["--pair-encoding", "bi", "--teacher", "{teacher}"], PAIR_TASK_SET),
-    "td2-aug4": (["--teacher", "{teacher}", "--augment", "4"], {"stsb", "mrpc", "rte", "cola"}),
+    "bi": (["--pair-encoding", "bi"], PAIR_TASK_SET),
+    "td12": (["--teacher", "{teacher}", "--intermediate-epochs", "3"], {"stsb", "rte"}),
+    "td2-aug4": (["--teacher", "{teacher}", "--augment", "4"], {"rte", "cola"}),
     "td2-transfer": (["--teacher", "{teacher}", "--transfer-data", "{transfer}", "--max-transfer-samples", "20000"],
-                     None),
-    "td12": (["--teacher", "{teacher}", "--intermediate-epochs", "3"], PAIR_TASK_SET),
-    "bi-td2-aug4": (["--pair-encoding", "bi", "--teacher", "{teacher}", "--augment", "4"], PAIR_TASK_SET),
+                     NER_TASK_SET),
     # 1 + 2 with the transfer data: one stage-1 epoch over ~25 k sentences is already more stage-1
     # examples than td12's 3 epochs over a training split
     "td12-transfer": (["--teacher", "{teacher}", "--intermediate-epochs", "1", "--transfer-data", "{transfer}",
-                       "--max-transfer-samples", "20000"], None),
-    "td2-t4": (["--teacher", "{teacher}", "--temperature", "4"], {"cola", "rte", "mrpc"}),  # temperature sweep
-    "td2-hard05": (["--teacher", "{teacher}", "--hard-weight", "0.5"], {"cola", "rte", "mrpc"}),  # soft + hard
+                       "--max-transfer-samples", "20000"], {"ner:NCBI-disease"}),
+    "td2-t4": (["--teacher", "{teacher}", "--temperature", "4"], {"cola"}),  # temperature sweep
+    "td2-hard05": (["--teacher", "{teacher}", "--hard-weight", "0.5"], {"cola"}),  # soft + hard labels
 }
 
 
@@ -452,10 +454,28 @@ def plan_task_distillation(args) -> list[Job]:
 
 def task_distillation(args) -> int:
     """Run (or continue) the task-distillation study; copy each job's small files into the
-    repository (docs/results/task-distillation) as it ends."""
+    repository (docs/results/task-distillation) as it ends. With --final-auto, the pipeline of
+    each task is then picked on dev from those runs, for the student and the teacher alike, and
+    repeated with --seeds seeds (SST-2: one seed, as the issue's protocol has it)."""
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    jobs = plan_task_distillation(args)
+    code = _run_task_distillation_jobs(plan_task_distillation(args), work, args)
+    if args.final_auto:
+        rows, finals = _td_rows(), []
+        for model in ("student", "teacher"):
+            picked: dict = {}
+            for task, v in _choose(rows, model).items():
+                if task in args.tasks and task != "sst2" and v[3] < args.seeds:
+                    picked.setdefault(v[0], []).append(task)
+            finals += [f"{model}-{label}={','.join(tasks)}" for label, tasks in picked.items()]
+        print("picked on dev, to repeat with seeds:", " ".join(finals) or "nothing", flush=True)
+        args = argparse.Namespace(**{**vars(args), "final": [*args.final, *finals]})
+        code = _run_task_distillation_jobs(plan_task_distillation(args), work, args) or code
+    print(task_distillation_table())
+    return code
+
+
+def _run_task_distillation_jobs(jobs: list[Job], work: Path, args) -> int:
     for job in jobs:  # a seeds job starts from its single-seed job's finished run and transfer set
         target = work / Path(job.done).parent  # e.g. student-td2-3seeds/stsb
         if target.parent.name.endswith("seeds") and not (work / job.done).exists():
@@ -482,9 +502,7 @@ def task_distillation(args) -> int:
     for job in jobs:
         if (work / job.done).exists():
             keep(job)
-    code = run_jobs(jobs, work, args.jobs, args.threads, on_done=keep)
-    print(task_distillation_table())
-    return code
+    return run_jobs(jobs, work, args.jobs, args.threads, on_done=keep)
 
 
 def task_distillation_table() -> str:
@@ -544,6 +562,17 @@ def _td_rows() -> dict:
     return rows
 
 
+def _choose(rows: dict, model: str) -> dict:
+    """task -> (pipeline label, mean, std, seeds, parameters, pipeline name, selection score): the
+    pipeline with the best exploratory dev score, per task."""
+    out: dict = {}
+    for pipeline, tasks in rows.get(model, {}).items():
+        for task, v in tasks.items():
+            if task not in out or v[5] > out[task][6]:
+                out[task] = (pipeline, *v)
+    return out
+
+
 def task_distillation_summary(args) -> int:
     """docs/results/task-distillation/summary.json and its figure: per task the pipeline picked on
     dev (from the exploratory runs) for the student and, separately, for the teacher, reported
@@ -553,15 +582,7 @@ def task_distillation_summary(args) -> int:
         print("no teacher or student rows yet", file=sys.stderr)
         return 1
 
-    def best(model):  # task -> (pipeline label, mean, std, seeds, parameters, pipeline name, selection score)
-        out = {}
-        for pipeline, tasks in rows[model].items():
-            for task, v in tasks.items():
-                if task not in out or v[5] > out[task][6]:
-                    out[task] = (pipeline, *v)
-        return out
-
-    student, teacher = best("student"), best("teacher")
+    student, teacher = _choose(rows, "student"), _choose(rows, "teacher")
     tasks = [t for t in TD_TASKS if t in student and t in teacher]
     s_avg = statistics.fmean(student[t][1] for t in tasks)
     t_avg = statistics.fmean(teacher[t][1] for t in tasks)
@@ -605,7 +626,7 @@ def _td_figure(rows, tasks, path: Path) -> None:
 
     bars = [(m, p) for m in ("teacher", "student") for p in rows.get(m, {}) if any(t in rows[m][p] for t in tasks)]
     width = 0.8 / max(1, len(bars))
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(tasks)), 4.8))
+    fig, ax = plt.subplots(figsize=(min(18.0, max(7.0, 0.2 * len(bars) * len(tasks))), 5.6))
     for i, (m, p) in enumerate(bars):
         xs = [k + i * width for k, t in enumerate(tasks) if t in rows[m][p]]
         ys = [rows[m][p][t][0] for t in tasks if t in rows[m][p]]
@@ -615,7 +636,7 @@ def _td_figure(rows, tasks, path: Path) -> None:
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(tasks))], tasks, fontsize=8)
     ax.set_ylabel("dev score (NER: test F1)")
     ax.set_title("Teacher and student per pipeline (finetune / bi-encoder / task distillation)")
-    ax.legend(fontsize=7, ncol=len(bars), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.legend(fontsize=7, ncol=min(len(bars), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -706,13 +727,15 @@ def main() -> int:
                    help=f"student pipelines, in this order (of {', '.join(TD_PIPELINES)})")
     t.add_argument("--teacher-pipelines", type=lambda s: [x for x in s.split(",") if x], default=["bi"],
                    help="pipelines also run on the teacher (besides its cross-encoder)")
-    t.add_argument("--interleave", type=int, default=2,
+    t.add_argument("--interleave", type=int, default=3,
                    help="the first N pipelines run task by task right after that task's teacher")
     t.add_argument("--final", nargs="*", default=[], metavar="LABEL=TASKS",
                    help="rows to repeat with --seeds seeds, e.g. student-td2=stsb,mrpc teacher-cross=stsb")
+    t.add_argument("--final-auto", action="store_true",
+                   help="then repeat each task's pipeline picked on dev (student and teacher) with --seeds seeds")
     t.add_argument("--seeds", type=int, default=3)
-    t.add_argument("--jobs", type=int, default=1)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
+    t.add_argument("--threads", type=int, default=1)
     sub.add_parser("task-distill-table", help="the task-distillation table from the committed results")
     ap = sub.add_parser("augment-probe", help="which masked LM serves --augment: recall of the original word")
     ap.add_argument("mlms", nargs="+", metavar="NAME=PATH")
