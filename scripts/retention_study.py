@@ -265,6 +265,11 @@ def summarise(args) -> int:
         summary["task_distillation"] = {k: t[k] for k in ("tasks", "all_seven_tasks", "student_model", "pipeline",
                                                           "teacher_pipeline", "student_average", "teacher_average",
                                                           "retention", "parameter_ratio")}
+        for who in ("student", "teacher"):  # the picked pipelines, as models of their own, then every row
+            summary["models"][f"task-distillation/{who} (pipeline per task)"] = {
+                "pipeline": {"per-task mix": t["pipeline" if who == "student" else "teacher_pipeline"]},
+                "scores": {k: {f: v[who][f] for f in ("mean", "std", "seeds")} for k, v in t["best_scores"].items()}}
+        summary["models"].update({f"task-distillation/{k}": v for k, v in t["models"].items()})
         if t["all_seven_tasks"] and t["parameter_ratio"] <= 0.30 and t["retention"] > summary.get("retention", 0):
             summary.update({"student": t["student_model"], "student_average": t["student_average"],
                             "teacher_average": t["teacher_average"], "retention": t["retention"],
@@ -395,7 +400,7 @@ TD_PIPELINES = {
     # 1 + 2 with the transfer data: one stage-1 epoch over ~25 k sentences is already more stage-1
     # examples than td12's 3 epochs over a training split
     "td12-transfer": (["--teacher", "{teacher}", "--intermediate-epochs", "1", "--transfer-data", "{transfer}",
-                       "--max-transfer-samples", "20000"], {"ner:NCBI-disease"}),
+                       "--max-transfer-samples", "20000"], NER_TASK_SET),
     "td2-t4": (["--teacher", "{teacher}", "--temperature", "4"], {"cola"}),  # temperature sweep
     "td2-hard05": (["--teacher", "{teacher}", "--hard-weight", "0.5"], {"cola"}),  # soft + hard labels
 }
