@@ -150,6 +150,10 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 pending.remove(job)
                 failed.add(job.name)
                 continue
+            if (work / job.done).exists():  # finished meanwhile by another invocation
+                pending.remove(job)
+                finished.add(job.name)
+                continue
             if all(a in finished or a not in scheduled for a in job.after):
                 pending.remove(job)
                 log = (work / "logs" / f"{job.name.replace('/', '_')}.log").open("w")
