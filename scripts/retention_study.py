@@ -545,14 +545,6 @@ def augment_probe(args) -> int:
     return 0
 
 
-def _selection_score(result: dict) -> float:
-    """The dev score a pipeline is chosen by: GLUE dev, NER devel F1 (its test F1 is only reported)."""
-    best = result["best"]
-    if result["task"] == "ner":
-        return 100 * best["metrics_mean"]["devel"]["f1"]
-    return 100 * result["score"]
-
-
 def _td_rows() -> dict:
     """{model: {pipeline: {task: (mean, std, seeds, base parameters, pipeline name, selection score)}}}
     from the committed task-distillation results. A seeds folder replaces its single-seed row's
@@ -568,7 +560,9 @@ def _td_rows() -> dict:
         pipeline = pipeline.rsplit("-", 1)[0] if seeds_row else pipeline
         r = json.loads(f.read_text())
         slot = rows.setdefault(model, {}).setdefault(pipeline, {})
-        select = slot[task][5] if task in slot else _selection_score(r)  # single-seed rows come first
+        # results.json's `score` is finetune's own selection score (the first dev set: GLUE dev,
+        # NER devel F1; the NER test F1 is only reported); single-seed rows come first
+        select = slot[task][5] if task in slot else 100 * r["score"]
         slot[task] = (*task_score(r), r["base_parameters"], r.get("pipeline") or
                       ("bi-encoder" if r.get("pair_encoding") == "bi" else "finetune"), select)
     return rows
