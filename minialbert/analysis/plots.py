@@ -32,7 +32,7 @@ def plot_losses(run_dirs, out_png) -> list[str]:
         if not log.is_file():
             raise MiniAlbertError(f"{log} does not exist; give the --out folder of a `minialbert distill` run.")
         logs[Path(run_dir).name] = read_log(log)
-    present = [c for c in COMPONENTS if any(c in r for rows in logs.values() for r in rows)]
+    present = [c for c in (*COMPONENTS, "zero_shot_spearman") if any(c in r for rows in logs.values() for r in rows)]
     if not present:
         raise MiniAlbertError(f"{', '.join(str(Path(r) / 'log.jsonl') for r in runs)} hold no logged losses yet.")
     plt = _pyplot()

@@ -69,9 +69,9 @@ def _parse_sets(items):
 
 def run_ablate(args) -> int:
     from ..analysis.ablate import parse_tasks, render_ablation, run_ablation
-    from ..distillation.recipe import apply_overrides, load_recipe
+    from ..distillation.recipe import resolve_recipe
 
-    recipe = apply_overrides(load_recipe(args.recipe), _parse_sets(args.set))
+    recipe = resolve_recipe(args.recipe, _parse_sets(args.set)).recipe
     report = run_ablation(recipe, [v.strip() for v in args.variants.split(",") if v.strip()], args.budget_steps,
                           parse_tasks(args.tasks, args.glue_dir, args.ner_dir), args.out, args.finetune_steps,
                           args.finetune_lr, args.max_length)

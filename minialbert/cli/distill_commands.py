@@ -35,8 +35,15 @@ HELP = {
     "pack": "pack consecutive documents into full windows separated by [SEP] (no padding; "
             "--stride and --windows-per-doc then do not apply)",
     "batch_size": "examples per device per step",
+    "inherited_lr_scale": "learning rate of the parts initialised from the teacher (embeddings, projection, shared "
+                          "layer) as a fraction of --learning-rate; the new parts (adapters, MLM head) train at the "
+                          "full rate",
     "max_steps": "optimiser steps (overrides --epochs)",
     "dtype": DTYPE_HELP,
+    "save_steps": "a checkpoint every N steps; a value below 1 is a fraction of --max-steps",
+    "zero_shot_every": "score the student zero-shot on the STS-B dev pairs every N steps (and at steps 0 and the "
+                       "end), into OUT/log.jsonl; 0 = off",
+    "zero_shot_data": "the GLUE folder (or its STS-B folder) for --zero-shot-every",
     "notes": argparse.SUPPRESS,
 }
 
@@ -52,7 +59,8 @@ def register(sub) -> None:
                     "distillation.json), OUT/log.jsonl, OUT/tensorboard and OUT/checkpoints.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--recipe", default="cpu-demo",
-                   help=f"shipped recipe ({', '.join(available_recipes())}) or a YAML file")
+                   help=f"shipped recipe ({', '.join(available_recipes())}) or a YAML file. Precedence, field by "
+                        "field: an explicit flag, then --preset (E, N, adapters), then the recipe, then the defaults")
     p.add_argument("--out", default="runs/distill", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
     add_dataclass_flags(p, DistillRecipe, help=HELP, defaults_none=True)  # the recipe's value stands unless given
@@ -95,11 +103,16 @@ def register(sub) -> None:
 
 
 def run_distill(args) -> int:
-    from ..distillation.recipe import DistillRecipe, apply_overrides, load_recipe
+    from ..distillation.recipe import DistillRecipe, resolve_recipe
     from ..distillation.trainer import loss_summary, run_distillation
 
-    recipe = apply_overrides(load_recipe(args.recipe), {n: getattr(args, n) for n in DistillRecipe.names()})
-    summary = run_distillation(recipe, args.out, resume=args.resume)
+    resolved = resolve_recipe(args.recipe, {n: getattr(args, n) for n in DistillRecipe.names()})
+    for line in resolved.overridden:
+        print(f"note: {line} (the explicit preset wins; give the flag to choose otherwise)")
+    print(f"Settings ({len([s for s in resolved.sources.values() if s != 'default'])} fields not at their "
+          f"defaults):\n{resolved.report()}")
+    recipe = resolved.recipe
+    summary = run_distillation(recipe, args.out, resume=args.resume, sources=resolved.sources)
     out = Path(args.out)
     print(f"\nDistilled {summary['steps']} steps in {summary['train_seconds_this_run']:.0f} s "
           f"(teacher {recipe.teacher}, corpus {recipe.corpus}, output loss "

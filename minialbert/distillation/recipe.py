@@ -1,5 +1,5 @@
-"""Distillation recipes: one dataclass of every setting, YAML files that fill it, CLI flags that
-override it (recipe < flags)."""
+"""Distillation recipes: one dataclass of every setting, YAML files that fill it, a preset that sets
+the student's shape, CLI flags that override both (defaults < recipe < preset < flags)."""
 
 from __future__ import annotations
 
@@ -53,16 +53,19 @@ class DistillRecipe:
     batch_size: int = 8                   # per device
     gradient_accumulation_steps: int = 1
     learning_rate: float = 5e-4
+    inherited_lr_scale: float = 1.0       # the teacher-initialised parts (embeddings, shared layer) train at this x lr
     warmup_steps: int = 0
     weight_decay: float = 1e-4
     max_steps: int | None = None
     epochs: float = 1.0
     dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
     seed: int = 42
-    save_steps: int = 500
+    save_steps: float = 500               # a checkpoint every N steps; below 1, a fraction of max_steps
     save_total_limit: int = 3
     logging_steps: int = 10
     dataloader_num_workers: int = 0
+    zero_shot_every: int = 0              # zero-shot STS-B dev score of the student every N steps (0: off)
+    zero_shot_data: str | None = None     # the GLUE folder (or its STS-B folder) that zero_shot_every reads
     notes: str = ""
 
     @classmethod
@@ -75,7 +78,7 @@ class DistillRecipe:
     def validate(self) -> "DistillRecipe":
         """Cheap checks before anything is loaded; each names its flag and how to fix it."""
         positive_ints = {"batch_size": "examples per device per step", "gradient_accumulation_steps": "",
-                         "max_length": "tokens per window", "windows_per_doc": "", "save_steps": "",
+                         "max_length": "tokens per window", "windows_per_doc": "",
                          "logging_steps": "", "save_total_limit": ""}
         for name, what in positive_ints.items():
             value = getattr(self, name)
@@ -88,6 +91,15 @@ class DistillRecipe:
                                       "[SEP] and some text; use 8 or more (128 or 256 are usual).")
         require(self.stride >= 0, f"--stride must be 0 or more (got {self.stride}): the tokens two windows "
                                   "of one document share.")
+        require(self.save_steps > 0, f"--save-steps must be positive (got {self.save_steps}): a step count, or a "
+                                     "fraction of --max-steps below 1.")
+        require(self.zero_shot_every >= 0, f"--zero-shot-every must be 0 (off) or more (got {self.zero_shot_every}).")
+        require(not self.zero_shot_every or self.zero_shot_data,
+                "--zero-shot-every needs --zero-shot-data: the GLUE folder (or its STS-B folder) whose dev pairs "
+                "are scored.")
+        require(0 <= self.inherited_lr_scale <= 1, f"--inherited-lr-scale must be in [0, 1] (got "
+                                                   f"{self.inherited_lr_scale}): 0 freezes the teacher-initialised "
+                                                   "parts, 1 trains them at --learning-rate.")
         require(self.learning_rate > 0, f"--learning-rate must be positive (got {self.learning_rate}).")
         require(0 < self.mlm_probability < 1, f"--mlm-probability must be between 0 and 1 (got "
                                               f"{self.mlm_probability}); BERT uses 0.15.")
@@ -118,10 +130,8 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 
-def load_recipe(name_or_path: str | None) -> DistillRecipe:
-    """A shipped recipe by name, or a YAML file; unknown fields are an error naming them."""
-    if name_or_path is None:
-        return DistillRecipe()
+def _recipe_file(name_or_path: str) -> tuple[Path, dict]:
+    """(path, field: value) of a shipped recipe by name or a YAML file; unknown fields are an error."""
     path = Path(name_or_path)
     if not path.suffix:
         path = RECIPE_DIR / f"{name_or_path}.yaml"
@@ -140,7 +150,63 @@ def load_recipe(name_or_path: str | None) -> DistillRecipe:
     if unknown:
         raise MiniAlbertError(f"Recipe {path} has unknown fields {unknown}; known fields: "
                               f"{', '.join(DistillRecipe.names())}.")
-    return DistillRecipe(**data)
+    return path, data
+
+
+def load_recipe(name_or_path: str | None) -> DistillRecipe:
+    """A shipped recipe by name, or a YAML file, as written (no preset or flags applied)."""
+    return DistillRecipe() if name_or_path is None else DistillRecipe(**_recipe_file(name_or_path)[1])
+
+
+# The student fields a preset supplies, and their names in the preset's configuration.
+PRESET_FIELDS = {"iterations": "num_hidden_layers", "embedding_size": "embedding_size", "adapters": "use_adapters"}
+
+
+@dataclass
+class ResolvedRecipe:
+    """A recipe with the source of every field ('flag', 'preset NAME', 'recipe NAME', 'default') and
+    the recipe values an explicit preset overrode (one line each)."""
+    recipe: DistillRecipe
+    sources: dict
+    overridden: list
+
+    def report(self) -> str:
+        """Which fields came from where, in a few lines (defaults left out)."""
+        by_source: dict = {}
+        for name, source in self.sources.items():
+            if source != "default":
+                by_source.setdefault(source, []).append(name)
+        order = sorted(by_source, key=lambda s: ("flag", "preset", "recipe").index(s.split()[0]))
+        return "\n".join(f"  from {s}: {', '.join(by_source[s])}" for s in order)
+
+
+def resolve_recipe(name_or_path: str | None, flags: dict) -> ResolvedRecipe:
+    """Field by field, an explicit flag wins, then the preset (its E, N and adapters), then the recipe
+    file, then the defaults. `flags`: field -> value, None for a flag not given."""
+    from ..model import PRESETS, preset_config
+
+    values, sources = DistillRecipe().to_dict(), dict.fromkeys(DistillRecipe.names(), "default")
+    if name_or_path is not None:
+        path, data = _recipe_file(name_or_path)
+        label = f"recipe {name_or_path if not Path(name_or_path).suffix else path.name}"
+        values.update(data)
+        sources.update(dict.fromkeys(data, label))
+    given = {k: v for k, v in flags.items() if v is not None}
+    preset = given.get("preset", values.get("preset"))
+    overridden = []
+    if preset:
+        if preset not in PRESETS:
+            preset_config(preset)  # the error naming the known presets
+        for name, key in PRESET_FIELDS.items():
+            if name in given:
+                continue
+            if sources[name].startswith("recipe") and values[name] not in (None, PRESETS[preset][key]):
+                overridden.append(f"--preset {preset} sets {name} = {PRESETS[preset][key]}, not the "
+                                  f"{sources[name]}'s {values[name]}")
+            values[name], sources[name] = PRESETS[preset][key], f"preset {preset}"
+    values.update(given)
+    sources.update(dict.fromkeys(given, "flag"))
+    return ResolvedRecipe(DistillRecipe(**values), sources, overridden)
 
 
 def apply_overrides(recipe: DistillRecipe, overrides: dict) -> DistillRecipe:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 
-def read_log(path: Path) -> list[dict]:
-    """The rows of a run's log.jsonl (empty when there is none yet)."""
+def read_log(path: Path, key: str | None = None) -> list[dict]:
+    """The rows of a run's log.jsonl (empty when there is none yet); with `key`, only the rows that
+    hold it ("loss": the training rows; "zero_shot_spearman": the zero-shot curve)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows if key is None else [r for r in rows if key in r]

@@ -87,12 +87,38 @@ class DistillationModel(nn.Module):
 
 
 class DistillationTrainer(Trainer):
-    def __init__(self, *args, teacher: Teacher, **kwargs):
+    """`inherited_lr_scale`: the parameters copied from the teacher (`inherited`, names in the
+    trained module) train at this fraction of the learning rate, the new parts (adapters, heads,
+    projections) at the full rate, on one schedule."""
+
+    def __init__(self, *args, teacher: Teacher, inherited: set[str] = frozenset(), inherited_lr_scale: float = 1.0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.inherited, self.inherited_lr_scale = set(inherited), inherited_lr_scale
         self.teacher = teacher
         self.teacher.model.to(self.args.device)
         self._sums: dict[str, float] = {}
         self._count = 0
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the inherited parameters in groups of their own at a lower rate
+        (the scheduler scales every group's rate alike)."""
+        if self.inherited_lr_scale == 1.0 or not self.inherited or self.optimizer is not None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = {}
+        for name, p in opt_model.named_parameters():
+            if p.requires_grad:
+                key = (name in self.inherited, name in decay)
+                groups.setdefault(key, []).append(p)
+        lr = self.args.learning_rate
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(
+            [{"params": params, "weight_decay": self.args.weight_decay if decayed else 0.0,
+              "lr": lr * self.inherited_lr_scale if inherited else lr}
+             for (inherited, decayed), params in groups.items()], **optimizer_kwargs)
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inner = self.accelerator.unwrap_model(model)
@@ -199,6 +225,44 @@ class JsonlLogCallback(TrainerCallback):
                 f.write(json.dumps(row) + "\n")
 
 
+class ZeroShotCallback(TrainerCallback):
+    """The zero-shot STS-B dev score of the student's mean-pooled final states (as `bench embed`
+    scores it) at step 0, every `every` steps and at the end, as rows of OUT/log.jsonl
+    ({"step", "tokens", "zero_shot_spearman", "zero_shot_pearson"}): the curve that shows whether
+    training keeps what the initialisation gave, with no fine-tuning noise."""
+
+    def __init__(self, data_dir: str, every: int, tokenizer, path: Path):
+        from ..inference.embeddings import ZeroShotSTSB
+
+        self.stsb, self.every, self.tokenizer, self.path = ZeroShotSTSB(data_dir), every, tokenizer, path
+        self.last_step = None
+
+    def _score(self, state, model):
+        if not state.is_world_process_zero or state.global_step == self.last_step:
+            return
+        encoder = model.student.minialbert
+        training = encoder.training
+        scores = self.stsb.score(encoder.eval(), self.tokenizer)
+        encoder.train(training)
+        self.last_step = state.global_step
+        row = {"step": state.global_step, "tokens": state.num_input_tokens_seen,
+               "zero_shot_spearman": scores["spearman"], "zero_shot_pearson": scores["pearson"]}
+        logger.info("step %d: zero-shot STS-B Spearman %.2f", state.global_step, scores["spearman"])
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self._score(state, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self._score(state, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._score(state, model)
+
+
 def checkpoint_step(path: Path) -> int | None:
     """N for a folder named checkpoint-N, None for anything else (e.g. a set-aside checkpoint-N.incomplete)."""
     prefix, _, step = path.name.partition("-")
@@ -293,12 +357,14 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
     torch.manual_seed(recipe.seed)
     student = MiniAlbertForMaskedLM(config)
     info = {"embedding_init": recipe.embedding_init}
+    inherited = []  # the modules initialised from the teacher (or another pretrained model)
     if recipe.embedding_init == "teacher" and config.hidden_size != teacher.config.hidden_size:
         logger.warning("Student width %d differs from the teacher's %d: embeddings start random.",
                        config.hidden_size, teacher.config.hidden_size)
         info["embedding_init"] = "random"
     elif recipe.embedding_init == "teacher":
         info["embedding_init"] = "teacher-" + init_embeddings_from_teacher(student, teacher.model)
+        inherited += ["minialbert.embeddings", "minialbert.projection"]
     elif recipe.embedding_init != "random":
         from transformers import AutoModel, AutoTokenizer
 
@@ -319,10 +385,14 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
                 f"vocabulary from the teacher {teacher.name!r}; its embeddings would index the wrong tokens. "
                 "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
         init_embeddings_from_module(student, source)
+        inherited.append("minialbert.embeddings")
     if recipe.shared_layer_init not in (None, 0, "0", ""):
         layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
         init_shared_layer_from_teacher(student, teacher.model, layers)
         info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
+        inherited.append("minialbert.encoder.layer")
+    present = dict(student.named_modules())
+    info["inherited_modules"] = [m for m in inherited if m in present]  # E == H: no projection
     return student, info
 
 
@@ -399,9 +469,21 @@ def _check_positions(recipe: DistillRecipe) -> None:
                               f"{recipe.teacher!r}; use --max-length {positions} or less.")
 
 
-def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> dict:
+def student_description(config: MiniAlbertConfig, student=None) -> dict:
+    """The resolved student shape (and its base parameter count), as printed and stored."""
+    info = {"hidden_size": config.hidden_size, "embedding_size": config.embedding_size,
+            "iterations": config.num_hidden_layers, "adapters": config.use_adapters,
+            "adapter_reduction_factor": config.adapter_reduction_factor,
+            "num_attention_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size}
+    if student is not None:
+        info["base_parameters"] = sum(p.numel() for p in student.base_model.parameters())
+    return info
+
+
+def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sources: dict | None = None) -> dict:
     """Distil a student per `recipe` into out_dir; returns the summary written to
-    out_dir/final/distillation.json."""
+    out_dir/final/distillation.json. `sources`: where each recipe field came from (flag, preset,
+    recipe, default), stored with it."""
     from transformers import AutoTokenizer
 
     from ..data.corpus import CorpusOptions, build_windows
@@ -440,13 +522,18 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     config = student_config(recipe, teacher.config)
     weights, projection, layer_map = _resolve_alignment(recipe, teacher, config)
     student, init_info = build_student(recipe, teacher, tokenizer, config, layer_map)
+    shape = student_description(config, student)
+    logger.info("Student: H %d, E %d, N %d iterations, adapters %s (r %d); %s parameters (base)", config.hidden_size,
+                config.embedding_size, config.num_hidden_layers, "yes" if config.use_adapters else "no",
+                config.adapter_reduction_factor, f"{shape['base_parameters']:,}")
+    provenance = {"student": shape, "settings_sources": sources} if sources else {"student": shape}
     model = DistillationModel(student, layer_map, weights, recipe.temperature, recipe.average_heads, projection)
     if weights.uses_attention:  # only the mapped layers materialise attention maps
         teacher.maps_only_for(layer_map)
 
     if recipe.max_steps == 0:  # initialisation only: the 0-token point of a budget curve
         logger.warning("--max-steps 0: no training; saving the initialised student.")
-        summary = {"teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(),
+        summary = {"teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(), **provenance,
                    "layer_map": layer_map, "initialisation": init_info, "steps": 0, "seed": recipe.seed,
                    "train_seconds_this_run": 0.0, "distilled_tokens": 0, "world_size": args.world_size,
                    "output_loss": bool(weights.output), "final_losses": {}}
@@ -463,14 +550,15 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     collator = SeededMaskingCollator(tokenizer, recipe.mlm_probability, recipe.seed)
     (out / "recipe.yaml").write_text(__import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
     train_data = windows if recipe.streaming else IndexedWindows(windows)
+    callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator),
+                 tensorboard_callback(out / "tensorboard")]
+    if recipe.zero_shot_every:
+        callbacks.append(ZeroShotCallback(recipe.zero_shot_data, recipe.zero_shot_every, tokenizer, out / "log.jsonl"))
     trainer = DistillationTrainer(model=model, args=args, train_dataset=train_data, data_collator=collator,
-                                  teacher=teacher, callbacks=[JsonlLogCallback(out / "log.jsonl"),
-                                                              MaskingEpochCallback(collator),
-                                                              tensorboard_callback(out / "tensorboard")])
-    logger.info("Student: %s parameters (base), %d iterations, E=%d, adapters=%s; layer map %s; losses: %s",
-                f"{sum(p.numel() for p in student.minialbert.parameters()):,}", student.config.num_hidden_layers,
-                student.config.embedding_size, student.config.use_adapters, layer_map,
-                ", ".join(weights.active_components()))
+                                  teacher=teacher, callbacks=callbacks, inherited_lr_scale=recipe.inherited_lr_scale,
+                                  inherited={f"student.{n}" for n, _ in student.named_parameters()
+                                             if any(n.startswith(m + ".") for m in init_info["inherited_modules"])})
+    logger.info("Layer map %s; losses: %s", layer_map, ", ".join(weights.active_components()))
     start = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.time() - start
@@ -479,7 +567,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False) -> di
     first_windows = gather_object([collator.first_windows])  # one list per process: shards must differ
 
     summary = {
-        "teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(),
+        "teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(), **provenance,
         "layer_map": layer_map, "initialisation": init_info, "steps": trainer.state.global_step,
         "seed": recipe.seed, "train_seconds_this_run": round(elapsed, 1),
         "distilled_tokens": trainer.state.num_input_tokens_seen, "world_size": args.world_size,
@@ -552,13 +640,14 @@ def _student_card(folder: Path, student, summary: dict) -> None:
 
 
 def _last_logged(path: Path) -> dict:
-    rows = read_log(path)
+    rows = read_log(path, "loss")
     return rows[-1] if rows else {}
 
 
 def loss_summary(path: Path) -> str:
-    """First vs last logged value of each loss component, for the end-of-run printout."""
-    rows = read_log(path)
+    """First vs last logged value of each loss component (and the zero-shot score, when it was
+    recorded), for the end-of-run printout."""
+    rows = read_log(path, "loss")
     if not rows:
         return "(no logged steps)"
     first, last = rows[0], rows[-1]
@@ -566,4 +655,10 @@ def loss_summary(path: Path) -> str:
     for k in ("loss", *COMPONENTS):
         if k in first and k in last and not (isinstance(first[k], float) and math.isnan(first[k])):
             lines.append(f"{k:<10} {first[k]:>12.4f} {last[k]:>12.4f}  {100 * (last[k] - first[k]) / max(abs(first[k]), 1e-12):+.1f}%")
+    curve = read_log(path, "zero_shot_spearman")
+    if curve:
+        low = min(curve, key=lambda r: r["zero_shot_spearman"])
+        lines.append(f"zero-shot STS-B Spearman: {curve[0]['zero_shot_spearman']:.2f} at step {curve[0]['step']}, "
+                     f"{curve[-1]['zero_shot_spearman']:.2f} at step {curve[-1]['step']} (lowest {low['zero_shot_spearman']:.2f}"
+                     f" at step {low['step']})")
     return "\n".join(lines)

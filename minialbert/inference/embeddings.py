@@ -70,6 +70,26 @@ def stsb_dev_pairs(data_dir: str):
     return dev.texts, np.asarray(dev.labels, dtype=float)
 
 
+class ZeroShotSTSB:
+    """The STS-B dev pairs of `data_dir`, read once, and the zero-shot score of an encoder on them:
+    each distinct sentence encoded once, cosine per pair, Spearman/Pearson x 100 against the gold
+    scores. Used by `bench embed` and, during distillation, by the zero-shot curve."""
+
+    def __init__(self, data_dir: str):
+        self.pairs, self.gold = stsb_dev_pairs(data_dir)
+        self.sentences = sorted({s for pair in self.pairs for s in pair})
+        self.index = {s: i for i, s in enumerate(self.sentences)}
+
+    def score(self, encoder, tokenizer, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,
+              **embed_kwargs) -> dict:
+        from scipy.stats import pearsonr, spearmanr
+
+        cos = _cosines(embed(encoder, tokenizer, self.sentences, pooling, batch_size, max_length, **embed_kwargs),
+                       self.index, self.pairs)
+        return {"spearman": round(100 * float(spearmanr(cos, self.gold)[0]), 2),
+                "pearson": round(100 * float(pearsonr(cos, self.gold)[0]), 2)}
+
+
 @dataclass
 class BenchEmbedOptions:
     """`minialbert bench embed`: the fields are bench_embed's parameters."""
@@ -91,13 +111,9 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
     """Zero-shot STS-B dev scores of `model`'s pooled embeddings (x 100), the embedding-layer
     baseline, and sentences per second; with `depths` (MiniALBERT) the same after each K
     iterations; with `compare`, the same for other encoders in this run and the ratios to them."""
-    from scipy.stats import pearsonr, spearmanr
-
     if pooling not in POOLINGS:
         raise MiniAlbertError(f"--pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
-    pairs, gold = stsb_dev_pairs(data_dir)
-    sentences = sorted({s for pair in pairs for s in pair})
-    index = {s: i for i, s in enumerate(sentences)}
+    stsb = ZeroShotSTSB(data_dir)
     encoder, tokenizer = load_encoder(model)
     N = getattr(encoder.config, "num_hidden_layers", None)
     minialbert = getattr(encoder.config, "model_type", None) == "minialbert"
@@ -106,19 +122,16 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
                               f"{encoder.config.model_type!r}.")
 
     def score(**kw) -> dict:
-        embed(encoder, tokenizer, sentences[:batch_size], pooling, batch_size, max_length, **kw)  # warm-up
+        embed(encoder, tokenizer, stsb.sentences[:batch_size], pooling, batch_size, max_length, **kw)  # warm-up
         start = time.perf_counter()
-        emb = embed(encoder, tokenizer, sentences, pooling, batch_size, max_length, **kw)
+        scores = stsb.score(encoder, tokenizer, pooling, batch_size, max_length, **kw)
         seconds = time.perf_counter() - start
-        cos = _cosines(emb, index, pairs)
-        return {"spearman": round(100 * float(spearmanr(cos, gold)[0]), 2),
-                "pearson": round(100 * float(pearsonr(cos, gold)[0]), 2),
-                "sentences_per_s": round(len(sentences) / seconds, 1)}
+        return {**scores, "sentences_per_s": round(len(stsb.sentences) / seconds, 1)}
 
     result = {"model": model, "pooling": pooling, **score()}
-    lexical = _cosines(embed(encoder, tokenizer, sentences, pooling, batch_size, max_length, layer=0), index, pairs)
-    result.update({"embedding_layer_spearman": round(100 * float(spearmanr(lexical, gold)[0]), 2),
-                   "sentences": len(sentences), "pairs": len(pairs),
+    result.update({"embedding_layer_spearman": stsb.score(encoder, tokenizer, pooling, batch_size, max_length,
+                                                          layer=0)["spearman"],
+                   "sentences": len(stsb.sentences), "pairs": len(stsb.pairs),
                    "parameters": sum(p.numel() for p in encoder.parameters()),
                    "iterations": N, "threads": torch.get_num_threads()})
     if depths:
