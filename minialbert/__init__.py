@@ -39,7 +39,7 @@ for _auto, _cls in ((AutoModel, MiniAlbertModel), (AutoModelForMaskedLM, MiniAlb
 
 def __getattr__(name):  # PEP 562: keep `import minialbert` light
     if name == "load_adapter_model":
-        from .finetune.adapter_files import load_adapter_model
+        from .model.adapters import load_adapter_model
 
         return load_adapter_model
     raise AttributeError(f"module 'minialbert' has no attribute {name!r}")

@@ -28,3 +28,15 @@ def options_hash(options: dict, length: int = 10) -> str:
     """sha256 of the JSON of `options` (sorted keys), shortened."""
     text = json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def fields_identity(options, resolvers: dict | None = None, keep=lambda f: f.metadata.get("identity", True)) -> dict:
+    """{field: value} of a dataclass instance for every field `keep` accepts (default: every field
+    not marked `identity: False` in its metadata), each value passed through `resolvers[name]` when
+    there is one (e.g. a folder -> its path_identity). Deriving the identity from the fields means a
+    new option is part of it unless someone marks it as unable to change the numbers."""
+    import dataclasses
+
+    resolvers = resolvers or {}
+    return {f.name: resolvers.get(f.name, lambda v: v)(getattr(options, f.name))
+            for f in dataclasses.fields(options) if keep(f)}

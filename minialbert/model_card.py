@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data.offline import PACKAGED_TEACHER_ALIASES
+from .packaged import PACKAGED_TEACHER_ALIASES
 
 PACKAGED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -1,10 +1,16 @@
-"""One configuration mechanism: a dataclass's fields become command-line flags.
+"""One configuration mechanism for every command: a dataclass's fields become its flags.
 
 Each field gives one flag `--field-name` (or `metadata["flag"]`), typed by its annotation: bools
 become `--x/--no-x`, `list[float]` takes several values, `list[int]` a comma-separated list;
-`metadata` may add "help", "choices", "metavar", "required", "nargs" (lists: "+" by default) and "type" (a parser for the value). The parsed namespace turns back into the
-dataclass with `from_args`. Used for the distillation recipe, the fine-tuning options and the
-benchmarks, so a new option is one field in one place."""
+`metadata` may add "help", "choices", "metavar", "required", "positional" (an argument without a
+flag), "nargs" (lists: "+" by default), "action" ("append": a list given one flag per value) and
+"type" (a parser for the value). The parsed namespace turns back into the dataclass with
+`from_args`, so a new option is one field in one place.
+
+Why not transformers' `HfArgumentParser`, which does the same for flat dataclasses: it gives a
+bool with a False default no `--no-x` flag (the recipes set `pack: true`, so `--no-pack` must
+exist), has no comma-separated integer lists, and cannot leave every default unset, which is how
+`distill` tells an explicit flag from a recipe's value (flag > preset > recipe > default)."""
 
 from __future__ import annotations
 
@@ -29,13 +35,28 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _declaring_class(cls, name: str):
+    """The class in `cls`'s MRO whose own annotations declare field `name`."""
+    return next(c for c in cls.__mro__ if name in c.__dict__.get("__annotations__", {}))
+
+
 def add_dataclass_flags(parser, cls, *, help: dict | None = None, defaults_none: bool = False,
                         skip: tuple[str, ...] = ()) -> None:
     """A flag per field of `cls`. `defaults_none`: every default is None, so that values from
-    elsewhere (a recipe file) stand unless the flag is given; otherwise the field's default."""
-    for f in dataclasses.fields(cls):
+    elsewhere (a recipe file) stand unless the flag is given; otherwise the field's default.
+    Fields a dataclass inherits come after its own, in an argument group named by the first line
+    of the base class's docstring (e.g. the task-distillation options of `finetune`)."""
+    groups = {}
+    ordered = sorted(dataclasses.fields(cls), key=lambda f: _declaring_class(cls, f.name) is not cls)
+    for f in ordered:
         if f.name in skip:
             continue
+        owner = _declaring_class(cls, f.name)
+        target = parser
+        if owner is not cls:
+            if owner not in groups:
+                groups[owner] = parser.add_argument_group((owner.__doc__ or owner.__name__).strip().splitlines()[0])
+            target = groups[owner]
         meta = f.metadata
         flag = meta.get("flag", "--" + f.name.replace("_", "-"))
         text = (help or {}).get(f.name, meta.get("help", f.name.replace("_", " ")))
@@ -48,20 +69,26 @@ def add_dataclass_flags(parser, cls, *, help: dict | None = None, defaults_none:
         kw = dict(dest=f.name, default=default, help=text)
         if meta.get("required"):
             kw = dict(dest=f.name, required=True, help=text)
+        if meta.get("positional"):  # named by the field, required unless it has a default
+            flag, kw = f.name, dict(help=text, **({} if f.default is dataclasses.MISSING
+                                                   and f.default_factory is dataclasses.MISSING else
+                                                   {"default": default, "nargs": "?"}))
         if "metavar" in meta:
             kw["metavar"] = meta["metavar"]
         kind = _field_type(cls, f)
         origin = typing.get_origin(kind)
         if "type" in meta:
-            parser.add_argument(flag, type=meta["type"], **kw)
+            target.add_argument(flag, type=meta["type"], **kw)
         elif kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            target.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif origin is list and meta.get("action") == "append":  # a flag given once per value
+            target.add_argument(flag, action="append", type=typing.get_args(kind)[0], **kw)
         elif origin is list and typing.get_args(kind) == (int,):
-            parser.add_argument(flag, type=int_list, **kw)
+            target.add_argument(flag, type=int_list, **kw)
         elif origin is list:
-            parser.add_argument(flag, type=typing.get_args(kind)[0], nargs=meta.get("nargs", "+"), **kw)
+            target.add_argument(flag, type=typing.get_args(kind)[0], nargs=meta.get("nargs", "+"), **kw)
         else:
-            parser.add_argument(flag, type=kind, choices=meta.get("choices"), **kw)
+            target.add_argument(flag, type=kind, choices=meta.get("choices"), **kw)
 
 
 def from_args(cls, args, **extra):

@@ -55,6 +55,14 @@ def matmul_gflops(dtype: torch.dtype, rows: int = 1024, inner: int = 1024, cols:
     return 2 * rows * inner * cols * reps / (time.perf_counter() - start) / 1e9
 
 
+def machine_description() -> dict:
+    """Where a run ran: the CPU model and threads, and the GPU when one is used."""
+    info = {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when a GPU is visible, else cpu; 'cuda' without a GPU is a clear error."""
     if name not in ("auto", "cpu", "cuda"):
@@ -67,9 +75,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and cuda) else "cpu")
 
 
-def _probe_cache() -> Path:
-    from .data.corpus import cache_root
+def cache_root() -> Path:
+    """Where derived files are cached (corpus windows, the dtype probe): $MINIALBERT_CACHE or
+    ~/.cache/minialbert."""
+    return Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert"))
 
+
+def _probe_cache() -> Path:
     return cache_root() / "dtype-probe.json"
 
 
@@ -118,3 +130,15 @@ def resolve_dtype(name: str) -> str:
                 probe["choice"], probe["cpu"], probe["fp32_gflops"], probe["bf16_gflops"],
                 "" if probe["choice"] == "bf16" else " (bf16 picked only when >10% faster)")
     return probe["choice"]
+
+
+def training_arguments(output_dir, dtype: str, seed: int, **settings):
+    """The one place the Trainer's arguments are built: the device (a GPU when one is visible, else
+    the CPU; torchrun / accelerate choose the GPU per process), the resolved precision `dtype`, the
+    seed of the model and of the data order, and no reporting integrations (TensorBoard logs come
+    from compat.tensorboard_callback). `settings`: everything that is the caller's own."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=str(output_dir), use_cpu=not torch.cuda.is_available(),
+                             bf16=dtype == "bf16", fp16=dtype == "fp16", seed=seed, data_seed=seed,
+                             report_to="none", **settings)

@@ -47,7 +47,7 @@ def save_tiny_student(path, tokenizer: bool = True, **overrides) -> str:
     from transformers import AutoTokenizer
 
     from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
-    from minialbert.data.offline import packaged_teacher_path
+    from minialbert.packaged import packaged_teacher_path
 
     kw = dict(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
               adapter_reduction_factor=16)

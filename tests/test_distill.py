@@ -76,7 +76,7 @@ def test_embedding_init_with_another_vocabulary_is_refused(tmp_path, capsys):
 def test_windows_from_text_and_jsonl_sources(tmp_path):
     from transformers import AutoTokenizer
 
-    from minialbert.data.offline import packaged_teacher_path
+    from minialbert.packaged import packaged_teacher_path
 
     tok = AutoTokenizer.from_pretrained(packaged_teacher_path())
     long_doc = " ".join(f"word{i}" for i in range(400))

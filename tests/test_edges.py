@@ -14,9 +14,9 @@ from safetensors.torch import save_file
 import minialbert  # noqa: F401
 from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
 from minialbert.cli import main
-from minialbert.data.offline import packaged_teacher_path
-from minialbert.distillation.trainer import _set_aside_incomplete, latest_complete_checkpoint
-from minialbert.finetune.glue import get_task, glue_metrics
+from minialbert.packaged import packaged_teacher_path
+from minialbert.checkpoints import latest_complete_checkpoint, set_aside_incomplete
+from minialbert.data.glue import get_task, glue_metrics
 
 
 
@@ -183,12 +183,12 @@ def test_resume_point_survives_repeated_kills_and_skips_a_damaged_checkpoint(tmp
     (folder / "checkpoint-6").mkdir()  # killed before trainer_state.json
     (folder / "checkpoint-4.incomplete").mkdir()  # set aside by an earlier resume
     assert latest_complete_checkpoint(folder) == good
-    _set_aside_incomplete(folder, good)  # used to crash on 'checkpoint-4.incomplete'
+    set_aside_incomplete(folder, good)  # used to crash on 'checkpoint-4.incomplete'
     assert sorted(p.name for p in folder.iterdir()) == [
         "checkpoint-2", "checkpoint-4.incomplete", "checkpoint-4.incomplete.1", "checkpoint-6.incomplete"]
     _checkpoint(folder, 4)  # the resumed run writes checkpoint-4 again, then is killed once more
     assert latest_complete_checkpoint(folder).name == "checkpoint-4"
-    _set_aside_incomplete(folder, latest_complete_checkpoint(folder))  # a third resume still works
+    set_aside_incomplete(folder, latest_complete_checkpoint(folder))  # a third resume still works
 
 
 def _weights(folder) -> dict:

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 import minialbert  # noqa: F401
 from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM
 from minialbert.cli import main
-from minialbert.data.offline import packaged_teacher_path
+from minialbert.packaged import packaged_teacher_path
 from minialbert.errors import MiniAlbertError
 from minialbert.model import MiniAlbertForSequenceClassification, MiniAlbertForTokenClassification
 from minialbert.model.initialization import init_shared_layer_from_teacher, parse_shared_layer_init
@@ -134,7 +134,7 @@ def test_finetune_records_exits_and_predict_serves_any_depth(elastic_sst2, tmp_p
     model_dir = next((d / "full" / "runs").glob("*/model"))
     assert json.loads((model_dir / "config.json").read_text())["exit_iterations"] == [1, 2, 3]
     task = next((d / "adapter" / "runs").glob("*/adapter"))
-    assert json.loads((task / "adapter_config.json").read_text())["exit_iterations"] == [1, 2, 3]
+    assert json.loads((task / "minialbert_adapter.json").read_text())["exit_iterations"] == [1, 2, 3]
     requests = tmp_path / "in.jsonl"
     requests.write_text('{"text": "a wonderful film"}\n{"text": "dull and slow"}\n')
     assert main(["predict", "--base", str(d / "base"), "--task-file", f"sst2={task}", "--input", str(requests),
@@ -144,7 +144,7 @@ def test_finetune_records_exits_and_predict_serves_any_depth(elastic_sst2, tmp_p
     assert main(["predict", "--base", str(d / "base"), "--task-file", f"sst2={task}", "--input", str(requests),
                  "--early-exit", "1.0"]) == 0
     assert [json.loads(line)["iterations"] for line in capsys.readouterr().out.splitlines()] == [1, 1]
-    from minialbert.finetune import load_adapter_model
+    from minialbert import load_adapter_model
     from minialbert.inference import MultiTaskModel
 
     server = MultiTaskModel(str(d / "base"))

@@ -10,7 +10,7 @@ from scipy.stats import pearsonr, spearmanr
 from transformers import AutoModel, AutoTokenizer
 
 from minialbert.cli import main
-from minialbert.finetune import get_task, load_glue
+from minialbert.data.glue import get_task, load_glue
 
 from helpers import save_tiny_student, shared_path
 

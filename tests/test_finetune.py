@@ -11,9 +11,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from minialbert import MiniAlbertForMaskedLM
 from minialbert.cli import main
-from minialbert.data.offline import packaged_teacher_path
-from minialbert.finetune import get_task, glue_metrics, load_adapter_model, load_glue, load_ner
-from minialbert.finetune.ner import NerSplit, encode_ner
+from minialbert.packaged import packaged_teacher_path
+from minialbert import load_adapter_model
+from minialbert.data.glue import get_task, glue_metrics, load_glue
+from minialbert.data.ner import load_ner
+from minialbert.data.ner import NerSplit, encode_ner
 
 from helpers import save_tiny_student, shared_path
 
@@ -91,7 +93,7 @@ def test_metrics_against_hand_computed_values():
     assert mrpc["f1"] == pytest.approx(2 / 3) and mrpc["accuracy"] == 0.75 and mrpc["score"] == mrpc["f1"]
     stsb = glue_metrics(get_task("stsb"), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
     assert stsb["pearson"] == pytest.approx(3 / (2 * 14 / 3) ** 0.5) and stsb["spearman"] == pytest.approx(1.0)
-    from minialbert.finetune import ner_metrics
+    from minialbert.data.ner import ner_metrics
     m = ner_metrics([["B-D", "I-D", "O", "B-D"]], [["B-D", "I-D", "O", "O"]])
     assert m["precision"] == 1.0 and m["recall"] == 0.5 and m["f1"] == pytest.approx(2 / 3)
 
@@ -116,8 +118,8 @@ def recompute_dev_metrics(model_dir, task, data_dir, max_length):
     from sklearn.metrics import accuracy_score, matthews_corrcoef
     from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-    from minialbert.finetune.ner import ner_metrics, word_level_predictions
-    from minialbert.finetune.runner import DataOptions, prepare_data
+    from minialbert.data.ner import ner_metrics, word_level_predictions
+    from minialbert.data.tasks import DataOptions, prepare_data
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     data = prepare_data(DataOptions(task=task, data_dir=str(data_dir), max_length=max_length), tok)
@@ -150,7 +152,7 @@ def test_short_runs_write_results_with_the_right_metrics(task, data, metric, tin
     data_dir = shared_path("data", *data)
     assert main(["finetune", "--model", tiny_checkpoint, "--task", task, "--data-dir", str(data_dir),
                  "--max-steps", "100", "--max-length", "64", "--lr", "1e-3", "--dtype", "fp32",
-                 "--out", str(tmp_path)]) == 0
+                 "--pair-encoding", "cross", "--out", str(tmp_path)]) == 0  # the recomputation reads [CLS] a [SEP] b
     results = json.loads((tmp_path / "results.json").read_text())
     split = "devel" if task == "ner" else "dev"
     stored = results["best"]["metrics_mean"][split][metric]
@@ -189,13 +191,14 @@ def test_packaged_minilm_learns_sst2_beyond_majority(tmp_path):
 def test_adapter_tuning_file_reloads_to_the_same_predictions(tiny_checkpoint, tmp_path):
     glue = shared_path("data", "glue")
     assert main(["finetune", "--model", tiny_checkpoint, "--task", "mrpc", "--data-dir", str(glue), "--adapter-tuning",
-                 "--max-steps", "20", "--max-length", "64", "--dtype", "fp32", "--out", str(tmp_path)]) == 0
+                 "--max-steps", "20", "--max-length", "64", "--dtype", "fp32", "--pair-encoding", "cross",
+                 "--out", str(tmp_path)]) == 0
     run = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     H, r = 64, 16
     adapters = 2 * 2 * ((H * (H // r) + H // r) + (H // r * H + H) + 2 * H)
     assert run["trainable_parameters"] == adapters + (H * 2 + 2)  # adapters + classifier
     task_dir = next((tmp_path / "runs").glob("*/adapter"))
-    cfg = json.loads((task_dir / "adapter_config.json").read_text())
+    cfg = json.loads((task_dir / "minialbert_adapter.json").read_text())
     assert cfg["parameters"] == run["trainable_parameters"] and cfg["base_model"].endswith(tiny_checkpoint.split("/")[-1])
     model = load_adapter_model(task_dir)
     base = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
@@ -203,7 +206,7 @@ def test_adapter_tuning_file_reloads_to_the_same_predictions(tiny_checkpoint, tm
     with torch.no_grad():
         assert not torch.allclose(model(ids).logits, base(ids).logits)  # the saved adapters/head are used
     # the reloaded task file reproduces the dev score the run stored for it
-    from minialbert.finetune.runner import DataOptions, prepare_data
+    from minialbert.data.tasks import DataOptions, prepare_data
     tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
     dev, _ = prepare_data(DataOptions(task="mrpc", data_dir=glue, max_length=64), tok).evals["dev"]
     from transformers import DataCollatorWithPadding

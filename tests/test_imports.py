@@ -34,9 +34,82 @@ def test_every_module_imports_alone_without_global_side_effects():
 def test_reading_glue_leaves_the_csv_limit_as_it_was(tmp_path):
     import csv
 
-    from minialbert.finetune.glue import get_task, read_tsv
+    from minialbert.data.glue import get_task, read_tsv
 
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
     before = csv.field_size_limit()
     assert read_tsv(get_task("sst2"), tmp_path / "dev.tsv").labels == [1]
     assert csv.field_size_limit() == before
+
+
+# The layers, from the command line down to the model and the small helpers beneath it: a module may
+# import its own layer or any layer below it, never one above.
+LAYERS = ["__main__", "cli", "analysis", "finetune", "taskdistill", "distillation", "inference", "data",
+          "model_card", "runtime", "model", "checkpoints", "packaged", "fingerprint", "options", "compat",
+          "hf_utils", "allocator", "errors"]
+
+
+def _package_imports():
+    """{module: {imported package modules}} for every module of the package, reading every import
+    statement, those inside functions included (a function-local import is still a dependency)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "minialbert"
+    graph = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("minialbert")}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                if module.startswith("minialbert"):
+                    targets.add(module)
+        graph[name] = targets - {name}
+    return graph
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 else -1  # minialbert itself: above everything
+
+
+def test_no_import_cycle_function_local_imports_included():
+    graph = _package_imports()
+    state = {}
+
+    def visit(module, path):
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", "import cycle: " + " -> ".join(path + [module])
+        state[module] = "open"
+        for target in graph.get(module, ()):
+            if target in graph:
+                visit(target, path + [module])
+        state[module] = "done"
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_imports_run_one_way_from_the_command_line_down_to_the_model():
+    climbing = [f"{m} -> {t}" for m, targets in _package_imports().items() for t in targets
+                if m != "minialbert" and t != "minialbert" and _layer(t) < _layer(m)]
+    assert not climbing, "imports that climb back up the layers: " + "; ".join(sorted(climbing))
+
+
+def test_no_package_module_outside_model_is_longer_than_450_lines():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "minialbert"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if "model" not in p.relative_to(root).parts[:1] and (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"modules over 450 lines: {long}"

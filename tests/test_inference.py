@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 
 from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM, load_adapter_model
 from minialbert.cli import main
-from minialbert.data.offline import packaged_teacher_path
+from minialbert.packaged import packaged_teacher_path
 from minialbert.inference import MultiTaskModel
 
 from helpers import shared_path
@@ -26,7 +26,8 @@ def two_tasks(tmp_path_factory):
     for task in ("rte", "stsb"):
         out = tmp_path_factory.mktemp(task)
         assert main(["finetune", "--model", str(base), "--task", task, "--data-dir", str(glue), "--adapter-tuning",
-                     "--max-steps", "5", "--max-length", "32", "--lr", "1e-2", "--out", str(out)]) == 0
+                     "--max-steps", "5", "--max-length", "32", "--lr", "1e-2", "--pair-encoding", "cross",
+                     "--out", str(out)]) == 0
         dirs[task] = next((out / "runs").glob("*/adapter"))
     return base, dirs
 

@@ -10,9 +10,10 @@ from torch.nn import functional as F
 from transformers import AutoTokenizer
 
 from minialbert.cli import main
-from minialbert.data.offline import packaged_teacher_path
-from minialbert.finetune import get_task, glue_metrics, load_adapter_model
-from minialbert.finetune.runner import DataOptions, PairCollator, prepare_data
+from minialbert.packaged import packaged_teacher_path
+from minialbert import load_adapter_model
+from minialbert.data.glue import get_task, glue_metrics
+from minialbert.data.tasks import DataOptions, PairCollator, prepare_data
 from minialbert.model import BiEncoderForSequenceClassification, load_bi_encoder
 
 from helpers import save_tiny_student, shared_path
@@ -118,7 +119,7 @@ def test_adapter_tuned_bi_encoder_reloads_to_the_same_predictions(student_dir, t
     run = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert run["trainable_parameters"] < run["total_parameters"] / 5
     task = next((out / "runs").glob("*/adapter"))
-    assert json.loads((task / "adapter_config.json").read_text())["head"] == "bi-encoder"
+    assert json.loads((task / "minialbert_adapter.json").read_text())["head"] == "bi-encoder"
     model = load_adapter_model(task)
     assert isinstance(model, BiEncoderForSequenceClassification)
     tok = AutoTokenizer.from_pretrained(student_dir)

@@ -18,9 +18,10 @@ import torch
 from transformers import AutoTokenizer
 
 from minialbert.cli import main
-from minialbert.data.transfer import augment, load_mlm, read_transfer_data, replace_words
+from minialbert.data.transfer import read_transfer_data
+from minialbert.taskdistill.augment import augment, load_mlm, replace_words
 from minialbert.distillation.losses import distillation_losses
-from minialbert.distillation.task import intermediate_losses, prediction_loss, soft_cross_entropy
+from minialbert.taskdistill.losses import intermediate_losses, prediction_loss, soft_cross_entropy
 from minialbert.errors import MiniAlbertError
 
 from helpers import save_tiny_student, shared_path
@@ -106,7 +107,8 @@ def student_dir(tmp_path_factory):
 def _finetuned(student_dir, root, task, data, *extra):
     out = root / f"teacher-{task}"
     assert main(["finetune", "--model", student_dir, "--task", task, "--data-dir", str(data), "--max-steps", "3",
-                 "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32", "--out", str(out), *extra]) == 0
+                 "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32", "--pair-encoding", "cross", "--out", str(out),
+                 *extra]) == 0
     return str(out)
 
 
@@ -181,7 +183,7 @@ def test_augmentation_is_deterministic_and_replaces_only_whole_words(student_dir
 
 
 def test_transfer_data_readers(tmp_path):
-    from minialbert.finetune.glue import get_task
+    from minialbert.data.glue import get_task
 
     glue = shared_path("data", "glue")
     pairs = read_transfer_data(str(glue / "STS-B"), get_task("stsb"))
@@ -207,7 +209,7 @@ def test_cross_student_distils_from_teacher_with_augmentation_and_transfer_data(
     args = ["finetune", "--model", student_dir, "--task", "stsb", "--data-dir", str(glue), "--teacher",
             teachers["stsb"], "--max-train-samples", "24", "--augment", "2", "--transfer-data", str(glue / "STS-B"),
             "--max-transfer-samples", "10", "--intermediate-epochs", "1", "--epochs", "1", "--lr", "1e-3",
-            "--max-length", "32", "--dtype", "fp32", "--out", str(out)]
+            "--max-length", "32", "--dtype", "fp32", "--pair-encoding", "cross", "--out", str(out)]
     assert main(args) == 0
     summary = json.loads((out / "results.json").read_text())
     assert summary["pipeline"] == "task-distillation[1+2,augment 2,transfer data]"
@@ -219,7 +221,7 @@ def test_cross_student_distils_from_teacher_with_augmentation_and_transfer_data(
     # the stored teacher logits are the teacher's own predictions on those rows
     import datasets
 
-    from minialbert.distillation.task import load_task_teacher
+    from minialbert.taskdistill.teacher import load_task_teacher
 
     cached = datasets.load_from_disk(str(next((out / "transfer").glob("*/data"))))
     assert sum(cached["has_label"]) == 24 and len(cached) == 82
@@ -260,7 +262,8 @@ def test_kill_9_during_a_distillation_grid_then_resume_equals_an_uninterrupted_r
     glue = str(shared_path("data", "glue"))
     common = ["-m", "minialbert", "finetune", "--model", student_dir, "--task", "stsb", "--data-dir", glue,
               "--teacher", teachers["stsb"], "--max-train-samples", "64", "--augment", "1", "--epochs", "2",
-              "--lr", "1e-3", "2e-3", "--max-length", "32", "--dtype", "fp32", "--save-models", "none"]
+              "--lr", "1e-3", "2e-3", "--max-length", "32", "--dtype", "fp32", "--save-models", "none",
+              "--pair-encoding", "cross"]
     out, straight = tmp_path / "killed", tmp_path / "straight"
     proc = subprocess.Popen([sys.executable, *common, "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
@@ -28,6 +29,27 @@ VARIANTS = {
 }
 
 
+@dataclass
+class AblateOptions:
+    """`minialbert ablate`."""
+    budget_steps: int = field(metadata={"required": True, "help": "distillation steps per variant"})
+    tasks: str = field(metadata={"required": True, "help": "comma list: GLUE names and ner:NAME (e.g. "
+                                                           "rte,stsb,ner:NCBI-disease)"})
+    out: str = field(metadata={"required": True})
+    recipe: str = field(default="cpu-demo", metadata={"help": "distillation recipe (name or YAML)"})
+    variants: str = field(default="full,hidden,attention,none", metadata={"help": (
+        "comma list. full/hidden/attention/none: alignment losses (Table 3); embedding-loss, full-rank (E = H): "
+        "Table 4; no-adapters: the student without adapters; mlm-only: no teacher at all (random start, MLM loss "
+        "only), the baseline distillation must beat")})
+    glue_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs); default: the hub"})
+    ner_dir: str | None = field(default=None, metadata={"help": "folder holding the NER data sets"})
+    finetune_steps: int = 200
+    finetune_lr: float = 5e-4
+    max_length: int = field(default=128, metadata={"help": "fine-tuning sequence length"})
+    set: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FIELD=VALUE", "help": (
+        "override a recipe field for every variant (repeatable), e.g. --set batch_size=8")})
+
+
 def parse_tasks(tasks: str, glue_dir, ner_dir) -> list[tuple[str, str, str | None]]:
     """'rte,stsb,ner:NCBI-disease' -> [(label, task, data_dir)]."""
     out = []
@@ -45,7 +67,8 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
                  finetune_lr: float = 5e-4, max_length: int = 128) -> dict:
     from ..distillation.recipe import apply_overrides
     from ..distillation.trainer import run_distillation
-    from ..finetune.runner import FinetuneOptions, run_finetune
+    from ..finetune.options import FinetuneOptions
+    from ..finetune.runner import run_finetune
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -95,7 +118,7 @@ def _check_same_recipe(before: dict, now: dict, where: Path) -> None:
 def _teacher_width(teacher: str) -> int:
     from transformers import AutoConfig
 
-    from ..data.offline import resolve_model_name
+    from ..checkpoints import resolve_model_name
 
     return AutoConfig.from_pretrained(resolve_model_name(teacher)).hidden_size
 

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from ..distillation.bench import DistillBenchOptions
-from ..runtime import DTYPE_HELP, DTYPES
-from ..options import add_dataclass_flags, from_args
+from ..distillation.fit_head import FitHeadOptions
+from ..options import add_dataclass_flags, from_args, options_kwargs
+from ..runtime import DTYPE_HELP
 
 
 HELP = {
@@ -19,7 +20,8 @@ HELP = {
     "adapters": "per-iteration bottleneck adapters (--no-adapters to leave them out)",
     "hidden_size": "force a student width different from the teacher's (needs --project-hidden)",
     "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
-    "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), random, or a model of width E",
+    "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), model2vec (E < H: a static distillation "
+                      "of the teacher's outputs, PCA to E), random, or a model of width E",
     "shared_layer_init": "shared layer from teacher layer N (1-based), 'average' (mean of the mapped teacher layers) "
                          "or 'average:2,4,6'; 0 = random",
     "layer_map": "comma-separated teacher layer (1-based) per student iteration; default uniform i*L/N",
@@ -73,19 +75,7 @@ def register(sub) -> None:
                     "the frozen word embeddings), reports masked-token accuracy before and after on held-out "
                     "windows, and saves a full AutoModelForMaskedLM checkpoint with its tokenizer.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--teacher", default="minilm", help="encoder to complete ('minilm' = packaged)")
-    p.add_argument("--corpus", default="wiki-offline", help="corpus, as for distill")
-    p.add_argument("--max-steps", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--max-docs", type=int, default=None)
-    p.add_argument("--eval-windows", type=int, default=256, help="held-out windows for the accuracy check")
-    p.add_argument("--eval-every", type=int, default=0,
-                   help="also measure held-out accuracy every N steps (the curve goes into fit_head.json)")
-    p.add_argument("--dtype", default="auto", choices=list(DTYPES), help=DTYPE_HELP)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", required=True, help="where to save the completed masked-LM checkpoint")
+    add_dataclass_flags(p, FitHeadOptions)
     p.set_defaults(func=run_fit_head)
 
     bench = sub.add_parser("bench", help="Benchmarks that print figures measured in one run.")
@@ -126,10 +116,7 @@ def run_distill(args) -> int:
 def run_fit_head(args) -> int:
     from ..distillation.fit_head import fit_mlm_head
 
-    report = fit_mlm_head(args.teacher, args.corpus, args.out, max_steps=args.max_steps,
-                          batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
-                          max_docs=args.max_docs, eval_windows=args.eval_windows, seed=args.seed,
-                          eval_every=args.eval_every, dtype=args.dtype)
+    report = fit_mlm_head(**options_kwargs(FitHeadOptions, args))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -6,7 +6,8 @@ import argparse
 import json
 
 from ..finetune.bench import BenchFinetuneOptions
-from ..finetune.runner import FinetuneOptions
+from ..finetune.options import FinetuneOptions
+from ..finetune.report import ReportOptions
 from ..options import add_dataclass_flags, from_args, options_kwargs
 
 
@@ -27,14 +28,7 @@ def register(sub, bench_sub) -> None:
                                    "training seconds of the reported configurations summed over the tasks. The "
                                    "average is left empty for a row that misses a shown task; use --tasks to compare "
                                    "rows on the tasks they share.")
-    p.add_argument("result_dirs", nargs="+", help="folders (searched recursively) or results.json files")
-    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
-    p.add_argument("--paper", action="store_true", help="append the paper's reference rows (averages)")
-    p.add_argument("--tasks", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=None,
-                   help="comma-separated columns to show, in this order, e.g. sst2,mrpc,ner:NCBI-disease "
-                        "(default: every task found)")
-    p.add_argument("--std", action="store_true",
-                   help="show 'mean ± sample std (seeds)' for tasks run with several seeds")
+    add_dataclass_flags(p, ReportOptions)
     p.set_defaults(func=run_report)
 
     p = bench_sub.add_parser("finetune", help="Seconds per step: full fine-tuning vs adapter tuning, same run.",

@@ -5,13 +5,47 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
 from ..inference.bench import BenchInferOptions, BenchOnnxOptions
 from ..inference.depth import BenchDepthOptions
 from ..inference.embeddings import BenchEmbedOptions
-from ..options import add_dataclass_flags, options_kwargs
+from ..options import add_dataclass_flags, from_args, options_kwargs
+
+
+@dataclass
+class PredictOptions:
+    """`minialbert predict`."""
+    base: str = field(metadata={"required": True, "help": "base checkpoint (the distilled student)"})
+    task_file: list[str] = field(metadata={"required": True, "action": "append", "metavar": "[NAME=]DIR",
+                                           "help": "adapter task folder, optionally named (repeatable)"})
+    input: str = field(metadata={"required": True, "help": "JSON lines with text (and text_pair, task)"})
+    output: str | None = field(default=None, metadata={"help": "write JSON lines here instead of stdout"})
+    iterations: int | None = field(default=None, metadata={"metavar": "K", "help": (
+        "run only the first K iterations (elastic depth; best with tasks tuned with --exits)")})
+    early_exit: float | None = field(default=None, metadata={"metavar": "THRESHOLD", "help": (
+        "stop each request at the first exit whose normalised entropy is <= THRESHOLD (0-1); the output says "
+        "how many iterations it used")})
+
+
+@dataclass
+class ExportOptions:
+    """`minialbert export`: one of --onnx and --sentence-transformers."""
+    model: str = field(metadata={"positional": True, "help": "checkpoint folder, adapter task folder, preset or hub "
+                                                             "name"})
+    onnx: str | None = field(default=None, metadata={"metavar": "OUT.onnx", "help": "write an ONNX file"})
+    sentence_transformers: str | None = field(default=None, metadata={"metavar": "OUT", "help": (
+        "write a sentence-transformers folder instead (the encoder + pooling; for a student, a bi-encoder or any "
+        "encoder): SentenceTransformer(OUT) loads it after `import minialbert`, or with trust_remote_code=True "
+        "where minialbert is not installed")})
+    pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
+        "with --sentence-transformers: the pooling of the sentence embedding")})
+    int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
+    opset: int = 18
+    iterations: int | None = field(default=None, metadata={"metavar": "K", "help": (
+        "export a K-iteration graph (elastic depth) instead of all N iterations")})
 
 
 def register(sub, bench_sub) -> None:
@@ -21,16 +55,7 @@ def register(sub, bench_sub) -> None:
                     "`finetune --adapter-tuning`), then answers each JSON line of --input "
                     '({"task": NAME, "text": ..., "text_pair": ...}; task optional with one task file), '
                     "switching adapters without reloading the base. Writes JSON lines to stdout or --output.")
-    p.add_argument("--base", required=True, help="base checkpoint (the distilled student)")
-    p.add_argument("--task-file", action="append", required=True, metavar="[NAME=]DIR",
-                   help="adapter task folder, optionally named (repeatable)")
-    p.add_argument("--input", required=True, help="JSON lines with text (and text_pair, task)")
-    p.add_argument("--output", default=None, help="write JSON lines here instead of stdout")
-    p.add_argument("--iterations", type=int, default=None, metavar="K",
-                   help="run only the first K iterations (elastic depth; best with tasks tuned with --exits)")
-    p.add_argument("--early-exit", type=float, default=None, metavar="THRESHOLD",
-                   help="stop each request at the first exit whose normalised entropy is <= THRESHOLD (0-1); "
-                        "the output says how many iterations it used")
+    add_dataclass_flags(p, PredictOptions)
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser(
@@ -41,18 +66,7 @@ def register(sub, bench_sub) -> None:
                     "written), and prints a JSON report. The shared layer is stored once. --int8 writes "
                     "dynamically quantised int8 weights (onnxruntime) instead of fp32; use "
                     "`minialbert bench onnx --task ...` to measure its speed and dev-set accuracy.")
-    p.add_argument("model", help="checkpoint folder, adapter task folder, preset or hub name")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--onnx", metavar="OUT.onnx", help="output file")
-    target.add_argument("--sentence-transformers", metavar="OUT", dest="sentence_transformers",
-                        help="write a sentence-transformers folder instead (the encoder + pooling; for a student, "
-                             "a bi-encoder or any encoder): SentenceTransformer(OUT) loads it after `import minialbert`")
-    p.add_argument("--pooling", choices=["mean", "cls"], default="mean",
-                   help="with --sentence-transformers: the pooling of the sentence embedding")
-    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the weights")
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--iterations", type=int, default=None, metavar="K",
-                   help="export a K-iteration graph (elastic depth) instead of all N iterations")
+    add_dataclass_flags(p, ExportOptions)
     p.set_defaults(func=run_export)
 
     p = bench_sub.add_parser(
@@ -181,6 +195,8 @@ def run_bench_depth(args) -> int:
 def run_export(args) -> int:
     from ..inference.export import export_onnx
 
+    if (args.onnx is None) == (args.sentence_transformers is None):
+        raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx or --sentence-transformers OUT.")
     if args.sentence_transformers:
         from ..inference.embeddings import export_sentence_transformers
 

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
+from ..options import add_dataclass_flags
+
+
+@dataclass
+class InfoOptions:
+    """`minialbert info`."""
+    model: str = field(metadata={"positional": True, "help": (
+        "preset name (minialbert-768, -312, -128, each also -noadapters), a checkpoint directory, or a model name "
+        "such as minilm")})
+    json: bool = field(default=False, metadata={"help": "print one JSON object instead of a table"})
+
+
+@dataclass
+class ImportReferenceOptions:
+    """`minialbert import-reference`."""
+    src_dir: str = field(metadata={"positional": True, "help": "folder with the reference config.json and weights"})
+    out_dir: str = field(metadata={"positional": True, "help": "where to write the MiniALBERT checkpoint "
+                                                               "(safetensors)"})
 
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="Parameter table of a preset or a saved MiniALBERT checkpoint.",
                        description="Show the configuration and exact parameter counts of a preset "
                                    "(e.g. minialbert-128) or a MiniALBERT checkpoint directory.")
-    p.add_argument("model", help="preset name (minialbert-768, -312, -128, each also -noadapters) "
-                                 "or a checkpoint directory")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_dataclass_flags(p, InfoOptions)
     p.set_defaults(func=run_info)
 
     p = sub.add_parser("import-reference",
@@ -22,8 +39,7 @@ def register(sub) -> None:
                        description="Convert a checkpoint saved by the authors' MiniALBERT code "
                                    "(albert-type config.json with use_adapter/reduction_factor; "
                                    "e.g. nlpie/miniALBERT-128) into a MiniALBERT checkpoint.")
-    p.add_argument("src_dir", help="folder with the reference config.json and weights")
-    p.add_argument("out_dir", help="where to write the MiniALBERT checkpoint (safetensors)")
+    add_dataclass_flags(p, ImportReferenceOptions)
     p.set_defaults(func=run_import_reference)
 
 
@@ -31,7 +47,7 @@ def load_config(model: str):
     """A config from a preset name, 'minilm' (the packaged teacher) or a checkpoint directory."""
     from transformers import AutoConfig
 
-    from ..data.offline import resolve_model_name
+    from ..checkpoints import resolve_model_name
     from ..model import PRESETS, preset_config
 
     if model in PRESETS:

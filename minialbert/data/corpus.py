@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MiniAlbertError
-from .offline import wiki_offline_json
+from ..packaged import wiki_offline_json
+from ..runtime import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ class CorpusOptions:
     num_proc: int | None = None
     max_docs: int | None = None
     pack: bool = False
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert"))
 
 
 def load_texts(opts: CorpusOptions):

@@ -19,7 +19,9 @@ from ..model import MiniAlbertForMaskedLM
 from .losses import LossWeights, distillation_losses, uniform_layer_map
 from .recipe import DistillRecipe
 from .teacher import Teacher
-from .trainer import DistillationModel, SeededMaskingCollator, student_config
+from .masking import SeededMaskingCollator
+from .student import student_config
+from .trainer import DistillationModel
 
 TEACHER_SHAPES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,9 +14,9 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import TrainerCallback
 
-from ..data.offline import resolve_model_name
+from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
-from ..runtime import resolve_dtype
+from ..runtime import DTYPE_HELP, DTYPES, resolve_device, resolve_dtype, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,30 @@ class AccuracyCurve(TrainerCallback):
             logger.info("fit-head step %d: held-out masked-token accuracy %.4f", state.global_step, acc)
 
 
-def fit_mlm_head(teacher: str, corpus: str, out_dir, max_steps=300, batch_size=32, learning_rate=2e-3,
+@dataclass
+class FitHeadOptions:
+    """`minialbert fit-head`: the fields are fit_mlm_head's parameters. Its defaults are a head's, not
+    a student's: a few hundred steps of a high learning rate train one small module."""
+    out: str = field(metadata={"required": True, "help": "where to save the completed masked-LM checkpoint"})
+    teacher: str = field(default="minilm", metadata={"help": "encoder to complete ('minilm' = packaged)"})
+    corpus: str = field(default="wiki-offline", metadata={"help": "corpus, as for distill"})
+    max_steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    max_length: int = 128
+    max_docs: int | None = None
+    eval_windows: int = field(default=256, metadata={"help": "held-out windows for the accuracy check"})
+    eval_every: int = field(default=0, metadata={
+        "help": "also measure held-out accuracy every N steps (the curve goes into fit_head.json)"})
+    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
+    seed: int = 42
+
+
+def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max_steps=300, batch_size=32, learning_rate=2e-3,
                  max_length=128, max_docs=None, eval_windows=256, seed=42, eval_every: int = 0,
                  dtype: str = "auto") -> dict:
-    from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertForMaskedLM,
-                              DataCollatorForLanguageModeling, Trainer, TrainingArguments)
+    from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertForMaskedLM, DataCollatorForLanguageModeling,
+                              Trainer)
 
     from ..data.corpus import CorpusOptions, build_windows
 
@@ -103,18 +123,17 @@ def fit_mlm_head(teacher: str, corpus: str, out_dir, max_steps=300, batch_size=3
     n_eval = min(eval_windows, max(1, len(windows) // 10))
     split = windows.train_test_split(test_size=n_eval, seed=seed)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device("auto")
     before = masked_token_accuracy(mlm.to(device), split["test"], collator, seed)
     curve = AccuracyCurve(mlm, split["test"], collator, seed, eval_every)
     dtype = resolve_dtype(dtype)
 
-    out = Path(out_dir)
-    args = TrainingArguments(output_dir=str(out / "checkpoints"), max_steps=max_steps,
-                             per_device_train_batch_size=batch_size, learning_rate=learning_rate,
-                             warmup_steps=max(1, max_steps // 20), weight_decay=0.0, lr_scheduler_type="linear",
-                             logging_steps=max(1, max_steps // 10), save_strategy="no", report_to=[],
-                             use_cpu=device == "cpu", remove_unused_columns=False, seed=seed,
-                             bf16=dtype == "bf16", fp16=dtype == "fp16")
+    out = Path(out)
+    args = training_arguments(out / "checkpoints", dtype, seed, max_steps=max_steps,
+                              per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+                              warmup_steps=max(1, max_steps // 20), weight_decay=0.0, lr_scheduler_type="linear",
+                              logging_steps=max(1, max_steps // 10), save_strategy="no",
+                              remove_unused_columns=False)
     Trainer(model=HeadOnlyMLM(mlm), args=args, train_dataset=split["train"], data_collator=collator,
             callbacks=[curve]).train()
     after = masked_token_accuracy(mlm, split["test"], collator, seed)

@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import MiniAlbertError
+from ..model.pooling import pool
 
 ALIGNMENT_MODES = ("full", "hidden", "attention", "none")
 
@@ -34,6 +35,34 @@ def check_layer_map(layer_map, student_iterations: int, teacher_layers: int) -> 
         raise MiniAlbertError(f"--layer-map entries {bad} are out of range: the teacher has layers "
                               f"1..{teacher_layers}.")
     return layer_map
+
+
+def alignment_setup(student_config, teacher_config, *, hidden: bool, attention: bool, project_hidden: bool = False,
+                    average_heads: bool = False, layer_map=None):
+    """What aligning a student with a teacher needs, checked the same way for general distillation
+    and for task distillation's stage 1: the layer map (uniform unless given), a fresh linear
+    projection when the widths differ and a hidden-state loss is used (only with `project_hidden`),
+    and whether heads are averaged (a head-count mismatch with attention maps needs
+    `average_heads`). Returns (layer_map, projection or None). A mismatch without its flag is a
+    clear error, never a silent choice."""
+    from torch import nn
+
+    s_width, t_width = student_config.hidden_size, teacher_config.hidden_size
+    projection = None
+    if s_width != t_width and hidden:
+        if not project_hidden:
+            raise MiniAlbertError(
+                f"Hidden-size mismatch: the student is {s_width} wide, the teacher {t_width}; the cosine hidden "
+                "loss needs equal widths. Pass --project-hidden to learn a linear map (TinyBERT style), or "
+                "--alignment attention.")
+        projection = nn.Linear(s_width, t_width)
+    if student_config.num_attention_heads != teacher_config.num_attention_heads and attention and not average_heads:
+        raise MiniAlbertError(
+            f"Head-count mismatch: the student has {student_config.num_attention_heads} heads, the teacher "
+            f"{teacher_config.num_attention_heads}; per-head attention maps cannot be compared. Pass "
+            "--average-heads to compare head-averaged maps, or --alignment hidden.")
+    n, layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
+    return check_layer_map(layer_map or uniform_layer_map(n, layers), n, layers), projection
 
 
 def mlm_loss(student_logits_masked, labels_masked):
@@ -94,18 +123,12 @@ def embedding_loss(student_states, teacher_states, attention_mask, projection=No
     return cosine_loss(s, teacher_states[0], attention_mask)
 
 
-def mean_pool(states, attention_mask):
-    """(B, T, H) -> (B, H): the mean over real tokens (how the MiniLM teacher pools a sentence)."""
-    m = attention_mask.unsqueeze(-1).to(torch.float32)
-    return (states.float() * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
 def sentence_loss(student_states, teacher_states, attention_mask, projection=None):
     """Sentence-embedding objective (beyond the paper, docs/method.md section 6): mean over the batch
     of 1 - cos between the student's and the teacher's mean-pooled final states. The cosine makes it
     the same as matching the teacher's normalised embedding."""
     s = student_states[-1] if projection is None else projection(student_states[-1])
-    u, v = mean_pool(s, attention_mask), mean_pool(teacher_states[-1], attention_mask)
+    u, v = pool(s.float(), attention_mask, "mean"), pool(teacher_states[-1].float(), attention_mask, "mean")
     return (1 - F.cosine_similarity(u, v, dim=-1)).mean()
 
 

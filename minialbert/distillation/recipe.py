@@ -4,7 +4,7 @@ the student's shape, CLI flags that override both (defaults < recipe < preset < 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -12,6 +12,9 @@ import yaml
 from ..errors import MiniAlbertError, require
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
+# A field a resumed run may change (the run's length and bookkeeping); any other difference would
+# mix two configurations in one student, so `--resume` refuses it.
+RESUMABLE = {"resumable": True}
 
 
 @dataclass
@@ -46,7 +49,7 @@ class DistillRecipe:
     blank_line_docs: bool = False
     streaming: bool = False
     max_docs: int | None = None
-    num_proc: int | None = None
+    num_proc: int | None = field(default=None, metadata=RESUMABLE)
     mlm_probability: float = 0.15
     pack: bool = False                    # pack consecutive documents into full windows (no padding)
     # optimisation
@@ -56,21 +59,25 @@ class DistillRecipe:
     inherited_lr_scale: float = 1.0       # the teacher-initialised parts (embeddings, shared layer) train at this x lr
     warmup_steps: int = 0
     weight_decay: float = 1e-4
-    max_steps: int | None = None
-    epochs: float = 1.0
+    max_steps: int | None = field(default=None, metadata=RESUMABLE)
+    epochs: float = field(default=1.0, metadata=RESUMABLE)
     dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
     seed: int = 42
-    save_steps: float = 500               # a checkpoint every N steps; below 1, a fraction of max_steps
-    save_total_limit: int = 3
-    logging_steps: int = 10
-    dataloader_num_workers: int = 0
-    zero_shot_every: int = 0              # zero-shot STS-B dev score of the student every N steps (0: off)
-    zero_shot_data: str | None = None     # the GLUE folder (or its STS-B folder) that zero_shot_every reads
-    notes: str = ""
+    save_steps: float = field(default=500, metadata=RESUMABLE)  # every N steps; below 1, a fraction of max_steps
+    save_total_limit: int = field(default=3, metadata=RESUMABLE)
+    logging_steps: int = field(default=10, metadata=RESUMABLE)
+    dataloader_num_workers: int = field(default=0, metadata=RESUMABLE)
+    zero_shot_every: int = field(default=0, metadata=RESUMABLE)  # zero-shot STS-B score every N steps (0: off)
+    zero_shot_data: str | None = field(default=None, metadata=RESUMABLE)  # GLUE (or STS-B) folder it reads
+    notes: str = field(default="", metadata=RESUMABLE)
 
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    @classmethod
+    def resumable_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.metadata.get("resumable")]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.offline import resolve_model_name
+from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 

@@ -19,20 +19,24 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer
 
-from ..compat import cpu_has_native_bf16, mask_tokens_with, tensorboard_callback
+from ..checkpoints import (check_max_length, checkpoint_step, latest_complete_checkpoint, resolve_model_name,
+                           set_aside_incomplete)
+from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
+from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, write_model_card
-from ..model import MiniAlbertConfig, MiniAlbertForMaskedLM, preset_config
-from .losses import (LossWeights, attention_loss, check_layer_map, embedding_loss, hidden_loss, mlm_loss,
-                     output_loss, sentence_loss, uniform_layer_map)
+from ..runtime import machine_description, resolve_dtype, training_arguments
+from .callbacks import COMPONENTS, JsonlLogCallback, WallClockCallback, ZeroShotCallback
+from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, mlm_loss, output_loss, sentence_loss
+from .masking import IndexedWindows, MaskingEpochCallback, SeededMaskingCollator
 from .recipe import DistillRecipe
 from .runlog import read_log
-from .teacher import Teacher
+from .student import build_student, resolve_alignment, student_config, student_description
+from .teacher import Teacher, load_teacher
 
 logger = logging.getLogger(__name__)
-COMPONENTS = ("mlm", "attention", "hidden", "output", "embedding", "sentence")
 
 
 class NonFiniteLossError(MiniAlbertError):
@@ -153,173 +157,6 @@ class DistillationTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
-class SeededMaskingCollator(DataCollatorForLanguageModeling):
-    """BERT masking (15%, 80/10/10) with each window's mask drawn from a generator seeded by
-    (seed, epoch, window index) instead of the global RNG. Why: on resume the Trainer collates the
-    first batch before it restores the RNG state, so global-RNG masks (and everything after them)
-    differ from the uninterrupted run's. With per-window seeds a run resumed at any checkpoint sees
-    exactly the masks an uninterrupted one does."""
-
-    def __init__(self, tokenizer, mlm_probability: float, seed: int):
-        super().__init__(tokenizer, mlm=True, mlm_probability=mlm_probability)
-        self.base_seed, self.epoch = seed, 0
-        self.first_windows: list[int] = []  # this process's first window indices (data-parallel check)
-
-    def __call__(self, examples):
-        if "window_index" not in examples[0]:  # streaming corpora carry no index: global RNG
-            return super().__call__(examples)
-        indices = [int(e["window_index"]) for e in examples]
-        if len(self.first_windows) < 32:
-            self.first_windows.extend(indices[:32 - len(self.first_windows)])
-        batch = self.tokenizer.pad([{k: v for k, v in e.items() if k != "window_index"} for e in examples],
-                                   return_tensors="pt")
-        special = batch.pop("special_tokens_mask")
-        rows, labels = [], []
-        for r, index in enumerate(indices):
-            generator = torch.Generator().manual_seed(
-                ((self.base_seed * 1_000_003 + self.epoch) * 1_000_000_007 + index) % (2 ** 63))
-            ids, lab = mask_tokens_with(self, batch["input_ids"][r:r + 1].clone(), special[r:r + 1].bool(), generator)
-            rows.append(ids)
-            labels.append(lab)
-        batch["input_ids"], batch["labels"] = torch.cat(rows), torch.cat(labels)
-        return batch
-
-
-class IndexedWindows(torch.utils.data.Dataset):
-    """The windows, each with its index (the masking seed)."""
-
-    def __init__(self, windows):
-        self.windows = windows
-
-    def __len__(self):
-        return len(self.windows)
-
-    def __getitem__(self, i):
-        return {**self.windows[i], "window_index": i}
-
-
-class MaskingEpochCallback(TrainerCallback):
-    """Tells the collator which epoch is running (a resumed run recomputes it from the step)."""
-
-    def __init__(self, collator: SeededMaskingCollator):
-        self.collator = collator
-
-    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        if train_dataloader is not None and len(train_dataloader):
-            batches = len(train_dataloader) // args.gradient_accumulation_steps or 1
-            self.collator.epoch = state.global_step // batches
-
-
-class JsonlLogCallback(TrainerCallback):
-    """OUT/log.jsonl: one JSON object per logging step with step, loss, components, learning rate."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs and "loss" in logs:
-            row = {"step": state.global_step, **{k: logs[k] for k in ("loss", *COMPONENTS, "learning_rate", "epoch",
-                                                                        "padding_fraction") if k in logs},
-                   "tokens": state.num_input_tokens_seen}
-            with self.path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-
-
-class ZeroShotCallback(TrainerCallback):
-    """The zero-shot STS-B dev score of the student's mean-pooled final states (as `bench embed`
-    scores it) at step 0, every `every` steps and at the end, as rows of OUT/log.jsonl
-    ({"step", "tokens", "zero_shot_spearman", "zero_shot_pearson"}): the curve that shows whether
-    training keeps what the initialisation gave, with no fine-tuning noise."""
-
-    def __init__(self, data_dir: str, every: int, tokenizer, path: Path):
-        from ..inference.embeddings import ZeroShotSTSB
-
-        self.stsb, self.every, self.tokenizer, self.path = ZeroShotSTSB(data_dir), every, tokenizer, path
-        self.last_step = None
-
-    def _score(self, state, model):
-        if not state.is_world_process_zero or state.global_step == self.last_step:
-            return
-        encoder = model.student.minialbert
-        training = encoder.training
-        scores = self.stsb.score(encoder.eval(), self.tokenizer)
-        encoder.train(training)
-        self.last_step = state.global_step
-        row = {"step": state.global_step, "tokens": state.num_input_tokens_seen,
-               "zero_shot_spearman": scores["spearman"], "zero_shot_pearson": scores["pearson"]}
-        logger.info("step %d: zero-shot STS-B Spearman %.2f", state.global_step, scores["spearman"])
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == 0:
-            self._score(state, model)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every == 0:
-            self._score(state, model)
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self._score(state, model)
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """N for a folder named checkpoint-N, None for anything else (e.g. a set-aside checkpoint-N.incomplete)."""
-    prefix, _, step = path.name.partition("-")
-    return int(step) if prefix == "checkpoint" and step.isdigit() else None
-
-
-def checkpoint_problem(ckpt: Path) -> str | None:
-    """Why `ckpt` cannot be resumed from, or None. The Trainer writes trainer_state.json last, so a
-    kill leaves it missing; a full disk or a copy cut short can still leave truncated weights."""
-    from ..data.offline import safetensors_problem
-
-    try:
-        json.loads((ckpt / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return "no readable trainer_state.json"
-    weights = sorted(ckpt.glob("*.safetensors"))
-    if not weights:
-        return "no model weights"
-    for f in weights:
-        problem = safetensors_problem(f)
-        if problem:
-            return f"{f.name} is damaged ({problem})"
-    for name in ("optimizer.pt", "scheduler.pt"):
-        if (ckpt / name).exists() and (ckpt / name).stat().st_size == 0:
-            return f"{name} is empty"
-    return None
-
-
-def latest_complete_checkpoint(folder: Path) -> Path | None:
-    """Newest checkpoint-N that is whole (see checkpoint_problem). A checkpoint cut short by a
-    crash or kill -9, or damaged later, is skipped with a warning naming it, never resumed from."""
-    if not folder.is_dir():
-        return None
-    numbered = sorted((s, c) for c in folder.iterdir() if (s := checkpoint_step(c)) is not None)
-    for _, ckpt in reversed(numbered):
-        problem = checkpoint_problem(ckpt)
-        if problem is None:
-            return ckpt
-        logger.warning("Skipping %s: %s.", ckpt, problem)
-    return None
-
-
-def _set_aside_incomplete(folder: Path, keep: Path | None) -> None:
-    """Rename checkpoints newer than the resume point to checkpoint-N.incomplete[.K] (never
-    deleted: a person may still want to look at them)."""
-    keep_step = checkpoint_step(keep) if keep else -1
-    for ckpt in list(folder.iterdir()):
-        step = checkpoint_step(ckpt)
-        if step is not None and step > keep_step:
-            target, k = ckpt.with_name(ckpt.name + ".incomplete"), 1
-            while target.exists():
-                target, k = ckpt.with_name(f"{ckpt.name}.incomplete.{k}"), k + 1
-            ckpt.rename(target)
-            logger.warning("Set aside %s as %s (incomplete, damaged or newer than the resume point).",
-                           ckpt, target.name)
-
-
 def _truncate_log(path: Path, step: int) -> None:
     if path.exists():
         rows = [row for row in read_log(path) if row["step"] <= step]
@@ -328,156 +165,28 @@ def _truncate_log(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
-def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
-    """Teacher geometry (H, heads, FFN, V, positions) + preset or explicit student choices."""
-    base = dict(preset_config(recipe.preset).to_dict()) if recipe.preset else {}
-    H = recipe.hidden_size or teacher_config.hidden_size
-    kw = dict(
-        vocab_size=teacher_config.vocab_size, hidden_size=H,
-        num_attention_heads=recipe.num_attention_heads or teacher_config.num_attention_heads,
-        intermediate_size=teacher_config.intermediate_size if H == teacher_config.hidden_size else 4 * H,
-        max_position_embeddings=teacher_config.max_position_embeddings,
-        type_vocab_size=getattr(teacher_config, "type_vocab_size", 2),
-        hidden_act=getattr(teacher_config, "hidden_act", "gelu"),
-        layer_norm_eps=getattr(teacher_config, "layer_norm_eps", 1e-12),
-        pad_token_id=getattr(teacher_config, "pad_token_id", 0) or 0,
-        num_hidden_layers=recipe.iterations or base.get("num_hidden_layers", 6),
-        embedding_size=recipe.embedding_size or base.get("embedding_size", H),
-        use_adapters=recipe.adapters if recipe.adapters is not None else base.get("use_adapters", True),
-        adapter_reduction_factor=base.get("adapter_reduction_factor", 16),
-    )
-    return MiniAlbertConfig(**kw)
-
-
-def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: MiniAlbertConfig,
-                  layer_map=None) -> tuple[MiniAlbertForMaskedLM, dict]:
-    from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_teacher,
-                                        init_shared_layer_from_teacher, parse_shared_layer_init)
-
-    torch.manual_seed(recipe.seed)
-    student = MiniAlbertForMaskedLM(config)
-    info = {"embedding_init": recipe.embedding_init}
-    inherited = []  # the modules initialised from the teacher (or another pretrained model)
-    if recipe.embedding_init == "teacher" and config.hidden_size != teacher.config.hidden_size:
-        logger.warning("Student width %d differs from the teacher's %d: embeddings start random.",
-                       config.hidden_size, teacher.config.hidden_size)
-        info["embedding_init"] = "random"
-    elif recipe.embedding_init == "teacher":
-        info["embedding_init"] = "teacher-" + init_embeddings_from_teacher(student, teacher.model)
-        inherited += ["minialbert.embeddings", "minialbert.projection"]
-    elif recipe.embedding_init != "random":
-        from transformers import AutoModel, AutoTokenizer
-
-        from ..data.offline import resolve_model_name
-
-        path = resolve_model_name(recipe.embedding_init)
-        try:
-            source = AutoModel.from_pretrained(path)
-        except (OSError, ValueError) as e:
-            raise MiniAlbertError(f"Could not load the embedding-init model {recipe.embedding_init!r}: {e}") from None
-        try:
-            other_vocab = AutoTokenizer.from_pretrained(path).get_vocab()
-        except (OSError, ValueError):
-            other_vocab = None
-        if other_vocab is not None and other_vocab != tokenizer.get_vocab():
-            raise MiniAlbertError(
-                f"Tokenizer mismatch: the embedding-init model {recipe.embedding_init!r} uses a different "
-                f"vocabulary from the teacher {teacher.name!r}; its embeddings would index the wrong tokens. "
-                "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
-        init_embeddings_from_module(student, source)
-        inherited.append("minialbert.embeddings")
-    if recipe.shared_layer_init not in (None, 0, "0", ""):
-        layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
-        init_shared_layer_from_teacher(student, teacher.model, layers)
-        info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
-        inherited.append("minialbert.encoder.layer")
-    present = dict(student.named_modules())
-    info["inherited_modules"] = [m for m in inherited if m in present]  # E == H: no projection
-    return student, info
-
-
-def _resolve_alignment(recipe: DistillRecipe, teacher: Teacher, config: MiniAlbertConfig):
-    weights = LossWeights(recipe.mlm_weight, recipe.alignment_weight, recipe.output_weight,
-                          recipe.embedding_weight, recipe.alignment, recipe.sentence_weight)
-    if teacher.head is None:
-        weights.output = 0.0
-    projection = None
-    if config.hidden_size != teacher.config.hidden_size and (weights.uses_hidden or weights.embedding
-                                                             or weights.sentence):
-        if not recipe.project_hidden:
-            raise MiniAlbertError(
-                f"Hidden-size mismatch: the student is {config.hidden_size} wide, the teacher "
-                f"{teacher.config.hidden_size}; the cosine hidden loss needs equal widths. Pass "
-                "--project-hidden to learn a linear map (TinyBERT style), or --alignment attention.")
-        projection = nn.Linear(config.hidden_size, teacher.config.hidden_size)
-    if config.num_attention_heads != teacher.config.num_attention_heads and weights.uses_attention \
-            and not recipe.average_heads:
-        raise MiniAlbertError(
-            f"Head-count mismatch: the student has {config.num_attention_heads} heads, the teacher "
-            f"{teacher.config.num_attention_heads}; per-head attention maps cannot be compared. Pass "
-            "--average-heads to compare head-averaged maps, or --alignment hidden.")
-    layer_map = check_layer_map(recipe.layer_map or uniform_layer_map(config.num_hidden_layers, teacher.num_layers),
-                                config.num_hidden_layers, teacher.num_layers)
-    return weights, projection, layer_map
-
-
-def training_arguments(recipe: DistillRecipe, out: Path) -> TrainingArguments:
+def distillation_arguments(recipe: DistillRecipe, out: Path):
     """The Trainer's settings for `recipe` (TensorBoard logs come from compat.tensorboard_callback)."""
-    from ..runtime import resolve_dtype
-
     dtype = resolve_dtype(recipe.dtype)
-    cuda = torch.cuda.is_available()
-    if recipe.dtype == "bf16" and not cuda and not cpu_has_native_bf16():
+    if recipe.dtype == "bf16" and not torch.cuda.is_available() and not cpu_has_native_bf16():
         logger.warning("This CPU has no native bfloat16 matrix instructions: bf16 will be much SLOWER than "
                        "fp32 here (see `minialbert bench distill`). Consider --dtype fp32.")
     if recipe.max_steps is None and recipe.streaming:
         raise MiniAlbertError("A streaming corpus has no length: give --max-steps.")
-    return TrainingArguments(
-        output_dir=str(out / "checkpoints"),
+    return training_arguments(
+        out / "checkpoints", dtype, recipe.seed,
         per_device_train_batch_size=recipe.batch_size,
         gradient_accumulation_steps=recipe.gradient_accumulation_steps,
         learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay,
         lr_scheduler_type="linear", warmup_steps=recipe.warmup_steps,
         max_steps=recipe.max_steps if recipe.max_steps else -1, num_train_epochs=recipe.epochs,
-        bf16=dtype == "bf16", fp16=dtype == "fp16", use_cpu=not cuda,
         include_num_input_tokens_seen="non_padding",  # distilled tokens, counted over all processes
-        seed=recipe.seed, data_seed=recipe.seed,
         save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
-        logging_steps=recipe.logging_steps, logging_first_step=True, report_to="none",
+        logging_steps=recipe.logging_steps, logging_first_step=True,
         remove_unused_columns=False, dataloader_num_workers=recipe.dataloader_num_workers,
         ddp_find_unused_parameters=False, disable_tqdm=False,
         optim="adamw_torch_fused",  # one fused kernel: the optimiser step went from 9% of a CPU step to 1%
     )
-
-
-def _check_positions(recipe: DistillRecipe) -> None:
-    """Windows longer than the teacher's position table would crash mid-run; refuse them up front."""
-    from transformers import AutoConfig
-
-    from ..data.offline import resolve_model_name
-
-    path = resolve_model_name(recipe.teacher)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"Could not read the teacher {recipe.teacher!r}'s configuration: {e}. Give a local "
-                              "checkpoint folder, 'minilm' for the packaged teacher, or a hub name (needs a "
-                              "network).") from None
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions and recipe.max_length > positions:
-        raise MiniAlbertError(f"--max-length {recipe.max_length} exceeds the {positions} positions of the teacher "
-                              f"{recipe.teacher!r}; use --max-length {positions} or less.")
-
-
-def student_description(config: MiniAlbertConfig, student=None) -> dict:
-    """The resolved student shape (and its base parameter count), as printed and stored."""
-    info = {"hidden_size": config.hidden_size, "embedding_size": config.embedding_size,
-            "iterations": config.num_hidden_layers, "adapters": config.use_adapters,
-            "adapter_reduction_factor": config.adapter_reduction_factor,
-            "num_attention_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size}
-    if student is not None:
-        info["base_parameters"] = sum(p.numel() for p in student.base_model.parameters())
-    return info
 
 
 def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sources: dict | None = None) -> dict:
@@ -487,15 +196,13 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     from transformers import AutoTokenizer
 
     from ..data.corpus import CorpusOptions, build_windows
-    from ..data.offline import resolve_model_name
-    from .teacher import load_teacher
 
     recipe.validate()
     if recipe.adapted_stride() != recipe.stride:
         logger.warning("--stride %d does not fit windows of %d tokens; using %d.", recipe.stride, recipe.max_length,
                        recipe.adapted_stride())
         recipe = dataclasses.replace(recipe, stride=recipe.adapted_stride())
-    _check_positions(recipe)
+    check_max_length(recipe.teacher, recipe.max_length, "the teacher ")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     if resume:
@@ -513,15 +220,15 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         logger.warning("--resume: no complete checkpoint in %s; starting from step 0.", ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     if ckpt_dir.exists():
-        _set_aside_incomplete(ckpt_dir, resume_from)
-    args = training_arguments(recipe, out)
+        set_aside_incomplete(ckpt_dir, resume_from)
+    args = distillation_arguments(recipe, out)
     _truncate_log(out / "log.jsonl", checkpoint_step(resume_from) if resume_from else 0)
 
     teacher = load_teacher(recipe.teacher, attentions=recipe.alignment in ("full", "attention"))
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(recipe.teacher))
     config = student_config(recipe, teacher.config)
-    weights, projection, layer_map = _resolve_alignment(recipe, teacher, config)
-    student, init_info = build_student(recipe, teacher, tokenizer, config, layer_map)
+    weights, projection, layer_map = resolve_alignment(recipe, teacher, config)
+    student, init_info, inherited = build_student(recipe, teacher, tokenizer, config, layer_map)
     shape = student_description(config, student)
     logger.info("Student: H %d, E %d, N %d iterations, adapters %s (r %d); %s parameters (base)", config.hidden_size,
                 config.embedding_size, config.num_hidden_layers, "yes" if config.use_adapters else "no",
@@ -550,14 +257,14 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     collator = SeededMaskingCollator(tokenizer, recipe.mlm_probability, recipe.seed)
     (out / "recipe.yaml").write_text(__import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
     train_data = windows if recipe.streaming else IndexedWindows(windows)
-    callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator),
+    callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator), WallClockCallback(),
                  tensorboard_callback(out / "tensorboard")]
     if recipe.zero_shot_every:
         callbacks.append(ZeroShotCallback(recipe.zero_shot_data, recipe.zero_shot_every, tokenizer, out / "log.jsonl"))
     trainer = DistillationTrainer(model=model, args=args, train_dataset=train_data, data_collator=collator,
                                   teacher=teacher, callbacks=callbacks, inherited_lr_scale=recipe.inherited_lr_scale,
                                   inherited={f"student.{n}" for n, _ in student.named_parameters()
-                                             if any(n.startswith(m + ".") for m in init_info["inherited_modules"])})
+                                             if any(n.startswith(m + ".") for m in inherited)})
     logger.info("Layer map %s; losses: %s", layer_map, ", ".join(weights.active_components()))
     start = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -565,11 +272,14 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     from accelerate.utils import gather_object
 
     first_windows = gather_object([collator.first_windows])  # one list per process: shards must differ
+    clock = next(c for c in trainer.callback_handler.callbacks if isinstance(c, WallClockCallback))  # a resume
+    # restores it from the checkpoint as a new object
 
     summary = {
         "teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(), **provenance,
         "layer_map": layer_map, "initialisation": init_info, "steps": trainer.state.global_step,
         "seed": recipe.seed, "train_seconds_this_run": round(elapsed, 1),
+        "train_seconds_total": round(clock.total(), 1), "machine": machine_description(),
         "distilled_tokens": trainer.state.num_input_tokens_seen, "world_size": args.world_size,
         "dtype": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "windows": len(windows) if hasattr(windows, "__len__") else None,
@@ -582,12 +292,6 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     return summary
 
 
-# Settings a resumed run may change: the run's length and bookkeeping. Any other difference would
-# mix two configurations in one student, so it is refused.
-RESUMABLE_CHANGES = ("max_steps", "epochs", "save_steps", "save_total_limit", "logging_steps", "num_proc",
-                     "dataloader_num_workers", "notes")
-
-
 def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
     saved = out / "recipe.yaml"
     if not saved.exists():
@@ -595,7 +299,8 @@ def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
     import yaml
 
     before, now = yaml.safe_load(saved.read_text()) or {}, recipe.to_dict()
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, now[k]) != now[k])
+    resumable = DistillRecipe.resumable_names()  # the run's length and bookkeeping
+    changed = sorted(k for k in now if k not in resumable and before.get(k, now[k]) != now[k])
     if changed:
         diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
         raise MiniAlbertError(f"--resume: {out} was distilled with other settings ({diffs}); resume with the "

@@ -1,6 +1,3 @@
-"""Fine-tuning and evaluation: GLUE and biomedical NER, full and adapter tuning, grids, reports."""
-
-from .adapter_files import load_adapter_model, save_adapter_task
-from .glue import GLUE_TASKS, get_task, glue_metrics, load_glue
-from .ner import load_ner, ner_metrics
-from .runner import FinetuneOptions, run_finetune
+"""Fine-tuning and evaluation: GLUE and biomedical NER, full and adapter tuning, grids, reports.
+`options` (every flag), `identity` (what a run's numbers depend on), `models` (the task model),
+`runner` (runs, grids, resume), `report` (results.json summaries and tables)."""

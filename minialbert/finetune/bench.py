@@ -10,11 +10,12 @@ import time
 
 import torch
 
-from ..data.offline import packaged_teacher_path, resolve_model_name
+from ..checkpoints import resolve_model_name
+from ..packaged import packaged_teacher_path
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model import PRESETS, MiniAlbertForSequenceClassification, preset_config
-from .glue import get_task, load_glue
+from ..data.glue import get_task, load_glue
 
 
 @dataclass

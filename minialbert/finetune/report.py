@@ -1,13 +1,37 @@
-"""`minialbert report`: a table shaped like the paper's Tables 1 and 2 from results.json files."""
+"""What fine-tuning reports: the summary of one `finetune` output folder (results.json: the mean
+over seeds per configuration and the best one by dev score), and `minialbert report`, a table shaped
+like the paper's Tables 1 and 2 from many of them."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import statistics
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 from ..errors import MiniAlbertError
+from .options import FinetuneOptions, config_key
+
+
+def _task_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+@dataclass
+class ReportOptions:
+    """`minialbert report`."""
+    result_dirs: list[str] = field(metadata={"positional": True,
+                                             "help": "folders (searched recursively) or results.json files"})
+    format: str = field(default="md", metadata={"choices": ["md", "csv", "json"]})
+    paper: bool = field(default=False, metadata={"help": "append the paper's reference rows (averages)"})
+    tasks: list[str] | None = field(default=None, metadata={"type": _task_list, "help": (
+        "comma-separated columns to show, in this order, e.g. sst2,mrpc,ner:NCBI-disease (default: every task "
+        "found)")})
+    std: bool = field(default=False, metadata={"help": "show 'mean ± sample std (seeds)' for tasks run with several "
+                                                       "seeds"})
 
 GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 # docs/method.md, headline results (averages only are restated there).
@@ -21,6 +45,50 @@ PAPER_ROWS = [
     ("MiniALBERT-128, adapter-tuned [paper]", "yes", "12M", "0.9M", 78.40, 88.07),
     ("MiniALBERT-768* adapter-tuned [paper]", "yes", "31M", "0.9M", 68.25, 86.40),
 ]
+
+
+def summarise(opts: FinetuneOptions, results: list[dict], chosen: tuple | None = None) -> dict:
+    """Mean over seeds per configuration; the best configuration by dev score (or `chosen`)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        hp = r["hyperparameters"]
+        groups.setdefault((hp["learning_rate"], hp["batch_size"], hp["epochs"], hp["max_steps"]), []).append(r)
+    configs = []
+    for (lr, bs, ep, steps), runs in groups.items():
+        scores = [r["score"] for r in runs]
+        configs.append({"learning_rate": lr, "batch_size": bs, "epochs": ep, "max_steps": steps,
+                        "runs": len(runs), "mean_score": statistics.fmean(scores),
+                        "std_score": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                        "metrics_mean": _mean_metrics([r["metrics"] for r in runs]),
+                        "metrics_std": _mean_metrics([r["metrics"] for r in runs], statistics.stdev),
+                        "run_ids": [r["run_id"] for r in runs],
+                        "best_run": max(runs, key=lambda r: r["score"])["run_id"],
+                        "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs)})
+    best = max(configs, key=lambda c: (chosen is None or config_key(c) == chosen, c["mean_score"]))
+    first = results[0]
+    return {"task": opts.task.lower(), "model": opts.model, "adapter_tuning": opts.adapter_tuning,
+            "pair_encoding": opts.pair_encoding, "pipeline": pipeline_name(opts), "data_name": Path(opts.data_dir).name if opts.data_dir else None,
+            "grid": opts.grid, "score": best["mean_score"], "best": best, "configs": configs,
+            "trainable_parameters": first["trainable_parameters"], "base_parameters": first["base_parameters"],
+            "total_parameters": first["total_parameters"]}
+
+
+def pipeline_name(opts: FinetuneOptions) -> str:
+    """How the run used its student: 'finetune', 'bi-encoder' or 'task-distillation' (with its stages
+    and transfer set, e.g. 'task-distillation[1+2,augment 4]')."""
+    if not opts.teacher:
+        return "bi-encoder" if opts.pair_encoding == "bi" else "finetune"
+    parts = ["1+2" if opts.intermediate_epochs else "2"]
+    parts += [f"augment {opts.augment}"] if opts.augment else []
+    parts += ["transfer data"] if opts.transfer_data else []
+    return f"task-distillation[{','.join(parts)}]" + (" bi-encoder" if opts.pair_encoding == "bi" else "")
+
+
+def _mean_metrics(items: list[dict], reduce=statistics.fmean) -> dict:
+    """Per split and metric, `reduce` over runs (the sample standard deviation is 0 for one run)."""
+    if reduce is statistics.stdev and len(items) < 2:
+        return {split: {k: 0.0 for k in items[0][split]} for split in items[0]}
+    return {split: {k: reduce([m[split][k] for m in items]) for k in items[0][split]} for split in items[0]}
 
 
 def collect(result_dirs) -> list[dict]:

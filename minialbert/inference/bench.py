@@ -74,7 +74,7 @@ def dev_score(predict, task_name: str, data_dir, tokenizer, max_length=128, batc
     """GLUE dev metrics of `predict` (a function: inputs dict -> logits array)."""
     import numpy as np
 
-    from ..finetune.glue import get_task, glue_metrics, load_glue
+    from ..data.glue import get_task, glue_metrics, load_glue
 
     task = get_task(task_name)
     split = next(s for name, s in load_glue(task, data_dir).items() if name != "train")

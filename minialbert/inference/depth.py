@@ -50,9 +50,9 @@ def bench_depth(model: str, task: str, data_dir: str, thresholds=THRESHOLDS, bat
                 max_length: int = 128, figure: str | None = None) -> dict:
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-    from ..finetune.glue import get_task, glue_metrics
-    from ..finetune.ner import ner_metrics, word_level_predictions
-    from ..finetune.runner import DataOptions, prepare_data
+    from ..data.glue import get_task, glue_metrics
+    from ..data.ner import ner_metrics, word_level_predictions
+    from ..data.tasks import DataOptions, prepare_data
 
     net, tokenizer = _load(model)
     ner = task.lower() == "ner"

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.offline import resolve_model_name
+from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
-from ..model.modeling_bi_encoder import POOLINGS, is_bi_encoder, load_bi_encoder, pool
+from ..model.modeling_bi_encoder import is_bi_encoder, load_bi_encoder
+from ..model.pooling import POOLINGS, pool
 
 
 def load_encoder(name: str):
@@ -64,7 +65,7 @@ def _cosines(emb: np.ndarray, index: dict, pairs) -> np.ndarray:
 
 
 def stsb_dev_pairs(data_dir: str):
-    from ..finetune.glue import get_task, load_glue
+    from ..data.glue import get_task, load_glue
 
     dev = load_glue(get_task("stsb"), data_dir)["dev"]
     return dev.texts, np.asarray(dev.labels, dtype=float)

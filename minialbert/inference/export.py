@@ -161,9 +161,9 @@ def _missing_tokenizer(name: str) -> str | None:
     folder = Path(name)
     if not folder.is_dir() or any((folder / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         return None
-    from ..finetune.adapter_files import ADAPTER_CONFIG
+    from ..model.adapters import is_adapter_task
 
-    if (folder / ADAPTER_CONFIG).is_file():
+    if is_adapter_task(folder):
         return None  # the adapter task folder's base holds the tokenizer
     message = (f"{folder} has no tokenizer files: the ONNX graph takes token ids, so serving it needs the "
                "tokenizer the model was trained with (save it beside the model with tokenizer.save_pretrained).")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.offline import resolve_model_name
+from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model import PRESETS, MiniAlbertModel, preset_config
@@ -36,9 +36,9 @@ def load_model(name: str) -> nn.Module:
     if name in PRESETS or name in BERT_SHAPES:
         return build_model(name)
     path = Path(resolve_model_name(name))
-    from ..finetune.adapter_files import ADAPTER_CONFIG, load_adapter_model  # the fine-tuning stack, on demand
+    from ..model.adapters import is_adapter_task, load_adapter_model
 
-    if (path / ADAPTER_CONFIG).is_file():
+    if is_adapter_task(path):
         return load_adapter_model(path)
     from ..model.modeling_bi_encoder import is_bi_encoder, load_bi_encoder
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import MiniAlbertError
-from ..finetune.adapter_files import read_adapter_task
+from ..model.adapters import read_adapter_task
 from ..model import MiniAlbertAdapters, MiniAlbertModel
 
 
@@ -37,7 +37,7 @@ class MultiTaskModel:
     def __init__(self, base: str):
         from transformers import AutoTokenizer
 
-        from ..data.offline import resolve_model_name
+        from ..checkpoints import resolve_model_name
         from ..hf_utils import quiet_transformers
 
         path = resolve_model_name(base)
@@ -50,7 +50,7 @@ class MultiTaskModel:
     def add_task(self, name: str, task_dir) -> TaskModule:
         """Load a task file with the one adapter-file loader (`load_adapter_model`, over this base),
         keep its adapters inside the base by name and its head(s) here."""
-        from ..finetune.adapter_files import load_adapter_model
+        from ..model.adapters import load_adapter_model
 
         cfg, _ = read_adapter_task(task_dir)
         try:
@@ -58,7 +58,7 @@ class MultiTaskModel:
         except RuntimeError as e:
             raise MiniAlbertError(f"{task_dir} does not fit the base {self.base_path}: {e}") from None
         bi = cfg["head"] == "bi-encoder"
-        adapters = (model.encoder if bi else model.minialbert).encoder.adapters
+        adapters = (model.encoder if bi else model.minialbert).encoder.adapter_set("default")
         self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
         exits = {int(i): head for i, head in model.exit_classifiers.items()}
         module = TaskModule(name, adapters, model.classifier, cfg["head"],
@@ -98,7 +98,8 @@ class MultiTaskModel:
 
     def _bi_encoder_logits(self, task: TaskModule, texts, text_pairs, max_length: int, K: int, early_exit):
         """Each sentence encoded alone by the base with the task's adapters, pooled, then the pair head."""
-        from ..model.modeling_bi_encoder import pair_logits, pool
+        from ..model.modeling_bi_encoder import pair_logits
+        from ..model.pooling import pool
 
         if text_pairs is None:
             raise MiniAlbertError(f"Task {task.name!r} is a bi-encoder over sentence pairs: give text_pair too.")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from ..errors import MiniAlbertError
+try:  # inside minialbert: a user-input error that the command line reports in one paragraph
+    from minialbert.errors import MiniAlbertError as _InputError
+except ImportError:  # this file saved beside the weights, loaded with trust_remote_code: a ValueError
+    _InputError = ValueError
 
 
-class MiniAlbertConfigError(MiniAlbertError):
+class MiniAlbertConfigError(_InputError):
     """A configuration value is out of range; the message says which field and how to fix it."""
 
 
@@ -127,3 +130,9 @@ def preset_config(name: str, **overrides) -> MiniAlbertConfig:
         raise MiniAlbertConfigError(
             f"Unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}.")
     return MiniAlbertConfig(**{**PRESETS[name], **overrides})
+
+
+# Saved folders load where this package is not installed, by transformers' convention for custom
+# architectures: `save_pretrained` copies this file (and modeling_minialbert.py) beside the weights
+# and config.json's `auto_map` names the classes; `trust_remote_code=True` then loads them.
+MiniAlbertConfig.register_for_auto_class()

@@ -142,3 +142,31 @@ def init_shared_layer_from_teacher(student, teacher, layer) -> None:
                 f"{tuple(sources[0].weight.shape)}; the student's H and FFN size must equal the teacher's.")
         d.load_state_dict({k: torch.stack([src.state_dict()[k].float() for src in sources]).mean(0)
                            for k in sources[0].state_dict()})
+
+
+@torch.no_grad()
+def init_embeddings_from_outputs(student, token_outputs, token_coordinates) -> str:
+    """E < H, beyond the paper: the embedding starts from the teacher's own per-token *outputs*
+    (model2vec's recipe: each vocabulary entry encoded alone by the teacher and mean-pooled,
+    `token_outputs` (V, H), then PCA to E dimensions, `token_coordinates` (V, E)) instead of the SVD
+    of the teacher's input table. The word table holds the coordinates (normalised, so the student's
+    E-wide LayerNorm leaves them as they are), and the projection (E -> H) is fitted by least squares
+    to give back the outputs, so the embedding layer alone is already a static sentence encoder.
+    Positions and token types start at zero (a static vector has none). Returns the method used."""
+    base = student.base_model
+    E = base.config.embedding_size
+    V = base.embeddings.word_embeddings.weight.shape[0]
+    coordinates = torch.as_tensor(token_coordinates, dtype=torch.float32)
+    outputs = torch.as_tensor(token_outputs, dtype=torch.float32)
+    if coordinates.shape != (V, E) or outputs.shape[0] != V or outputs.shape[1] != base.config.hidden_size:
+        raise InitializationError(f"Static vectors of shape {tuple(coordinates.shape)} / {tuple(outputs.shape)} do not "
+                                  f"fit a student with vocabulary {V}, E={E}, H={base.config.hidden_size}.")
+    dst = base.embeddings
+    words = torch.nn.functional.layer_norm(coordinates, (E,), eps=dst.LayerNorm.eps)
+    dst.word_embeddings.weight.copy_(words)
+    dst.position_embeddings.weight.zero_()
+    dst.token_type_embeddings.weight.zero_()
+    solution = torch.linalg.lstsq(torch.cat([words, torch.ones(V, 1)], 1), outputs).solution  # (E + 1, H)
+    base.projection.weight.copy_(solution[:E].T)
+    base.projection.bias.copy_(solution[E])
+    return "model2vec"

@@ -24,18 +24,7 @@ from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-POOLINGS = ("mean", "cls")
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
-    """(B, T, H) states -> (B, H): the mean over real tokens (padding excluded) or the first token."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    if attention_mask is None:
-        return hidden.mean(1)
-    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
-
+from .pooling import POOLINGS, pool
 
 def pair_logits(u: torch.Tensor, v: torch.Tensor, classifier: nn.Module | None, scale: float) -> torch.Tensor:
     """The pair head on two pooled embeddings: `scale * cos(u, v)` (regression, shape (B, 1)) or
@@ -142,16 +131,17 @@ class BiEncoderForSequenceClassification(PreTrainedModel):
         loss = sum(i * self._loss(logits[i], labels) for i in exits) / sum(exits)
         return SequenceClassifierOutput(loss=loss, logits=logits[max(exits)])
 
-    def prepare_adapter_tuning(self) -> int:
+    def prepare_adapter_tuning(self, adapter: str = "default") -> int:
         """Adapter tuning of a MiniALBERT encoder (as MiniAlbertPreTrainedModel.prepare_adapter_tuning):
-        fresh adapters if it has none; only they and the pair head train. Returns the trainable count."""
-        if not hasattr(self.encoder, "add_adapters"):
+        the adapter set `adapter` (fresh if absent) and the pair head train. Returns the trainable count."""
+        if not hasattr(self.encoder, "add_adapter"):
             raise ValueError(f"adapter tuning needs a MiniALBERT encoder; this one is {type(self.encoder).__name__}.")
-        if self.encoder.encoder.adapters is None:
-            self.encoder.add_adapters()
+        if adapter not in self.encoder.encoder.adapter_names():
+            self.encoder.add_adapter(adapter)
+        self.encoder.set_adapter(adapter)
         for p in self.parameters():
             p.requires_grad = False
-        trainable = [self.encoder.encoder.adapters, self.exit_classifiers] + (
+        trainable = [self.encoder.encoder.adapter_set(adapter), self.exit_classifiers] + (
             [self.classifier] if self.classifier is not None else [])
         for module in trainable:
             for p in module.parameters():

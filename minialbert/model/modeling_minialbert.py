@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.utils import can_return_tuple
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -39,25 +40,33 @@ class MiniAlbertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids=None):
-        seq_len = input_ids.shape[1]
-        positions = torch.arange(seq_len, device=input_ids.device).unsqueeze(0)
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        """`inputs_embeds` (B, T, E) stand for the word embeddings of `input_ids`; positions default to
+        0..T-1 and token types to 0."""
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        B, T = inputs_embeds.shape[:2]
+        if position_ids is None:
+            position_ids = torch.arange(T, device=inputs_embeds.device).unsqueeze(0)
         if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        e = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
-             + self.token_type_embeddings(token_type_ids))
+            token_type_ids = torch.zeros((B, T), dtype=torch.long, device=inputs_embeds.device)
+        e = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(e))
 
 
 class MiniAlbertAttention(nn.Module):
     """MHA(x) = LayerNorm(x + Dropout(W_o · MultiHeadSelfAttention(x))).
 
-    Uses PyTorch's fused scaled-dot-product attention unless the attention maps are requested
-    (distillation, plotting); then an explicit softmax returns the post-softmax maps.
+    The attention path follows transformers' convention, `config._attn_implementation` (set by
+    `from_pretrained(..., attn_implementation=...)` or `model.set_attn_implementation`): "sdpa"
+    runs PyTorch's fused scaled-dot-product attention, "eager" an explicit softmax. Requested
+    attention maps (distillation, plotting) always come from the explicit softmax, as transformers
+    does: the fused kernel returns none.
     """
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
+        self.config = config
         H = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = H // self.num_heads
@@ -80,12 +89,13 @@ class MiniAlbertAttention(nn.Module):
         v = self._split_heads(self.value(hidden_states))
         dropout_p = self.attention_dropout_p if self.training else 0.0
         probs = None
-        if output_attentions:
+        if output_attentions or self.config._attn_implementation == "eager":
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
             if key_mask is not None:
                 scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
             probs = scores.softmax(dim=-1)
             context = F.dropout(probs, p=dropout_p, training=self.training) @ v
+            probs = probs if output_attentions else None
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
         B, _, T, _ = context.shape
@@ -142,13 +152,17 @@ class MiniAlbertAdapters(nn.Module):
         self.ffn = nn.ModuleList(make() for _ in range(config.num_hidden_layers))
 
 
+DEFAULT_ADAPTER = "default"
+
+
 class MiniAlbertEncoder(nn.Module):
     """Applies the shared layer N times; adapters, when present, wrap each block's input.
 
-    `adapters` are the checkpoint's own. More adapter sets can live beside them by name
-    (`named_adapters`, PEFT-style: e.g. one per task over one frozen base); a call picks one with
-    `adapter=NAME`, or `active_adapter` names the default. Choosing per call, instead of swapping a
-    module attribute, keeps concurrent requests for different tasks apart."""
+    Adapter sets are named, PEFT-style. "default" is the checkpoint's own set (kept in `adapters`,
+    the key every saved checkpoint uses); more sets live beside it in `named_adapters`, e.g. one
+    per task over one frozen base. A call picks one with `adapter=NAME`, else `active_adapter`
+    ("default" unless `set_adapter` chose another). Choosing per call, instead of swapping a module
+    attribute, keeps concurrent requests for different tasks apart."""
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
@@ -156,15 +170,19 @@ class MiniAlbertEncoder(nn.Module):
         self.layer = MiniAlbertLayer(config)
         self.adapters = MiniAlbertAdapters(config) if config.use_adapters else None
         self.named_adapters = nn.ModuleDict()
-        self.active_adapter: str | None = None  # None: the checkpoint's own adapters
+        self.active_adapter = DEFAULT_ADAPTER
+
+    def adapter_names(self) -> list[str]:
+        return ([DEFAULT_ADAPTER] if self.adapters is not None else []) + list(self.named_adapters)
 
     def adapter_set(self, name: str | None = None) -> MiniAlbertAdapters | None:
-        """The adapters a call uses: `name`, else the active one, else the checkpoint's own."""
-        name = self.active_adapter if name is None else name
-        if name is None:
+        """The adapters a call uses: `name`, else the active set ("default": the checkpoint's own,
+        None when it has none)."""
+        name = name or self.active_adapter
+        if name == DEFAULT_ADAPTER:
             return self.adapters
         if name not in self.named_adapters:
-            raise KeyError(f"no adapter named {name!r}; added: {', '.join(self.named_adapters) or 'none'}")
+            raise KeyError(f"no adapter named {name!r}; adapters: {', '.join(self.adapter_names()) or 'none'}")
         return self.named_adapters[name]
 
     def step(self, i: int, hidden_states, key_mask, output_attentions=False, adapters=None):
@@ -200,6 +218,14 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
     config_class = MiniAlbertConfig
     base_model_prefix = "minialbert"
     supports_gradient_checkpointing = False
+    _supports_sdpa = True  # "sdpa" (fused, the default) or "eager"; see MiniAlbertAttention
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save, with every MiniALBERT class in config.json's `auto_map` (transformers
+        adds only the saved class), so that any Auto class loads the folder with
+        `trust_remote_code=True` where this package is not installed."""
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
         """BERT-style init: normal(0, initializer_range) weights, zero biases, unit LayerNorm."""
@@ -217,16 +243,18 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    def prepare_adapter_tuning(self) -> int:
-        """Adapter tuning (docs/method.md section 4): add fresh adapters if there are none, freeze the
-        embeddings, the projection and the shared layer; adapters and any task head stay
-        trainable. Returns the number of trainable parameters."""
+    def prepare_adapter_tuning(self, adapter: str = DEFAULT_ADAPTER) -> int:
+        """Adapter tuning (docs/method.md section 4) of the adapter set `adapter` (fresh adapters if
+        there is no such set yet: the checkpoint's own by default), which becomes the active set:
+        the embeddings, the projection, the shared layer and every other set are frozen; that set
+        and any task head train. Returns the number of trainable parameters."""
         base: MiniAlbertModel = self.base_model
-        if base.encoder.adapters is None:
-            base.add_adapters()
+        if adapter not in base.encoder.adapter_names():
+            base.add_adapter(adapter)
+        base.set_adapter(adapter)
         for p in self.parameters():
             p.requires_grad = False
-        for p in base.encoder.adapters.parameters():
+        for p in base.encoder.adapter_set(adapter).parameters():
             p.requires_grad = True
         for name, child in self.named_children():
             if child is not base:  # the task head
@@ -263,43 +291,49 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
-    def add_adapters(self) -> None:
-        """Attach freshly initialised adapters (the paper's '*' case: distilled without them)."""
-        self.config.use_adapters = True
-        adapters = MiniAlbertAdapters(self.config).to(self.embeddings.word_embeddings.weight.device)
-        adapters.apply(self._init_weights)
-        self.encoder.adapters = adapters
-
-    def add_adapter(self, name: str, adapters: MiniAlbertAdapters | None = None) -> MiniAlbertAdapters:
-        """Keep an adapter set under `name` (fresh ones if none are given), beside the checkpoint's
-        own; select it per call with `adapter=name` or by default with `set_adapter(name)`. Meant
-        for serving a frozen base; each task's adapters are saved in their own task file."""
+    def add_adapter(self, name: str = DEFAULT_ADAPTER, adapters: MiniAlbertAdapters | None = None) -> MiniAlbertAdapters:
+        """Keep an adapter set under `name` (fresh ones if none are given). "default" is the
+        checkpoint's own set (the paper's '*' case: a student distilled without adapters gets fresh
+        ones); other names live beside it, e.g. one per task over a frozen base (each task's
+        adapters are saved in a task file of their own). Select one per call with `adapter=name`
+        or for every call with `set_adapter(name)`."""
         if adapters is None:
             config = self.config.__class__(**{**self.config.to_dict(), "use_adapters": True})
             adapters = MiniAlbertAdapters(config)
             adapters.apply(self._init_weights)
-        device = self.embeddings.word_embeddings.weight.device
-        self.encoder.named_adapters[name] = adapters.to(device).train(self.training)
+        adapters = adapters.to(self.embeddings.word_embeddings.weight.device).train(self.training)
+        if name == DEFAULT_ADAPTER:
+            self.config.use_adapters = True
+            self.encoder.adapters = adapters
+        else:
+            self.encoder.named_adapters[name] = adapters
         return adapters
 
     def set_adapter(self, name: str | None) -> None:
-        """The adapter set plain calls use (None: the checkpoint's own)."""
-        if name is not None and name not in self.encoder.named_adapters:
-            raise KeyError(f"no adapter named {name!r}; added: {', '.join(self.encoder.named_adapters) or 'none'}")
+        """The adapter set plain calls use ("default" or None: the checkpoint's own)."""
+        name = name or DEFAULT_ADAPTER
+        if name != DEFAULT_ADAPTER and name not in self.encoder.named_adapters:
+            raise KeyError(f"no adapter named {name!r}; adapters: {', '.join(self.encoder.adapter_names()) or 'none'}")
         self.encoder.active_adapter = name
 
-    def embed(self, input_ids, token_type_ids=None):
+    def embed(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
         """Embeddings, projected to H when E < H: the state before the first iteration."""
-        h = self.embeddings(input_ids, token_type_ids)
+        h = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         return self.projection(h) if self.projection is not None else h
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
-                adapter: str | None = None, **kwargs):
-        if input_ids is None:
-            raise ValueError("MiniAlbertModel needs input_ids.")
-        return self.encoder(self.embed(input_ids, token_type_ids), _key_mask(attention_mask),
-                            bool(output_attentions), bool(output_hidden_states),
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_attentions=None, output_hidden_states=None, num_iterations=None,
+                adapter: str | None = None) -> BaseModelOutput:
+        """transformers' encoder contract (`return_dict=False` gives a tuple), plus MiniALBERT's
+        `num_iterations` (run the first K iterations) and `adapter` (the adapter set to use)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of input_ids and inputs_embeds.")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
+                                else output_hidden_states)
+        return self.encoder(self.embed(input_ids, token_type_ids, position_ids, inputs_embeds),
+                            _key_mask(attention_mask), bool(output_attentions), bool(output_hidden_states),
                             num_iterations or self.config.inference_iterations, adapter)
 
 
@@ -329,10 +363,12 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
-        out = self.minialbert(input_ids, attention_mask, token_type_ids,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, output_attentions=None, output_hidden_states=None) -> MaskedLMOutput:
+        out = self.minialbert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
@@ -366,13 +402,14 @@ class MultiExitClassifierMixin:
         self._init_exits(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, num_iterations=None,
-                **kwargs):
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, output_attentions=None, output_hidden_states=None, num_iterations=None):
         """Logits after K iterations; with labels the head's `loss_fn` (at every exit, depth-weighted,
         when the model has exits)."""
         out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
-                                                         output_attentions, output_hidden_states, num_iterations)
+                                                         output_attentions, output_hidden_states, num_iterations,
+                                                         position_ids, inputs_embeds)
         loss = None
         if labels is not None:
             loss_fn = self.loss_fn(labels)
@@ -394,14 +431,16 @@ class MultiExitClassifierMixin:
         return hidden if self.token_level else hidden[:, 0]
 
     def _forward_to_exit(self, input_ids, attention_mask, token_type_ids, labels, output_attentions,
-                         output_hidden_states, num_iterations):
+                         output_hidden_states, num_iterations, position_ids=None, inputs_embeds=None):
         """K iterations (the argument, the config's inference depth, or all N) and exit K's logits;
         with exits and labels every iteration's state is kept for the joint loss.
         Returns (encoder output, logits, whether the exit loss applies)."""
         K = num_iterations or self.config.inference_iterations or self.config.num_hidden_layers
         train_exits = bool(self.config.exit_iterations) and labels is not None
-        out = self.minialbert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K)
+        out = self.minialbert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states or train_exits, num_iterations=K,
+                              return_dict=True)
         return out, self.exit_head(K)(self.dropout(self._pool(out.last_hidden_state))), train_exits
 
     def _exit_loss(self, hidden_states, loss_fn):
@@ -494,11 +533,13 @@ class MiniAlbertForQuestionAnswering(MiniAlbertPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, start_positions=None,
-                end_positions=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                **kwargs):
-        out = self.minialbert(input_ids, attention_mask, token_type_ids,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None) -> QuestionAnsweringModelOutput:
+        out = self.minialbert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1), end_logits.squeeze(-1)
         loss = None
@@ -510,3 +551,16 @@ class MiniAlbertForQuestionAnswering(MiniAlbertPreTrainedModel):
                     + F.cross_entropy(end_logits, end, ignore_index=T)) / 2
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+# Where this package is not installed, a saved folder loads with `trust_remote_code=True`:
+# `save_pretrained` copies this file and configuration_minialbert.py beside the weights
+# (transformers' custom-code convention) and `auto_map` names the class for each Auto class.
+AUTO_CLASSES = {"AutoModel": MiniAlbertModel, "AutoModelForMaskedLM": MiniAlbertForMaskedLM,
+                "AutoModelForSequenceClassification": MiniAlbertForSequenceClassification,
+                "AutoModelForTokenClassification": MiniAlbertForTokenClassification,
+                "AutoModelForQuestionAnswering": MiniAlbertForQuestionAnswering}
+AUTO_MAP = {"AutoConfig": "configuration_minialbert.MiniAlbertConfig",
+            **{auto: f"modeling_minialbert.{cls.__name__}" for auto, cls in AUTO_CLASSES.items()}}
+for _auto, _cls in AUTO_CLASSES.items():
+    _cls.register_for_auto_class(_auto)

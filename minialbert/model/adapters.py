@@ -1,7 +1,15 @@
 """Adapter-only task files: the adapters and the task head (a few MB) plus a pointer to the frozen
-base checkpoint, so many tasks can share one base.
+base checkpoint, so many tasks can share one base, used by fine-tuning (which writes them) and by
+serving and export (which read them).
 
     model = minialbert.load_adapter_model("OUT/runs/<run>/adapter")
+
+The files have names of their own (`minialbert_adapter.json`, `minialbert_adapter.safetensors`).
+They are not PEFT's `adapter_config.json` / `adapter_model.safetensors`: PEFT has no bottleneck
+adapter on a block's input (docs/method.md section 1), and AdapterHub's `adapters` places its
+bottleneck adapters after the attention and feed-forward outputs, where MiniALBERT has them before
+each block, so neither library can load these weights; a PEFT name would make the Hub and every
+PEFT-aware tool misread them. Folders written under those names by earlier versions still load.
 """
 
 from __future__ import annotations
@@ -14,8 +22,19 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import MiniAlbertError
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "minialbert_adapter.safetensors"
+ADAPTER_CONFIG = "minialbert_adapter.json"
+# earlier versions' names (PEFT's, without being PEFT files): read, never written
+_LEGACY = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def is_adapter_task(folder) -> bool:
+    """Whether `folder` holds an adapter-only task file (this version's names or the legacy ones)."""
+    folder = Path(folder)
+    if (folder / ADAPTER_CONFIG).is_file():
+        return True
+    legacy = folder / _LEGACY[0]
+    return legacy.is_file() and "peft_type" not in json.loads(legacy.read_text())
 _HEADS = {"sequence-classification": "AutoModelForSequenceClassification",
           "token-classification": "AutoModelForTokenClassification"}
 
@@ -30,7 +49,7 @@ def save_adapter_task(model, out_dir, base_model: str, head: str, extra: dict | 
     out.mkdir(parents=True, exist_ok=True)
     state = trainable_state_dict(model)
     save_file(state, str(out / ADAPTER_WEIGHTS))
-    cfg = {"base_model": base_model, "head": head, "num_labels": model.config.num_labels,
+    cfg = {"format": "minialbert-adapter-task", "base_model": base_model, "head": head, "num_labels": model.config.num_labels,
            "id2label": {str(k): v for k, v in model.config.id2label.items()},
            "problem_type": model.config.problem_type, "adapter_reduction_factor": model.config.adapter_reduction_factor,
            "exit_iterations": model.config.exit_iterations,
@@ -42,10 +61,10 @@ def save_adapter_task(model, out_dir, base_model: str, head: str, extra: dict | 
 def read_adapter_task(task_dir) -> tuple[dict, dict[str, torch.Tensor]]:
     """The config and the tensors of an adapter-only task folder."""
     task_dir = Path(task_dir)
-    if not (task_dir / ADAPTER_CONFIG).is_file():
+    if not is_adapter_task(task_dir):
         raise MiniAlbertError(f"{task_dir} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
-    cfg = json.loads((task_dir / ADAPTER_CONFIG).read_text())
-    return cfg, load_file(str(task_dir / ADAPTER_WEIGHTS))
+    config, weights = (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if (task_dir / ADAPTER_CONFIG).is_file() else _LEGACY
+    return json.loads((task_dir / config).read_text()), load_file(str(task_dir / weights))
 
 
 def load_adapter_model(task_dir, base_model=None):
@@ -60,7 +79,7 @@ def load_adapter_model(task_dir, base_model=None):
     labels = dict(num_labels=cfg["num_labels"], id2label=id2label, label2id={v: k for k, v in id2label.items()},
                   problem_type=cfg["problem_type"])
     if cfg["head"] == "bi-encoder":
-        from ..data.offline import resolve_model_name
+        from ..checkpoints import resolve_model_name
         from ..model.modeling_bi_encoder import BiEncoderForSequenceClassification
 
         labels["pooling"] = cfg["pooling"]

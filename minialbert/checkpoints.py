@@ -1,0 +1,130 @@
+"""Model folders and training checkpoints: resolving a model name to a folder, checking that a
+saved folder is whole before it is loaded, and finding the checkpoint a run resumes from (a
+checkpoint cut short by a crash or kill -9 is skipped and set aside, never deleted)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .errors import MiniAlbertError
+from .packaged import PACKAGED_TEACHER_ALIASES, packaged_teacher_path
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_name(name: str) -> str:
+    """Map the packaged-teacher aliases to their folder; anything else passes through unchanged
+    (a local path, or a hub name for users with a network)."""
+    if name.lower() in PACKAGED_TEACHER_ALIASES:
+        return str(packaged_teacher_path())
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise MiniAlbertError(f"The model folder {name} does not exist; give a checkpoint folder, 'minilm' "
+                              "for the packaged teacher, or a hub name (needs a network).")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        check_model_folder(path)
+    return str(path) if name.startswith("~") else name
+
+
+def check_max_length(name: str, max_length: int, role: str = "") -> None:
+    """Inputs longer than the model's position table would crash mid-run: refuse them up front.
+    `role` names the model in the message (e.g. "the teacher ")."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_name(name))
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not read the configuration of {role}{name!r}: {e}. Give a local checkpoint "
+                              "folder, 'minilm' for the packaged teacher, or a hub name (needs a network).") from None
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and max_length > positions:
+        raise MiniAlbertError(f"--max-length {max_length} exceeds the {positions} positions of {role}{name!r}; use "
+                              f"--max-length {positions} or less.")
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local checkpoint whose config.json does not parse or whose safetensors file is cut short
+    (a copy or download that stopped) is named here, instead of failing deep inside loading."""
+    config = folder / "config.json"
+    if config.exists():
+        try:
+            json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MiniAlbertError(f"{config} is not valid JSON ({e}); restore it from the original checkpoint "
+                                  "or save the model again.") from None
+    for weights in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise MiniAlbertError(f"{weights} is damaged ({problem}); it was probably cut short while being written "
+                                  "or copied. Copy or save the model again.")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be read (opening it checks the header and that the file is as
+    long as the header says), or None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            return None
+    except Exception as e:  # safetensors raises its own error type for a damaged header or size
+        return str(e)
+
+
+# --- training checkpoints (checkpoint-N folders written by the Trainer) ----------------------------
+
+def checkpoint_step(path: Path) -> int | None:
+    """N for a folder named checkpoint-N, None for anything else (e.g. a set-aside checkpoint-N.incomplete)."""
+    prefix, _, step = path.name.partition("-")
+    return int(step) if prefix == "checkpoint" and step.isdigit() else None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why `ckpt` cannot be resumed from, or None. The Trainer writes trainer_state.json last, so a
+    kill leaves it missing; a full disk or a copy cut short can still leave truncated weights."""
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "no readable trainer_state.json"
+    weights = sorted(ckpt.glob("*.safetensors"))
+    if not weights:
+        return "no model weights"
+    for f in weights:
+        problem = safetensors_problem(f)
+        if problem:
+            return f"{f.name} is damaged ({problem})"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if (ckpt / name).exists() and (ckpt / name).stat().st_size == 0:
+            return f"{name} is empty"
+    return None
+
+
+def latest_complete_checkpoint(folder: Path) -> Path | None:
+    """Newest checkpoint-N that is whole (see checkpoint_problem). A checkpoint cut short by a
+    crash or kill -9, or damaged later, is skipped with a warning naming it, never resumed from."""
+    if not folder.is_dir():
+        return None
+    numbered = sorted((s, c) for c in folder.iterdir() if (s := checkpoint_step(c)) is not None)
+    for _, ckpt in reversed(numbered):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        logger.warning("Skipping %s: %s.", ckpt, problem)
+    return None
+
+
+def set_aside_incomplete(folder: Path, keep: Path | None) -> None:
+    """Rename checkpoints newer than the resume point to checkpoint-N.incomplete[.K] (never
+    deleted: a person may still want to look at them)."""
+    keep_step = checkpoint_step(keep) if keep else -1
+    for ckpt in list(folder.iterdir()):
+        step = checkpoint_step(ckpt)
+        if step is not None and step > keep_step:
+            target, k = ckpt.with_name(ckpt.name + ".incomplete"), 1
+            while target.exists():
+                target, k = ckpt.with_name(f"{ckpt.name}.incomplete.{k}"), k + 1
+            ckpt.rename(target)
+            logger.warning("Set aside %s as %s (incomplete, damaged or newer than the resume point).",
+                           ckpt, target.name)

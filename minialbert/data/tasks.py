@@ -1,0 +1,145 @@
+"""Task data for fine-tuning and task distillation: a GLUE task or a BIO NER folder read, tokenised
+(pairs together, `[CLS] a [SEP] b`, or each sentence alone for a bi-encoder) and padded per batch."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import MiniAlbertError
+from ..fingerprint import path_identity
+from .glue import GlueSplit, get_task, load_glue
+from .ner import encode_ner, load_ner
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What `prepare_data` reads and how it encodes it."""
+    task: str
+    data_dir: str | None = None
+    max_length: int = 128
+    label_all_subtokens: bool = False
+    max_train_samples: int | None = None
+    seed: int = 42
+    pair_encoding: str = "cross"
+
+
+def data_identity(task: str, data_dir: str | None) -> str | None:
+    """The data folder's identity (fingerprint.path_identity); for a GLUE root, its task's own folder
+    (the other tasks' files do not count)."""
+    if data_dir and task.lower() != "ner" and (Path(data_dir) / get_task(task).folder).is_dir():
+        data_dir = str(Path(data_dir) / get_task(task).folder)
+    return path_identity(data_dir)
+
+
+@dataclass
+class TaskData:
+    kind: str  # "glue" | "ner"
+    num_labels: int
+    label_names: list[str]
+    train: object
+    evals: dict  # name -> (dataset, extra) for prediction
+    large: bool = False
+    problem_type: str | None = None
+    ner_splits: dict = field(default_factory=dict)
+    raw_train: object = None  # the training split before tokenisation (GlueSplit / NerSplit), subset applied
+    encode: object = None  # (split, pair_encoding) -> tokenised Dataset with labels
+
+
+def subset_indices(n: int, k: int, seed: int) -> list[int]:
+    """The rows `Dataset.shuffle(seed).select(range(k))` keeps, for raw splits."""
+    import datasets
+
+    return datasets.Dataset.from_dict({"i": list(range(n))}).shuffle(seed=seed).select(range(min(k, n)))["i"]
+
+
+def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
+    """Read and tokenise a task. Pairs are encoded together (`[CLS] a [SEP] b`) or, for a
+    bi-encoder, each sentence alone: columns input_ids/attention_mask for the first sentence and
+    input_ids_b/attention_mask_b for the second."""
+    import datasets
+
+    if opts.task.lower() == "ner":
+        if not opts.data_dir:
+            raise MiniAlbertError("--task ner needs --data-dir with train.tsv, devel.tsv and test.tsv (BIO format).")
+        splits, label_list = load_ner(opts.data_dir)
+        encoded = {}
+        for name, split in splits.items():
+            feats, maps = encode_ner(split, tokenizer, label_list, opts.max_length, opts.label_all_subtokens)
+            encoded[name] = (datasets.Dataset.from_list(feats), maps)
+        train = encoded["train"][0]
+        if opts.max_train_samples:
+            train = train.select(range(min(opts.max_train_samples, len(train))))
+
+        raw = splits["train"]
+        if opts.max_train_samples:  # the sentences of the kept features
+            kept = sorted({s for s, _ in encoded["train"][1][:opts.max_train_samples]})
+            raw = type(raw)([raw.sentences[i] for i in kept], [raw.tags[i] for i in kept], raw.file)
+
+        def encode_words(split, pair_encoding=None):
+            """Features with the index of the sentence each comes from (long sentences give several)."""
+            feats, maps = encode_ner(split, tokenizer, label_list, opts.max_length, opts.label_all_subtokens)
+            return datasets.Dataset.from_list([{**f, "sentence": m[0]} for f, m in zip(feats, maps)])
+
+        return TaskData("ner", len(label_list), label_list, train,
+                        {k: encoded[k] for k in ("devel", "test")}, ner_splits=splits, raw_train=raw,
+                        encode=encode_words)
+
+    task = get_task(opts.task)
+    splits = load_glue(task, opts.data_dir)
+    for name, split in splits.items():
+        if split.skipped:
+            logger.warning("%s: skipped %d malformed rows.", split.file, split.skipped)
+
+    def to_dataset(split, pair_encoding=opts.pair_encoding):
+        columns = list(zip(*split.texts))
+        if pair_encoding == "bi":
+            enc = dict(tokenizer(list(columns[0]), truncation=True, max_length=opts.max_length))
+            enc.update({f"{k}_b": v for k, v in tokenizer(list(columns[1]), truncation=True,
+                                                          max_length=opts.max_length).items()})
+        else:
+            enc = dict(tokenizer(*columns, truncation=True, max_length=opts.max_length))
+        enc["labels"] = split.labels
+        return datasets.Dataset.from_dict(enc)
+
+    train, raw = to_dataset(splits["train"]), splits["train"]
+    if opts.max_train_samples:
+        train = train.shuffle(seed=opts.seed).select(range(min(opts.max_train_samples, len(train))))
+        keep = subset_indices(len(raw.labels), opts.max_train_samples, opts.seed)
+        raw = GlueSplit([raw.texts[i] for i in keep], [raw.labels[i] for i in keep], raw.file)
+    evals = {name: (to_dataset(s), None) for name, s in splits.items() if name != "train"}
+    labels = list(task.labels) if task.labels else ["score"]
+    return TaskData("glue", task.num_labels, labels, train, evals, large=task.large,
+                    problem_type="regression" if task.labels is None else "single_label_classification",
+                    raw_train=raw, encode=to_dataset)
+
+
+class PairCollator:
+    """Dynamic padding of both sentences of a bi-encoder batch, each to its own longest."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, examples: list[dict]) -> dict:
+        second = [{k[:-2]: v for k, v in e.items() if k.endswith("_b")} for e in examples]
+        first = [{k: v for k, v in e.items() if not k.endswith("_b") and k != "labels"} for e in examples]
+        batch = dict(self.tokenizer.pad(first, return_tensors="pt"))
+        batch.update({f"{k}_b": v for k, v in self.tokenizer.pad(second, return_tensors="pt").items()})
+        if "labels" in examples[0]:
+            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+        return batch
+
+
+def task_collator(kind: str, pair_encoding: str, tokenizer):
+    """Dynamic padding for a task's batches: token labels (NER), both sentences of a bi-encoder pair,
+    or one sequence."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    if kind == "ner":
+        return DataCollatorForTokenClassification(tokenizer)
+    return PairCollator(tokenizer) if pair_encoding == "bi" else DataCollatorWithPadding(tokenizer)

@@ -1,0 +1,149 @@
+"""The options of `minialbert finetune` (one field each, one flag each) and the runs they plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..data.glue import get_task
+from ..data.tasks import DataOptions
+from ..errors import MiniAlbertError, require
+from ..model.pooling import POOLINGS
+from ..runtime import DTYPE_HELP, DTYPES
+from ..taskdistill.options import TaskDistillationOptions
+
+PAPER_LRS = (5e-5, 5e-4, 1e-3)
+PAIR_ENCODINGS = ("cross", "bi")
+# Fields that cannot change a run's numbers: where it is written and what it keeps.
+NOT_IDENTITY = {"identity": False}
+# Fields that plan the runs: each run's id names its own learning rate, batch, length and seed.
+RUN_SPEC = {"identity": False, "run_spec": True}
+
+
+@dataclass(kw_only=True)
+class FinetuneOptions(TaskDistillationOptions):
+    """fine-tuning"""
+    model: str = field(metadata={"required": True, "help": "MiniALBERT checkpoint folder, any HF encoder, or 'minilm'"})
+    task: str = field(metadata={"required": True, "help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner"})
+    out: str = field(metadata={**NOT_IDENTITY, "required": True, "help": "output folder (re-running it resumes; see run identity)"})
+    data_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs) or NER folder; "
+                                                                 "default: the hub"})
+    adapter_tuning: bool = field(default=False, metadata={"help": "train only adapters + head "
+                                                                  "(docs/method.md section 4)"})
+    learning_rates: list[float] | None = field(default=None, metadata={**RUN_SPEC, "flag": "--lr", "metavar": "LR",
+                                                                       "help": "learning rate(s); default by grid"})
+    batch_size: int | None = field(default=None, metadata={**RUN_SPEC, "help": "default: 32 large tasks, 16 small tasks"})
+    epochs: float | None = field(default=None, metadata={**RUN_SPEC, "help": "default: 3 (grid paper: 3 large / 5 small)"})
+    max_steps: int | None = field(default=None, metadata={**RUN_SPEC, "help": "optimiser steps (overrides --epochs)"})
+    runs: int | None = field(default=None, metadata={**RUN_SPEC, "help": "seeds per configuration (grid paper: 1 large / "
+                                                             "3 small)"})
+    grid: str = field(default="none", metadata={**RUN_SPEC, "choices": ["paper", "none"], "help": "paper: lr {5e-5, 5e-4, "
+                                                "1e-3} with the paper's batch/epochs/runs"})
+    seed: int = field(default=42, metadata={"help": "the first run's seed (run k uses seed + k); also draws the "
+                                                    "--max-train-samples subset and the augmented copies"})
+    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps with a linear warm-up"})
+    seeds_at_best: int | None = field(default=None, metadata={**RUN_SPEC,
+        "help": "pick the best configuration with one seed each, then repeat it to N seeds (results.json reports "
+                "its mean and standard deviation)"})
+    exits: str = field(default="none", metadata={
+        "help": "elastic depth (MiniALBERT): 'all' trains a classifier on every iteration's output (loss of exit i "
+                "weighted by i), or a list such as 2,4; then predict/export/bench depth can stop after any K "
+                "iterations"})
+    pair_encoding: str = field(default="auto", metadata={"choices": ["auto", *PAIR_ENCODINGS], "help":
+        "sentence pairs: 'cross' encodes [CLS] a [SEP] b together; 'bi' encodes each sentence alone with the same "
+        "encoder (siamese, Sentence-BERT): STS-B regresses cos(u, v) to the score, classification tasks use a "
+        "linear layer on (u, v, |u-v|, u*v); 'auto' picks per task what this project measured best (the choice "
+        "is printed and recorded in results.json): bi for STS-B, and for MRPC with a MiniALBERT student; cross "
+        "otherwise"})
+    pooling: str = field(default="mean", metadata={"choices": list(POOLINGS), "help":
+        "bi-encoder sentence embedding: mean of the token states (as the MiniLM teacher) or [CLS]"})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "batch examples of similar length together (the Trainer's length-grouped sampler): much less "
+                "padding; --no-group-by-length for plain random batches"})
+    label_all_subtokens: bool = field(default=False, metadata={"help": "NER: label every sub-token, not only the "
+                                                                       "first"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use a subset of the training set"})
+    save_models: str = field(default="best", metadata={**NOT_IDENTITY, "choices": ["best", "all", "none"],
+                                                       "help": "which runs keep their model or adapter files"})
+
+    def validate(self) -> "FinetuneOptions":
+        """Cheap checks before the model or the data is loaded; each names its flag."""
+        require(all(lr > 0 for lr in self.learning_rates or []),
+                f"--lr must be positive (got {self.learning_rates}).")
+        for name in ("batch_size", "runs", "seeds_at_best", "max_train_samples"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+        require(self.epochs is None or self.epochs > 0, f"--epochs must be positive (got {self.epochs}).")
+        require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1 (got {self.max_steps}).")
+        require(self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length}).")
+        require(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio}).")
+        require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
+        require(self.pair_encoding in ("auto", *PAIR_ENCODINGS),
+                f"--pair-encoding must be auto, {' or '.join(PAIR_ENCODINGS)} (got {self.pair_encoding!r}).")
+        require(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)} (got {self.pooling!r}).")
+        if self.pair_encoding == "bi":
+            pairs = self.task.lower() != "ner" and len(get_task(self.task).text_columns) == 2
+            require(pairs, f"--pair-encoding bi needs a sentence-pair task (mrpc, stsb, qqp, mnli, qnli, rte, wnli); "
+                           f"{self.task!r} is not one. Use --pair-encoding cross.")
+        self.validate_distillation()
+        require(not (self.distilling and self.exits not in (None, "", "none")),
+                "--exits is not available with task distillation (--teacher) yet; distil first, or train exits "
+                "without a teacher.")
+        return self
+
+    def data_options(self) -> DataOptions:
+        return DataOptions(self.task, self.data_dir, self.max_length, self.label_all_subtokens,
+                           self.max_train_samples, self.seed, self.pair_encoding)
+
+
+def auto_pair_encoding(task: str, model_type: str | None) -> tuple[str, str]:
+    """(encoding, reason) for `--pair-encoding auto`, from this project's measurements (docs/RESULTS.md,
+    sections 6 and 8; 2-3 seeds each): STS-B scores far higher with the siamese head for students and
+    teachers alike (distilled student 85.9 vs 23.9, MiniLM teacher 89.3 vs 84.7); on MRPC the student
+    keeps more with it (82.9 vs 79.8) while the teacher is better as a cross-encoder (87.1 vs 83.2);
+    elsewhere the two are within the seed spread, or the task is not a sentence pair."""
+    if task == "stsb":
+        return "bi", "auto: STS-B scores highest with the siamese head for students and teachers alike"
+    if task == "mrpc" and model_type == "minialbert":
+        return "bi", "auto: on MRPC a distilled MiniALBERT student keeps more with the siamese head"
+    if task != "ner" and len(get_task(task).text_columns) == 2:
+        return "cross", "auto: cross-encoder (no measured advantage for the siamese head on this task and model)"
+    return "cross", "auto: not a sentence-pair task"
+
+
+@dataclass
+class RunSpec:
+    learning_rate: float
+    batch_size: int
+    epochs: float | None
+    max_steps: int | None
+    seed: int
+
+    def run_id(self, task: str, adapter: bool, identity_hash: str) -> str:
+        """Readable hyperparameters, then the hash of everything else that changes the numbers
+        (`run_identity`): a rerun with another model, data or option is a new run, never a reuse."""
+        length = f"steps{self.max_steps}" if self.max_steps else f"ep{self.epochs:g}"
+        return (f"{task}-{'adapter' if adapter else 'full'}-lr{self.learning_rate:g}-bs{self.batch_size}-{length}"
+                f"-seed{self.seed}-{identity_hash}")
+
+
+def plan_runs(opts: FinetuneOptions, large: bool) -> list[RunSpec]:
+    """The paper's grid (docs/method.md section 4) or one configuration, each repeated over seeds."""
+    if opts.grid == "paper":
+        lrs, bs, epochs, runs = list(PAPER_LRS), 32 if large else 16, 3 if large else 5, 1 if large else 3
+    elif opts.grid == "none":
+        lrs = [5e-4 if opts.adapter_tuning else 5e-5]
+        bs, epochs, runs = 32 if large else 16, 3, 1
+    else:
+        raise MiniAlbertError(f"--grid must be 'paper' or 'none' (got {opts.grid!r}).")
+    lrs = opts.learning_rates or lrs
+    bs, runs = opts.batch_size or bs, opts.runs or runs
+    epochs = opts.epochs or epochs
+    return [RunSpec(lr, bs, None if opts.max_steps else epochs, opts.max_steps, opts.seed + r)
+            for lr in lrs for r in range(runs)]
+
+
+def config_key(config: dict) -> tuple:
+    return config["learning_rate"], config["batch_size"], config["epochs"], config["max_steps"]

@@ -1,0 +1,126 @@
+"""The fine-tuned teacher of task distillation: finding it (a `finetune` output folder stands for
+its best run's model), checking that it fits the student's task and vocabulary, loading it frozen,
+and computing its logits over a whole transfer set once (they never change, so they travel in the
+batches as `teacher_logits`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import resolve_model_name
+from ..errors import MiniAlbertError
+
+logger = logging.getLogger(__name__)
+TEACHER_FIELDS = ("teacher_logits", "has_label")
+
+
+def resolve_teacher_folder(name: str) -> str:
+    """A `finetune` output folder stands for its best run's saved model."""
+    folder = Path(name)
+    results = folder / "results.json"
+    if results.is_file():
+        best = json.loads(results.read_text())["best"]["best_run"]
+        model = folder / "runs" / best / "model"
+        if not model.is_dir():
+            raise MiniAlbertError(f"--teacher {name}: the best run {best} kept no model (it was fine-tuned with "
+                                  "--save-models none, or with --adapter-tuning). Fine-tune the teacher with "
+                                  "--save-models best and full fine-tuning.")
+        return str(model)
+    return resolve_model_name(name)
+
+
+def _generic(names) -> bool:
+    return all(str(n).upper().startswith("LABEL_") for n in names)
+
+
+def check_teacher(name: str, ner: bool, tokenizer):
+    """The checks that need no task data (run before any is read): the teacher is a classifier of
+    the right kind with the student's vocabulary. Returns (folder, config, is a bi-encoder)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..model.modeling_bi_encoder import is_bi_encoder
+
+    path = resolve_teacher_folder(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"Could not load the teacher {name!r}: {e}") from None
+    want = "ForTokenClassification" if ner else "ForSequenceClassification"
+    bi = is_bi_encoder(path)
+    if bi and ner:
+        raise MiniAlbertError(f"--teacher {name}: a bi-encoder cannot teach NER; give a token classifier.")
+    if not bi and not any(a.endswith(want) for a in (config.architectures or [])):
+        raise MiniAlbertError(
+            f"--teacher {name} is not a fine-tuned {'token' if ner else 'sequence'} classifier (architectures: "
+            f"{config.architectures}). Fine-tune the teacher first, e.g. `minialbert finetune --model minilm --task "
+            f"... --save-models best --out T`, then pass --teacher T.")
+    try:
+        teacher_vocab = AutoTokenizer.from_pretrained(path).get_vocab()
+    except (OSError, ValueError):
+        raise MiniAlbertError(f"--teacher {name} has no tokenizer, so its vocabulary cannot be checked against the "
+                              "student's; save the tokenizer beside the teacher's weights.") from None
+    if teacher_vocab != tokenizer.get_vocab():
+        raise MiniAlbertError(f"--teacher {name} has another vocabulary than the student ({len(teacher_vocab):,} vs "
+                              f"{len(tokenizer.get_vocab()):,} entries, or the same size with other ids): token-level "
+                              "distillation needs the same tokenizer on both sides.")
+    return path, config, bi
+
+
+def load_task_teacher(name: str, data, tokenizer, attentions: bool = False):
+    """The fine-tuned teacher (a `finetune` folder, a saved model, a bi-encoder or any Hugging Face
+    sequence/token classifier), frozen, in eval mode. Returns (model, pair_encoding). A teacher with
+    another label set, label order or vocabulary than the student's task is refused."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from ..hf_utils import quiet_transformers
+    from ..model.modeling_bi_encoder import load_bi_encoder
+
+    ner = data.kind == "ner"
+    path, config, bi = check_teacher(name, ner, tokenizer)
+    if config.num_labels != data.num_labels:
+        raise MiniAlbertError(f"--teacher {name} has {config.num_labels} labels but the task has {data.num_labels} "
+                              f"({data.label_names}); give a teacher fine-tuned on this task.")
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    if data.num_labels > 1 and not _generic(names) and [str(n) for n in names] != [str(n) for n in data.label_names]:
+        problem = "label order" if sorted(map(str, names)) == sorted(map(str, data.label_names)) else "label set"
+        raise MiniAlbertError(f"--teacher {name}: its {problem} {names} differs from the task's {data.label_names}; "
+                              "its logits would teach the wrong classes. Give a teacher fine-tuned on this task's "
+                              "labels.")
+    if data.num_labels > 1 and _generic(names):
+        logger.warning("The teacher %s names its labels %s; assuming they follow the task's order %s.",
+                       name, names, data.label_names)
+    extra = {"attn_implementation": "eager"} if attentions else {}  # fused kernels return no maps
+    with quiet_transformers():
+        if bi:
+            model = load_bi_encoder(path)
+            if attentions:
+                model.encoder.set_attn_implementation("eager")
+        else:
+            auto = AutoModelForTokenClassification if ner else AutoModelForSequenceClassification
+            model = auto.from_pretrained(path, **extra)
+    return model.eval().requires_grad_(False), "bi" if bi else "cross"
+
+
+@torch.inference_mode()
+def label_with_teacher(teacher, dataset, collator, batch_size: int = 64, device="cpu", desc="teacher labels"):
+    """The teacher's logits for every row of `dataset` (in the teacher's own encoding): (C,) per
+    pair/sentence, (T, C) per NER feature, rounded to fp32 lists."""
+    from tqdm.auto import tqdm
+
+    teacher.to(device)
+    rows = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch"):
+        part = dataset.select(range(start, min(start + batch_size, len(dataset))))
+        features = [{k: v for k, v in r.items() if k not in ("labels", *TEACHER_FIELDS)} for r in part]
+        batch = {k: v.to(device) for k, v in collator(features).items()}
+        logits = teacher(**batch).logits.float().cpu()
+        if logits.dim() == 3:
+            lengths = batch["attention_mask"].sum(1).tolist()
+            rows += [logits[i, :n].tolist() for i, n in enumerate(lengths)]
+        else:
+            rows += logits.tolist()
+    return rows

@@ -1,0 +1,81 @@
+"""What the studies share: the repository's folders, the data sets' default places, and the result
+rows read from committed `results.json` files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "results"
+FIGURES = REPO / "docs" / "figures"
+SHARED = REPO.parent / "shared" / "data"
+GLUE_DIR, NER_DIR = SHARED / "glue", SHARED / "bioner"
+BIOMED = SHARED / "corpora" / "biomed" / "sentences.txt"
+# A result folder of a study row is named MODEL-PIPELINE, or MODEL-PIPELINE-NseedS for the same
+# pipeline repeated with N seeds (e.g. student-td2-aug4, teacher-cross-3seeds).
+ROW_FOLDER = re.compile(r"^(?P<model>student|teacher)-(?P<pipeline>.+?)(?:-(?P<seeds>\d+)seeds)?$")
+
+
+@dataclass(frozen=True)
+class Score:
+    """A task's reported score (percent) from one results.json, as `minialbert report` prints it."""
+    mean: float
+    std: float
+    seeds: int
+    parameters: int  # the model's base parameters
+    pipeline: str  # how the model was used (finetune, bi-encoder, task-distillation[...])
+    selection: float  # finetune's own selection score (first dev set: GLUE dev, NER devel), percent
+
+
+def read_score(path: Path) -> Score:
+    from minialbert.finetune.report import task_score
+
+    r = json.loads(path.read_text())
+    pipeline = r.get("pipeline") or ("bi-encoder" if r.get("pair_encoding") == "bi" else "finetune")
+    return Score(*task_score(r), r["base_parameters"], pipeline, 100 * r["score"])
+
+
+def task_label(folder_name: str) -> str:
+    """A task folder's name as a table column: ner-NCBI-disease -> ner:NCBI-disease."""
+    return folder_name.replace("ner-", "ner:", 1) if folder_name.startswith("ner-") else folder_name
+
+
+def task_folder(task: str) -> str:
+    return task.replace(":", "-")
+
+
+def glue_or_ner_args(task: str, glue_dir, ner_dir) -> list[str]:
+    """The finetune flags that name a task's data: GLUE by name, NER by its folder."""
+    if task.startswith("ner:"):
+        return ["--task", "ner", "--data-dir", str(Path(ner_dir) / task[4:])]
+    return ["--task", task, "--data-dir", str(glue_dir)]
+
+
+def format_score(score: Score | None) -> str:
+    if score is None:
+        return ""
+    return f"{score.mean:.2f} ± {score.std:.2f} ({score.seeds})" if score.seeds > 1 else f"{score.mean:.2f} (1)"
+
+
+def results_table(root: Path, tasks: list[str], kind: str, split_row) -> str:
+    """Markdown: one row per result folder `root/<model>-<kind>` (`split_row` gives the two
+    names), one column per task: mean ± sample std (seeds), from the committed files."""
+    lines = [f"| model | {kind} | " + " | ".join(tasks) + " |", "|" + "---|" * (2 + len(tasks))]
+    for folder in sorted(p for p in root.glob("*-*") if p.is_dir()):
+        cells = [format_score(read_score(f)) if (f := folder / task_folder(t) / "results.json").exists() else ""
+                 for t in tasks]
+        if any(cells):  # e.g. teacher-mlm holds only fit_head.json
+            lines.append("| " + " | ".join(split_row(folder.name)) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def copy_results(work: Path, dest: Path, files) -> None:
+    """Copy result files (paths inside `work`) to the same relative places under `dest`."""
+    for f in files:
+        target = dest / Path(f).relative_to(work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)

@@ -1,0 +1,57 @@
+"""Zero-shot STS-B against distilled tokens (docs/RESULTS.md section 7): reads each `bench embed`
+result named in the points (NAME=RUN: RUN/final/distillation.json gives the tokens,
+docs/results/embeddings/student-NAME.json the scores), writes docs/results/embeddings/curve.json and
+the figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import FIGURES, RESULTS
+
+RESULTS_DIR = RESULTS / "embeddings"
+
+
+def curve(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []
+    for spec in args.points:
+        name, run = spec.split("=", 1)
+        tokens = json.loads((Path(run) / "final" / "distillation.json").read_text())["distilled_tokens"]
+        result = json.loads((RESULTS_DIR / f"student-{name}.json").read_text())
+        points.append({"name": name, "distilled_tokens": tokens, "spearman": result["spearman"],
+                       "spearman_per_iterations": {k: v["spearman"] for k, v in result.get("depths", {}).items()}})
+    points.sort(key=lambda p: p["distilled_tokens"])
+    teacher = json.loads((RESULTS_DIR / "demo-student-vs-teacher.json").read_text())["compare"]["minilm"]["spearman"]
+    (RESULTS_DIR / "curve.json").write_text(json.dumps({"teacher_spearman": teacher, "points": points}, indent=2)
+                                            + "\n")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    floor = min(p["distilled_tokens"] for p in points if p["distilled_tokens"]) / 4
+    xs = [p["distilled_tokens"] or floor for p in points]
+    for k in sorted({k for p in points for k in p["spearman_per_iterations"]}):
+        ax.plot(xs, [p["spearman_per_iterations"].get(k) for p in points], "o-", label=f"student, {k} iteration(s)")
+    ax.axhline(teacher, color="k", ls="--", label=f"teacher (MiniLM) {teacher:.1f}")
+    ax.axhline(0.97 * teacher, color="grey", ls=":", label="0.97 of the teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("distilled tokens (non-padding; leftmost point: initialisation only)")
+    ax.set_ylabel("STS-B dev Spearman, zero-shot")
+    ax.set_title("Embedding student: zero-shot score against distilled tokens")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.figure, dpi=120)
+    print(json.dumps(points, indent=2))
+    return 0
+
+
+def add_commands(sub, defaults) -> None:
+    e = sub.add_parser("curve", help="zero-shot STS-B against distilled tokens (figure + curve.json)")
+    e.add_argument("points", nargs="+", metavar="NAME=RUN", help="bench embed result name and its distillation run")
+    e.add_argument("--figure", default=str(FIGURES / "embedding-curve.png"))
+    e.set_defaults(func=curve)
