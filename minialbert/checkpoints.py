@@ -9,16 +9,18 @@ import logging
 from pathlib import Path
 
 from .errors import MiniAlbertError
-from .packaged import PACKAGED_TEACHER_ALIASES, packaged_teacher_path
+from .packaged import PACKAGED_TEACHER_ALIASES, packaged_teacher_path, released_student
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_model_name(name: str) -> str:
-    """Map the packaged-teacher aliases to their folder; anything else passes through unchanged
-    (a local path, or a hub name for users with a network)."""
+    """Map the packaged-teacher aliases and the names of released students to their folders;
+    anything else passes through unchanged (a local path, or a hub name for users with a network)."""
     if name.lower() in PACKAGED_TEACHER_ALIASES:
         return str(packaged_teacher_path())
+    if not Path(name).exists() and (released := released_student(name)) is not None:
+        return str(released)
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise MiniAlbertError(f"The model folder {name} does not exist; give a checkpoint folder, 'minilm' "
                               "for the packaged teacher, or a hub name (needs a network).")

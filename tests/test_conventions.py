@@ -261,3 +261,23 @@ def test_a_run_of_another_training_subset_is_never_reused(student_dir, tmp_path,
         assert main([*common, "--seed", "43"]) == 0  # seed 43 on the seed-43 subset: another run
     assert "reusing" not in caplog.text
     assert len(list((tmp_path / "runs").glob("rte-*-seed43-*.json"))) == 2
+
+
+def test_stage_one_refuses_a_mismatched_teacher_as_general_distillation_does():
+    from minialbert.errors import MiniAlbertError
+    from minialbert.taskdistill.trainers import intermediate_model
+
+    student = MiniAlbertModel(tiny_config())  # H 32, 4 heads
+    wider = MiniAlbertModel(tiny_config(hidden_size=64, intermediate_size=128))
+    with pytest.raises(MiniAlbertError, match="--project-hidden"):
+        intermediate_model(student, wider)
+    assert intermediate_model(student, wider, project_hidden=True).projection is not None
+    other_heads = MiniAlbertModel(tiny_config(num_attention_heads=2))
+    with pytest.raises(MiniAlbertError, match="--average-heads"):
+        intermediate_model(student, other_heads)
+    assert intermediate_model(student, other_heads, average_heads=True).average_heads
+
+
+def test_ci_sets_ci_itself():
+    run = (REPO / ".ci" / "run").read_text()
+    assert "export CI=true" in run and "make test" in run

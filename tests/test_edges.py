@@ -1,4 +1,4 @@
-"""Bad input and faults at the edges (issue 12): every case ends in a clear one-paragraph error that
+"""Bad input and faults at the edges: every case ends in a clear one-paragraph error that
 names the option, file or line, with exit code 2 and no traceback, or works as a user expects.
 Each case failed on the main branch before this file existed."""
 

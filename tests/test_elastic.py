@@ -1,4 +1,4 @@
-"""Elastic depth (issue 14): a shared layer from several teacher layers, exits at every iteration,
+"""Elastic depth: a shared layer from several teacher layers, exits at every iteration,
 fixed depth and early exit in the model, serving, export and the depth benchmark."""
 
 import json

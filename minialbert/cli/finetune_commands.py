@@ -51,10 +51,13 @@ def run_finetune_cmd(args) -> int:
 
 
 def run_report(args) -> int:
-    from ..finetune.report import build_table, collect, render
+    from ..finetune.report import build_table, collect, render, retention_table
 
-    header, table = build_table(collect(args.result_dirs), args.tasks, args.std)
-    print(render(header, table, args.format, args.paper))
+    if args.retention:
+        header, table = retention_table(collect(args.result_dirs), args.retention, args.tasks)
+    else:
+        header, table = build_table(collect(args.result_dirs), args.tasks, args.std)
+    print(render(header, table, args.format, args.paper and not args.retention))
     return 0
 
 

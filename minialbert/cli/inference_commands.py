@@ -32,7 +32,7 @@ class PredictOptions:
 
 @dataclass
 class ExportOptions:
-    """`minialbert export`: one of --onnx and --sentence-transformers."""
+    """`minialbert export`: one of --onnx, --sentence-transformers and --release."""
     model: str = field(metadata={"positional": True, "help": "checkpoint folder, adapter task folder, preset or hub "
                                                              "name"})
     onnx: str | None = field(default=None, metadata={"metavar": "OUT.onnx", "help": "write an ONNX file"})
@@ -40,6 +40,13 @@ class ExportOptions:
         "write a sentence-transformers folder instead (the encoder + pooling; for a student, a bi-encoder or any "
         "encoder): SentenceTransformer(OUT) loads it after `import minialbert`, or with trust_remote_code=True "
         "where minialbert is not installed")})
+    release: str | None = field(default=None, metadata={"metavar": "OUT", "help": (
+        "write a student folder to publish instead: the base encoder in fp16 safetensors, tokenizer, modeling "
+        "code, distillation.json and a model card (with --release-name and --release-command)")})
+    release_name: str = field(default="minialbert-student", metadata={"help": "with --release: the model's name"})
+    release_command: str = field(default="", metadata={"help": "with --release: the command that made it, for the card"})
+    release_measured: str | None = field(default=None, metadata={"help": (
+        "with --release: a JSON file whose top-level fields go into the card's measured figures")})
     pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
         "with --sentence-transformers: the pooling of the sentence embedding")})
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
@@ -195,8 +202,16 @@ def run_bench_depth(args) -> int:
 def run_export(args) -> int:
     from ..inference.export import export_onnx
 
-    if (args.onnx is None) == (args.sentence_transformers is None):
-        raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx or --sentence-transformers OUT.")
+    if sum(x is not None for x in (args.onnx, args.sentence_transformers, args.release)) != 1:
+        raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx, --sentence-transformers OUT or "
+                              "--release OUT.")
+    if args.release:
+        from ..inference.export import export_release
+
+        measured = json.loads(Path(args.release_measured).read_text()) if args.release_measured else None
+        print(json.dumps(export_release(args.model, args.release, args.release_name, args.release_command,
+                                        measured), indent=2))
+        return 0
     if args.sentence_transformers:
         from ..inference.embeddings import export_sentence_transformers
 

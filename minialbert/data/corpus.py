@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import MiniAlbertError
@@ -38,10 +38,20 @@ class CorpusOptions:
     pack: bool = False
 
 
+MIX = "+"  # "wiki-offline+path/to/biomed.txt": several sources, one after the other
+
+
 def load_texts(opts: CorpusOptions):
-    """A `datasets` Dataset (or IterableDataset when streaming) with one column 'text'."""
+    """A `datasets` Dataset (or IterableDataset when streaming) with one column 'text'; a mix of
+    sources joined by '+' is their concatenation (each source in full; the windows are shuffled in
+    training). `max_docs` applies to each source of a mix."""
     import datasets
 
+    if MIX in opts.source and not Path(opts.source).exists():
+        if opts.streaming:
+            raise MiniAlbertError(f"--corpus {opts.source}: a mix of sources cannot be streamed; drop --streaming.")
+        parts = [load_texts(replace(opts, source=part)) for part in opts.source.split(MIX)]
+        return datasets.concatenate_datasets(parts)
     source = opts.source
     if source == "wiki-offline":
         path = wiki_offline_json()
@@ -117,14 +127,19 @@ def _check_text_files(files: list[str]) -> None:
         raise MiniAlbertError(f"Corpus {', '.join(files)} is empty: no non-blank documents.")
 
 
-def _fingerprint(opts: CorpusOptions, tokenizer) -> str:
-    src = opts.source
+def _source_identity(src: str) -> str:
     if Path(src).exists():
         st = Path(src).stat()
-        src = f"{Path(src).resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    elif src == "wiki-offline":
-        st = wiki_offline_json().stat()
-        src = f"wiki-offline:{st.st_size}"
+        return f"{Path(src).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    if src == "wiki-offline":
+        return f"wiki-offline:{wiki_offline_json().stat().st_size}"
+    if MIX in src:
+        return MIX.join(_source_identity(part) for part in src.split(MIX))
+    return src
+
+
+def _fingerprint(opts: CorpusOptions, tokenizer) -> str:
+    src = _source_identity(opts.source)
     key = {**asdict(opts), "source": src, "num_proc": None, "streaming": None,
            "tokenizer": [tokenizer.name_or_path, len(tokenizer), type(tokenizer).__name__]}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

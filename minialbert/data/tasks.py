@@ -143,3 +143,33 @@ def task_collator(kind: str, pair_encoding: str, tokenizer):
     if kind == "ner":
         return DataCollatorForTokenClassification(tokenizer)
     return PairCollator(tokenizer) if pair_encoding == "bi" else DataCollatorWithPadding(tokenizer)
+
+
+def majority_baseline(data: TaskData, task: str) -> dict[str, float]:
+    """What predicting the majority class scores on each evaluation split, in the task's own metric
+    (the `score` field of the metrics): the most frequent training label for every example (STS-B:
+    a constant, which scores 0; NER: every word 'O', F1 0). The floor a model must beat."""
+    import warnings
+
+    import numpy as np
+
+    from .glue import glue_metrics
+    from .glue import logger as glue_logger
+    from .ner import ner_metrics
+
+    with warnings.catch_warnings():  # no entity predicted, constant predictions: expected here
+        warnings.simplefilter("ignore")
+        if data.kind == "ner":
+            return {name: ner_metrics(split.tags, [["O"] * len(t) for t in split.tags])["score"]
+                    for name, split in data.ner_splits.items() if name != "train"}
+        glue = get_task(task)
+        labels = list(data.raw_train.labels)
+        constant = float(np.mean(labels)) if glue.labels is None else max(set(labels), key=labels.count)
+        level = glue_logger.level
+        glue_logger.setLevel(logging.ERROR)
+        try:
+            return {name: glue_metrics(glue, np.full(len(dataset["labels"]), constant),
+                                       np.asarray(dataset["labels"]))["score"]
+                    for name, (dataset, _) in data.evals.items()}
+        finally:
+            glue_logger.setLevel(level)

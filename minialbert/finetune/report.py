@@ -32,6 +32,11 @@ class ReportOptions:
         "found)")})
     std: bool = field(default=False, metadata={"help": "show 'mean ± sample std (seeds)' for tasks run with several "
                                                        "seeds"})
+    retention: str | None = field(default=None, metadata={"metavar": "TEACHER", "help": (
+        "instead of scores: per model and task the share of the teacher's gain over the majority class it keeps, "
+        "(model - majority) / (teacher - majority), their mean (gain retention) and the plain ratio of the averages "
+        "beside it; TEACHER is the teacher's model name as results.json records it (e.g. minilm). A task where "
+        "the teacher does not beat its majority baseline by more than its seed spread is named and left out")})
 
 GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 # docs/method.md, headline results (averages only are restated there).
@@ -167,6 +172,67 @@ def _cell(row: dict, task: str, with_std: bool):
     if with_std and row["runs"][task] > 1:
         return f"{row[task]:.2f} ± {row['std'][task]:.2f} ({row['runs'][task]})"
     return round(row[task], 2)
+
+
+def _task_column(result: dict) -> str:
+    return result["task"] if result["task"] != "ner" else f"ner:{result.get('data_name', 'ner')}"
+
+
+def majority_score(result: dict) -> float:
+    """The majority baseline of the split the task's reported score comes from (NER: test), in percent."""
+    baseline = result.get("majority_baseline")
+    if not baseline:
+        raise MiniAlbertError(f"A {_task_column(result)} results.json of {result['model']!r} has no majority_baseline "
+                              "(written by an earlier version); fine-tune again to record it.")
+    return 100 * baseline["test" if result["task"] == "ner" else next(iter(baseline))]
+
+
+def gain_kept(student: float, teacher: float, teacher_std: float, majority: float) -> float | None:
+    """The share of the teacher's gain over the majority baseline that the student keeps,
+    (student - majority) / (teacher - majority); None where the teacher does not beat the baseline by
+    more than its seed spread (the task says nothing about distillation then)."""
+    if teacher - majority <= max(teacher_std, 0.0):
+        return None
+    return (student - majority) / (teacher - majority)
+
+
+def retention_table(results: list[dict], teacher: str, tasks: list[str] | None = None) -> tuple[list[str], list[list]]:
+    """One row per model other than `teacher`: per task the share of the teacher's gain over the
+    majority class it keeps, then the mean of those (gain retention) and the plain ratio of the
+    averages, both over the tasks where the teacher beats the baseline by more than its seed spread
+    (the others are named in the last column)."""
+    by_model: dict[str, dict] = {}
+    for r in results:
+        column = _task_column(r)
+        if column in by_model.setdefault(r["model"], {}):
+            raise MiniAlbertError(f"Several results for {r['model']!r} on {column}; give the folders of one "
+                                  "configuration per model and task.")
+        by_model[r["model"]][column] = r
+    if teacher not in by_model:
+        raise MiniAlbertError(f"--retention {teacher}: no results of that model here; models: {', '.join(by_model)}.")
+    reference = by_model.pop(teacher)
+    order = tasks or [t for t in GLUE_ORDER if t in reference] + sorted(t for t in reference if t.startswith("ner:"))
+    header = ["model", *order, "gain retention", "plain ratio", "left out"]
+    table = []
+    for model, row in by_model.items():
+        kept, left_out, pairs = [], [], []
+        for task in order:
+            if task not in row or task not in reference:
+                kept.append(None)
+                continue
+            (s, _, _), (t, t_std, _) = task_score(row[task]), task_score(reference[task])
+            gain = gain_kept(s, t, t_std, majority_score(reference[task]))
+            if gain is None:
+                kept.append("teacher at majority")
+                left_out.append(task)
+                continue
+            kept.append(round(gain, 3))
+            pairs.append((s, t))
+        gains = [k for k in kept if isinstance(k, float)]
+        table.append([model, *kept, round(sum(gains) / len(gains), 4) if gains else None,
+                      round(sum(s for s, _ in pairs) / sum(t for _, t in pairs), 4) if pairs else None,
+                      ", ".join(left_out)])
+    return header, table
 
 
 def render(header, table, fmt: str, paper: bool = False) -> str:

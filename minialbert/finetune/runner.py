@@ -19,7 +19,7 @@ from ..checkpoints import check_max_length, resolve_model_name
 from ..compat import length_grouping, ordered_evaluation, tensorboard_callback, warmup_fraction
 from ..data.glue import get_task, glue_metrics
 from ..data.ner import ner_metrics, word_level_predictions
-from ..data.tasks import TaskData, prepare_data, task_collator
+from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collator
 from ..errors import MiniAlbertError
 from ..fingerprint import options_hash
 from ..model.adapters import save_adapter_task
@@ -191,6 +191,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
                     for k in range(1, opts.seeds_at_best)]
     summary = summarise(opts, results, chosen)
     summary["pair_encoding_choice"] = pair_choice
+    summary["majority_baseline"] = majority_baseline(data, opts.task.lower())
     if transfer:
         summary["transfer_set"] = {k: v for k, v in transfer.items() if k != "examples"}
     if opts.save_models == "best":

@@ -104,7 +104,8 @@ class BenchEmbedOptions:
         "help": "MiniALBERT: also score and time the embeddings after each K = 1..N iterations"})
     compare: list[str] = field(default_factory=list, metadata={"nargs": "*",
         "help": "more encoders scored and timed in the same run (e.g. minilm, the teacher), with the model's "
-                "retention of their Spearman, speed-up and parameter ratio"})
+                "retention of their Spearman, speed-up and parameter ratio; model2vec:TEACHER:DIMS is a static "
+                "model2vec distillation of TEACHER made in the run (PCA to DIMS), model2vec:FOLDER a saved one"})
 
 
 def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,
@@ -140,12 +141,52 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
     if compare:
         result["compare"] = {}
         for other in compare:
-            row = bench_embed(other, data_dir, pooling, batch_size, max_length)
+            row = (bench_static(other, stsb) if other.startswith("model2vec:")
+                   else bench_embed(other, data_dir, pooling, batch_size, max_length))
             row.update({"spearman_retention": round(result["spearman"] / row["spearman"], 4),
                         "speedup": round(result["sentences_per_s"] / row["sentences_per_s"], 2),
                         "parameter_ratio": round(result["parameters"] / row["parameters"], 4)})
             result["compare"][other] = row
     return result
+
+
+def static_model(spec: str):
+    """`model2vec:TEACHER:DIMS` (a static model distilled now from TEACHER, PCA to DIMS; e.g.
+    model2vec:minilm:256) or `model2vec:FOLDER` (a saved one): (StaticModel, seconds to distil)."""
+    from model2vec import StaticModel
+
+    from ..checkpoints import resolve_model_name
+
+    name = spec.removeprefix("model2vec:")
+    teacher, _, dims = name.rpartition(":")
+    if teacher and dims.isdigit():
+        from model2vec.distill import distill
+
+        start = time.perf_counter()
+        model = distill(model_name=resolve_model_name(teacher), pca_dims=int(dims))
+        return model, round(time.perf_counter() - start, 1)
+    try:
+        return StaticModel.from_pretrained(name), None
+    except (OSError, ValueError) as e:
+        raise MiniAlbertError(f"--compare {spec}: give model2vec:TEACHER:DIMS (distilled in the run) or "
+                              f"model2vec:FOLDER (a saved model2vec model): {e}") from None
+
+
+def bench_static(spec: str, stsb: ZeroShotSTSB) -> dict:
+    """The zero-shot score and speed of a static (model2vec) embedding model, as bench_embed's rows."""
+    from scipy.stats import pearsonr, spearmanr
+
+    model, distill_seconds = static_model(spec)
+    model.encode(stsb.sentences[:64])  # warm-up
+    start = time.perf_counter()
+    emb = model.encode(stsb.sentences)
+    seconds = time.perf_counter() - start
+    cos = _cosines(np.asarray(emb, dtype=np.float32), stsb.index, stsb.pairs)
+    return {"model": spec, "spearman": round(100 * float(spearmanr(cos, stsb.gold)[0]), 2),
+            "pearson": round(100 * float(pearsonr(cos, stsb.gold)[0]), 2),
+            "sentences_per_s": round(len(stsb.sentences) / seconds, 1),
+            "parameters": int(np.prod(model.embedding.shape)), "dimension": int(model.embedding.shape[1]),
+            "distill_seconds": distill_seconds}
 
 
 def export_sentence_transformers(model: str, out, pooling: str = "mean", max_length: int = 128) -> dict:

@@ -206,3 +206,61 @@ def quantize_int8(src, dst) -> None:
     finally:
         folded.unlink(missing_ok=True)
 
+
+
+def export_release(model: str, out, name: str, command: str, measured: dict | None = None) -> dict:
+    """A student folder to publish: the base encoder only (no MLM head), its weights in fp16
+    safetensors (half the bytes; config.json says float32, so it loads and computes in fp32), the
+    tokenizer, the modeling code beside them (loads without this package, `trust_remote_code=True`),
+    distillation.json and a model card with `command`, the exact command that made it, and the
+    `measured` figures (e.g. the zero-shot STS-B score)."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from ..checkpoints import resolve_model_name
+    from ..hf_utils import quiet_transformers
+    from ..model import MiniAlbertModel
+    from ..model_card import write_model_card
+
+    source = Path(resolve_model_name(model))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise MiniAlbertError(f"--release {out} exists and is not empty; give a new folder.")
+    with quiet_transformers():  # a masked-LM checkpoint's head is left out on purpose
+        encoder = MiniAlbertModel.from_pretrained(source, dtype=torch.float32).eval()
+    if encoder.config.model_type != "minialbert":
+        raise MiniAlbertError(f"--release needs a MiniALBERT student; {model!r} is {encoder.config.model_type!r}.")
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    encoder.half().save_pretrained(staging)
+    config = json.loads((staging / "config.json").read_text())
+    config["dtype"] = "float32"  # compute in fp32: the fp16 weights are only how the file stores them
+    (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    AutoTokenizer.from_pretrained(source).save_pretrained(staging)
+    info = {}
+    if (source / "distillation.json").is_file():
+        shutil.copyfile(source / "distillation.json", staging / "distillation.json")
+        info = json.loads((source / "distillation.json").read_text())
+    c = encoder.config
+    parameters = sum(p.numel() for p in encoder.parameters())
+    figures = "".join(f"\n- {k}: {v}" for k, v in (measured or {}).items())
+    how = (f"`{name}`: a recursive MiniALBERT student (one shared layer applied {c.num_hidden_layers} times, hidden "
+           f"{c.hidden_size}, embedding {c.embedding_size}, adapters {'yes' if c.use_adapters else 'no'}; "
+           f"{parameters:,} parameters), distilled layer to layer from `{info.get('teacher', '?')}` on "
+           f"`{info.get('corpus', '?')}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
+           f"{info.get('train_seconds_total', '?')} s on {info.get('machine', {}).get('cpu', '?')}, seed "
+           f"{info.get('seed', '?')}. Made with:\n\n```bash\n{command.strip()}\n```\n\nMeasured:{figures or ' -'}\n\n"
+           f"Load it with `AutoModel.from_pretrained(folder)` after `import minialbert` (or by name, `--model {name}` "
+           "in every minialbert command), or without minialbert: `AutoModel.from_pretrained(folder, "
+           "trust_remote_code=True)`. Sentence embeddings: mean-pool the final states (`minialbert export "
+           f"{name} --sentence-transformers OUT`).")
+    write_model_card(staging, title=name, base_model=info.get("teacher"), tags=["distillation", "recursive-transformer",
+                     "sentence-similarity"], pipeline_tag="feature-extraction", how=how)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.replace(out)
+    weights = out / "model.safetensors"
+    return {"model": model, "out": str(out), "name": name, "parameters": parameters,
+            "weights_bytes": weights.stat().st_size}

@@ -6,10 +6,13 @@ serving and export (which read them).
 
 The files have names of their own (`minialbert_adapter.json`, `minialbert_adapter.safetensors`).
 They are not PEFT's `adapter_config.json` / `adapter_model.safetensors`: PEFT has no bottleneck
-adapter on a block's input (docs/method.md section 1), and AdapterHub's `adapters` places its
-bottleneck adapters after the attention and feed-forward outputs, where MiniALBERT has them before
-each block, so neither library can load these weights; a PEFT name would make the Hub and every
-PEFT-aware tool misread them. Folders written under those names by earlier versions still load.
+adapter on a block's input (docs/method.md section 1). AdapterHub's `adapters` has bottleneck
+adapters (`BnConfig`), but places them after the attention and feed-forward outputs
+(`mh_adapter`, `output_adapter`), where MiniALBERT has them on each block's input with a
+LayerNorm of their own, and attaches one adapter per layer module, where MiniALBERT's one shared
+layer needs a different adapter pair at each of its N iterations; so neither library can load
+these weights, and a PEFT name would make the Hub and every PEFT-aware tool misread them. Folders
+written under those names by earlier versions still load.
 """
 
 from __future__ import annotations

@@ -79,3 +79,11 @@ def copy_results(work: Path, dest: Path, files) -> None:
         target = dest / Path(f).relative_to(work)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, target)
+
+
+def printing(make_text):
+    """A command that prints `make_text()` (a table from the committed files) and succeeds."""
+    def command(args) -> int:
+        print(make_text())
+        return 0
+    return command

@@ -20,9 +20,10 @@ class Job:
     after: list[str] = field(default_factory=list)  # names of the jobs it needs first
 
 
-def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None) -> int:
+def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None) -> int:
     """Run `jobs` in `work`, `parallel` at a time, each after the jobs it depends on; `on_done(job)`
-    runs as each job finishes (e.g. to copy its small result files into the repository at once).
+    runs as each job finishes (e.g. to copy its small result files into the repository at once),
+    `on_start(job)` just before it starts (e.g. to give it the finished runs it may reuse).
     Returns 1 when a job failed, else 0."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
     pending = [j for j in jobs if not (work / j.done).exists()]
@@ -57,6 +58,8 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 continue
             if all(a in finished or a not in scheduled for a in job.after):
                 pending.remove(job)
+                if on_start:
+                    on_start(job)
                 log = (work / "logs" / f"{job.name.replace('/', '_')}.log").open("w")
                 proc = subprocess.Popen([sys.executable, "-m", "minialbert", *job.argv], cwd=work, env=env,
                                         stdout=log, stderr=subprocess.STDOUT)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .common import RESULTS, results_table
+from .common import RESULTS, printing, results_table
 from .jobs import Job, run_jobs
 
 PAIR_TASKS = ["stsb", "mrpc", "rte"]
@@ -50,10 +50,6 @@ def table() -> str:
     return results_table(RESULTS_DIR, PAIR_TASKS, "encoding", lambda name: name.rsplit("-", 1))
 
 
-def print_table(args) -> int:
-    print(table())
-    return 0
-
 
 def add_commands(sub, defaults) -> None:
     q = sub.add_parser("run", help="cross- vs bi-encoder fine-tuning of a student and the teacher (resumable)")
@@ -63,4 +59,4 @@ def add_commands(sub, defaults) -> None:
     q.add_argument("--jobs", type=int, default=1)
     q.add_argument("--threads", type=int, default=2)
     q.set_defaults(func=run)
-    sub.add_parser("table", help="the table from the committed results").set_defaults(func=print_table)
+    sub.add_parser("table", help="the table from the committed results").set_defaults(func=printing(table))

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, glue_or_ner_args, read_score, results_table, task_folder,
-                     task_label)
+from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, glue_or_ner_args, printing, read_score, results_table,
+                     task_folder, task_label)
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "task-distillation"
@@ -82,12 +82,13 @@ def parse_folder(name: str) -> tuple[str, str, int | None]:
 
 
 def read_rows(results_dir: Path = RESULTS_DIR) -> dict[tuple[str, str, str], Row]:
-    """Every row of the committed results: a seeded folder replaces its exploratory row's reported
+    """Every row of the committed results (folders MODEL-PIPELINE[-Nseeds]; others, such as a teaching
+    model's, are not rows): a seeded folder replaces its exploratory row's reported
     score, but the selection score stays the exploratory row's (the pipeline is chosen on dev once;
     a later seeded run cannot change the choice). results.json's `score` is finetune's own
     selection score (the first dev set: GLUE dev, NER devel F1; the NER test F1 is only reported)."""
     rows: dict = {}
-    files = sorted(results_dir.glob("*/*/results.json"))
+    files = sorted(f for f in results_dir.glob("*/*/results.json") if ROW_FOLDER.match(f.parent.parent.name))
     for f in sorted(files, key=lambda f: parse_folder(f.parent.parent.name)[2] is not None):  # exploratory first
         model, pipeline, _ = parse_folder(f.parent.parent.name)
         key = (model, pipeline, task_label(f.parent.name))
@@ -216,10 +217,6 @@ def table() -> str:
     return results_table(RESULTS_DIR, TASKS, "pipeline", lambda name: name.split("-", 1))
 
 
-def print_table(args) -> int:
-    print(table())
-    return 0
-
 
 def augment_probe(args) -> int:
     """Which masked LM serves word replacement: recall of the original word among each LM's
@@ -344,7 +341,7 @@ def add_commands(sub, defaults) -> None:
     t.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
     t.add_argument("--threads", type=int, default=1)
     t.set_defaults(func=run)
-    sub.add_parser("table", help="the table from the committed results").set_defaults(func=print_table)
+    sub.add_parser("table", help="the table from the committed results").set_defaults(func=printing(table))
     ap = sub.add_parser("augment-probe", help="which masked LM serves --augment: recall of the original word")
     ap.add_argument("mlms", nargs="+", metavar="NAME=PATH")
     defaults(ap)

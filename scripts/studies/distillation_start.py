@@ -1,0 +1,150 @@
+"""How general distillation starts (docs/RESULTS.md section 7): the zero-shot STS-B score of the
+student (`distill --zero-shot-every`, the `bench embed` score) over the first steps, for the
+`cpu-demo` recipe and one variant each of what could destroy the initialisation (learning-rate
+peak and warm-up, the teacher-initialised parts' rate, the MLM loss, the attention loss, the layer
+map, the shared layer's initialisation, the sentence loss), then the before/after curves over 400
+steps with two distillation seeds, then the recipe probes (600 steps) that chose the released
+recipe. Results (small JSON: the curve rows of each run's log.jsonl, its settings and tokens) in
+docs/results/distillation-start/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import FIGURES, RESULTS
+from .jobs import Job, run_jobs
+
+RESULTS_DIR = RESULTS / "distillation-start"
+MIX = "wiki-offline+{biomed}"
+# name -> (steps, score every, extra distill flags); every run is the cpu-demo recipe otherwise
+PROBES = {
+    "base": (100, 10, []), "lr1e-4": (100, 10, ["--learning-rate", "1e-4"]),
+    "lr1e-3": (100, 10, ["--learning-rate", "1e-3"]), "warm0": (100, 10, ["--warmup-steps", "0"]),
+    "warm100": (100, 10, ["--warmup-steps", "100"]), "inh0.1": (100, 10, ["--inherited-lr-scale", "0.1"]),
+    "inh0": (100, 10, ["--inherited-lr-scale", "0"]), "mlm0": (100, 10, ["--mlm-weight", "0"]),
+    "hidden": (100, 10, ["--alignment", "hidden"]), "map456": (100, 10, ["--layer-map", "4,5,6"]),
+    "map666": (100, 10, ["--layer-map", "6,6,6"]), "avg": (100, 10, ["--shared-layer-init", "average"]),
+    "sent3": (100, 10, ["--sentence-weight", "3"]), "sent10": (100, 10, ["--sentence-weight", "10"]),
+    "sent30": (100, 10, ["--sentence-weight", "30"]),
+    "sent10-al1": (100, 10, ["--sentence-weight", "10", "--alignment-weight", "1"]),
+    "sent10-nopack": (100, 10, ["--sentence-weight", "10", "--no-pack"]),
+    "map666-sent3": (100, 10, ["--layer-map", "6,6,6", "--sentence-weight", "3"]),
+    "map666-warm100": (100, 10, ["--layer-map", "6,6,6", "--warmup-steps", "100"]),
+    "map666-lr2e-4": (100, 10, ["--layer-map", "6,6,6", "--learning-rate", "2e-4"]),
+    "map666-inh0.3": (100, 10, ["--layer-map", "6,6,6", "--inherited-lr-scale", "0.3"]),
+}
+CURVES = {  # before / after, two distillation seeds each
+    "curve-base-s42": (400, 25, []), "curve-base-s43": (400, 25, ["--seed", "43"]),
+    "curve-map666-s42": (400, 25, ["--layer-map", "6,6,6"]),
+    "curve-map666-s43": (400, 25, ["--layer-map", "6,6,6", "--seed", "43"]),
+}
+RECIPES = {  # the released recipe's choices, at equal tokens
+    "r-a": (600, 50, ["--layer-map", "6,6,6"]),
+    "r-c": (600, 50, ["--layer-map", "6,6,6", "--corpus", MIX]),
+    "r-b": (600, 50, ["--layer-map", "6,6,6", "--learning-rate", "1e-3"]),
+    "r-d": (600, 50, ["--layer-map", "6,6,6", "--embedding-init", "model2vec"]),
+    "r-f": (600, 50, ["--layer-map", "6,6,6", "--no-pack", "--sentence-weight", "3"]),
+    "r-e": (600, 50, ["--layer-map", "6,6,6,6,6,6", "--iterations", "6"]),
+}
+RUNS = {**PROBES, **CURVES, **RECIPES}
+
+
+def plan(args) -> list[Job]:
+    jobs = []
+    for name, (steps, every, flags) in RUNS.items():
+        flags = [f.format(biomed=args.biomed) for f in flags]
+        jobs.append(Job(name, ["distill", "--max-steps", str(steps), "--zero-shot-every", str(every),
+                               "--zero-shot-data", args.glue_dir, "--save-steps", "100000", "--out", name, *flags],
+                        f"{name}/final/distillation.json"))
+    return jobs
+
+
+def collect_run(work: Path, name: str) -> dict:
+    """A run's zero-shot curve (step, tokens, Spearman), its flags and its distilled tokens."""
+    info = json.loads((work / name / "final" / "distillation.json").read_text())
+    rows = [json.loads(line) for line in (work / name / "log.jsonl").read_text().splitlines() if line.strip()]
+    curve = [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")} for r in rows if "zero_shot_spearman" in r]
+    return {"name": name, "flags": RUNS[name][2], "steps": info["steps"], "distilled_tokens": info["distilled_tokens"],
+            "seed": info["seed"], "curve": curve}
+
+
+def run(args) -> int:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    def keep(job):
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (RESULTS_DIR / f"{job.name}.json").write_text(json.dumps(collect_run(work, job.name), indent=2) + "\n")
+
+    jobs = [j for j in plan(args) if not args.only or j.name in args.only]
+    for job in jobs:
+        if (work / job.done).exists():
+            keep(job)
+    return run_jobs(jobs, work, args.jobs, args.threads, on_done=keep)
+
+
+def read(name: str) -> dict | None:
+    f = RESULTS_DIR / f"{name}.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _points(run: dict) -> list[float]:
+    return [r["zero_shot_spearman"] for r in run["curve"]]
+
+
+def table() -> str:
+    """Markdown: every probe's score at step 0 (the initialisation), its lowest, and at the end."""
+    lines = ["| run | flags | step 0 | lowest (step) | last (step) |", "|---|---|---|---|---|"]
+    for name in RUNS:
+        run = read(name)
+        if run is None:
+            continue
+        low = min(run["curve"], key=lambda r: r["zero_shot_spearman"])
+        lines.append(f"| {name} | `{' '.join(run['flags']) or 'cpu-demo'}` | {run['curve'][0]['zero_shot_spearman']:.2f} | "
+                     f"{low['zero_shot_spearman']:.2f} ({low['step']}) | {run['curve'][-1]['zero_shot_spearman']:.2f} "
+                     f"({run['curve'][-1]['step']}) |")
+    return "\n".join(lines)
+
+
+def figure(args) -> int:
+    """The before/after curves over the first 400 steps, both seeds, and the initialised score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.6, 4.0))
+    start = None
+    for name, style in (("curve-base-s42", "C0-"), ("curve-base-s43", "C0--"), ("curve-map666-s42", "C1-"),
+                        ("curve-map666-s43", "C1--")):
+        run = read(name)
+        if run is None:
+            continue
+        start = run["curve"][0]["zero_shot_spearman"]
+        label = ("layer map 2,4,6 (cpu-demo)" if "base" in name else "layer map 6,6,6") + f", seed {run['seed']}"
+        ax.plot([r["step"] for r in run["curve"]], _points(run), style, marker=".", label=label)
+    if start is not None:
+        ax.axhline(start, color="grey", ls=":", label=f"initialised student {start:.1f}")
+    ax.set_xlabel("distillation step (16 packed windows of 128 tokens)")
+    ax.set_ylabel("STS-B dev Spearman, zero-shot")
+    ax.set_title("The start of distillation: does it keep the initialisation?")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.figure, dpi=120)
+    print(f"figure: {args.figure}")
+    return 0
+
+
+def add_commands(sub, defaults) -> None:
+    r = sub.add_parser("run", help="run (or continue) the probes, curves and recipe probes")
+    defaults(r, work="runs/distillation-start")
+    r.add_argument("--only", type=lambda s: s.split(","), default=None, help="comma-separated run names")
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("--threads", type=int, default=2)
+    r.set_defaults(func=run)
+    f = sub.add_parser("figure", help="the before/after figure from the committed curves")
+    f.add_argument("--figure", default=str(FIGURES / "distillation-start.png"))
+    f.set_defaults(func=figure)

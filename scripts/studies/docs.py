@@ -1,0 +1,70 @@
+"""The README's and RESULTS.md's figures that the committed JSON also holds are written from it:
+each sits in a marked block,
+
+    <!-- generated: NAME -->
+    ...
+    <!-- end: NAME -->
+
+which `python -m scripts.studies docs update` rewrites from the result files; `docs check` (and
+tests/test_docs.py) fails when a block differs from what the files give."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from .common import REPO
+
+DOCUMENTS = [REPO / "README.md", REPO / "docs" / "RESULTS.md"]
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
+
+
+def generators() -> dict:
+    from . import distillation_start, pair_encoding, retention, task_distillation
+
+    return {"task-distillation-table": task_distillation.table, "pair-encoding-table": pair_encoding.table,
+            "retention-table": retention.table, "retention-headline": retention.headline,
+            "retention-embeddings": retention.embeddings_table, "start-curve": distillation_start.table}
+
+
+def render(text: str, make: dict) -> str:
+    def replace(m):
+        if m["name"] not in make:
+            raise SystemExit(f"unknown generated block {m['name']!r}; known: {', '.join(make)}")
+        return m.group(1) + make[m["name"]]().rstrip("\n") + "\n" + m.group(4)
+
+    return BLOCK.sub(replace, text)
+
+
+def stale_blocks() -> list[str]:
+    """'FILE: NAME' for every block whose text differs from what the result files give."""
+    make, stale = generators(), []
+    for doc in DOCUMENTS:
+        text = doc.read_text()
+        for m in BLOCK.finditer(text):
+            if render(m.group(0), make) != m.group(0):
+                stale.append(f"{doc.relative_to(REPO)}: {m['name']}")
+    return stale
+
+
+def update(args) -> int:
+    make = generators()
+    for doc in DOCUMENTS:
+        text = doc.read_text()
+        new = render(text, make)
+        if new != text:
+            doc.write_text(new)
+            print(f"updated {doc.relative_to(REPO)}")
+    return 0
+
+
+def check(args) -> int:
+    stale = stale_blocks()
+    for line in stale:
+        print(f"stale: {line}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def add_commands(sub, defaults) -> None:
+    sub.add_parser("update", help="rewrite every generated block from the result files").set_defaults(func=update)
+    sub.add_parser("check", help="fail when a generated block differs from the result files").set_defaults(func=check)

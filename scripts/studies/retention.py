@@ -1,0 +1,291 @@
+"""The released student's retention study (docs/RESULTS.md section 9): for the student and for the
+teacher alike, per task, each candidate pipeline runs once (seed 42, lr 1e-4: the exploratory row);
+the pipeline is picked once on dev; its learning rate is then picked on dev with seed 42 from a
+grid of three (the teacher's {2e-5, 5e-5, 1e-4}, the student's {5e-5, 1e-4, 5e-4}) and it is repeated
+with seeds 42-44 (SST-2: one seed). The teacher's cross-encoder that teaches the distillation rows is
+tuned on the same grid. Results in docs/results/retention/, one folder per row: MODEL-PIPELINE
+(exploratory), MODEL-PIPELINE-3seeds (the pick: grid, then seeds), teaching-cross (the teaching
+model: the teacher's cross-encoder on the grid).
+
+The summary reports first the share of the teacher's gain over the majority class that the student
+keeps, (student - majority) / (teacher - majority) averaged over tasks, with the majority baseline of
+each task's own evaluation split computed from the data (results.json's `majority_baseline`); a task
+on which the teacher does not beat its baseline by more than its seed spread is named and left out
+of both averages. The plain ratio of the averages is reported beside it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+from minialbert.finetune.report import gain_kept
+
+from .common import RESULTS, ROW_FOLDER, glue_or_ner_args, printing, task_folder
+from .jobs import Job, run_jobs
+from .task_distillation import PIPELINES, choose, parse_folder, read_rows
+
+RESULTS_DIR = RESULTS / "retention"
+TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+GRID = {"teacher": ["2e-5", "5e-5", "1e-4"], "student": ["5e-5", "1e-4", "5e-4"]}
+EXPLORATORY_LR = "1e-4"
+# The candidate pipelines per task: for the student, those the task-distillation study found best
+# or close (docs/RESULTS.md section 8), plus the cross-encoder everywhere; the teacher cannot
+# distil from itself, so it has the cross- and (sentence pairs) the bi-encoder.
+CANDIDATES = {
+    "student": {"stsb": ["bi", "bi-td2"], "mrpc": ["bi", "bi-td2", "cross"], "rte": ["cross", "td12", "bi"],
+                "cola": ["cross", "td2-aug4"], "sst2": ["cross"], "ner:NCBI-disease": ["cross", "td12-transfer"],
+                "ner:BC5CDR-chem": ["cross", "td12-transfer"]},
+    "teacher": {t: ["cross", "bi"] if t in ("stsb", "mrpc", "rte") else ["cross"] for t in TASKS},
+}
+
+
+def _finetune(args, model: str, task: str, out: str, lrs: list[str], flags, seeds: int, save: str) -> list[str]:
+    sst2 = task == "sst2"
+    teacher = f"teaching-cross/{task_folder(task)}"
+    transfer = args.biomed if task.startswith("ner:") else str(Path(args.glue_dir) / _glue_folder(task))
+    flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
+    argv = ["finetune", "--model", model, *glue_or_ner_args(task, args.glue_dir, args.ner_dir), "--lr", *lrs,
+            "--seeds-at-best", str(1 if sst2 else seeds), "--epochs", "1" if sst2 else "3",
+            "--batch-size", "32" if sst2 else "16", "--out", out, *flags, "--save-models", save]
+    return argv if "--pair-encoding" in flags else [*argv, "--pair-encoding", "cross"]
+
+
+def _glue_folder(task: str) -> str:
+    from minialbert.data.glue import get_task
+
+    return get_task(task).folder
+
+
+def plan(args, who: str) -> list[Job]:
+    """The exploratory jobs of `who` (and, for the teacher, the tuned teaching cross-encoders first;
+    the student's distillation rows wait for them)."""
+    model = "minilm" if who == "teacher" else str(Path(args.student).resolve())
+    jobs = []
+    for task in args.tasks:
+        grid = f"teaching-cross/{task_folder(task)}"
+        if who == "teacher":
+            jobs.append(Job(grid, _finetune(args, model, task, grid, GRID["teacher"], PIPELINES["cross"].flags, 1,
+                                            "best"), f"{grid}/results.json"))
+        for pipeline in CANDIDATES[who][task]:
+            out = f"{who}-{pipeline}/{task_folder(task)}"
+            flags = PIPELINES[pipeline].flags
+            after = [grid] if "--teacher" in flags or pipeline == "cross" and who == "teacher" else []
+            jobs.append(Job(out, _finetune(args, model, task, out, [EXPLORATORY_LR], flags, 1, "none"),
+                            f"{out}/results.json", after))
+    return jobs
+
+
+def plan_finals(args, who: str) -> list[Job]:
+    """The picked pipeline of each task (best exploratory dev score), on the grid and then with seeds."""
+    model = "minilm" if who == "teacher" else str(Path(args.student).resolve())
+    jobs = []
+    for task, row in choose(read_rows(RESULTS_DIR), who).items():
+        if task not in args.tasks:
+            continue
+        out = f"{who}-{row.pipeline}-3seeds/{task_folder(task)}"
+        jobs.append(Job(out, _finetune(args, model, task, out, GRID[who], PIPELINES[row.pipeline].flags, 3, "none"),
+                        f"{out}/results.json"))
+    return jobs
+
+
+def _reuse_runs(work: Path, job: Job) -> None:
+    """A job starts with the finished runs of its exploratory row (and, for the teacher's
+    cross-encoder, of the teaching model's grid) and with every transfer set its model has for the
+    task: finetune reuses a run or a transfer set only where its identity is the same."""
+    target = work / Path(job.done).parent
+    if ROW_FOLDER.match(target.parent.name):
+        model, pipeline, _ = parse_folder(target.parent.name)
+        runs = [work / f"{model}-{pipeline}" / target.name]
+        if (model, pipeline) == ("teacher", "cross"):
+            runs.append(work / "teaching-cross" / target.name)
+        skip = shutil.ignore_patterns("model", "adapter", "tensorboard", "trainer*")
+        for source in runs:
+            if source != target and (source / "runs").is_dir():
+                shutil.copytree(source / "runs", target / "runs", dirs_exist_ok=True, ignore=skip)
+        for built in sorted(work.glob(f"{model}-*/{target.name}/transfer/*/transfer.json")):
+            if not (target / "transfer" / built.parent.name).exists():
+                shutil.copytree(built.parent, target / "transfer" / built.parent.name)
+
+
+def _keep(work: Path):
+    def keep(job):
+        folder = work / Path(job.done).parent
+        for f in [work / job.done, *folder.glob("runs/*.json"), *folder.glob("transfer/*/transfer.json")]:
+            target = RESULTS_DIR / f.relative_to(work)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+    return keep
+
+
+def run(args) -> int:
+    """Run (or continue) the study for --who (teacher, student or both): the exploratory rows, then
+    the picks on the grid with seeds. Every finished job's small files go into the repository."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    code = 0
+    for who in args.who:
+        for phase in (plan, plan_finals):
+            jobs = phase(args, who)
+            for job in jobs:
+                if (work / job.done).exists():
+                    _keep(work)(job)
+            code = run_jobs(jobs, work, args.jobs, args.threads, on_done=_keep(work),
+                            on_start=lambda job: _reuse_runs(work, job)) or code
+    print(table())
+    return code
+
+
+def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero_shot: dict | None = None) -> dict:
+    """The study's summary from its committed rows: per task the picks of both models, the majority
+    baseline (from results.json), the share of the teacher's gain kept; the averages over the tasks
+    where the teacher beats the baseline by more than its seed spread."""
+    rows = read_rows(results_dir)
+    student, teacher = choose(rows, "student"), choose(rows, "teacher")
+    tasks = [t for t in TASKS if t in student and t in teacher]
+    per_task, excluded = {}, {}
+    for t in tasks:
+        s, te = student[t], teacher[t]
+        split = "test" if t.startswith("ner:") else "dev"
+        baseline = _majority(results_dir, t, split)
+        gain = gain_kept(s.score.mean, te.score.mean, te.score.std, baseline)
+        entry = {"student": _score(s), "teacher": _score(te), "majority": round(baseline, 2),
+                 "majority_split": split, "teacher_gain": round(te.score.mean - baseline, 2)}
+        if gain is None:
+            excluded[t] = (f"the teacher ({te.score.mean:.2f} ± {te.score.std:.2f}) does not beat the majority "
+                           f"baseline ({baseline:.2f}) by more than its seed spread")
+        else:
+            entry["gain_kept"] = round(gain, 4)
+            entry["ratio"] = round(s.score.mean / te.score.mean, 4)
+        entry["student_beats_majority_by_more_than_its_spread"] = s.score.mean - baseline > s.score.std
+        per_task[t] = entry
+    included = [t for t in tasks if t not in excluded]
+    s_avg = statistics.fmean(student[t].score.mean for t in included) if included else None
+    t_avg = statistics.fmean(teacher[t].score.mean for t in included) if included else None
+    summary = {
+        "study": "the released student against its teacher, each task's pipeline picked once on dev, its learning "
+                 "rate picked on dev from a grid of three, then seeds 42-44 (SST-2: 1), teacher alike "
+                 "(docs/RESULTS.md section 9)",
+        "student": student_name, "student_path": student_path,
+        "gain_retention": round(statistics.fmean(per_task[t]["gain_kept"] for t in included), 4) if included else None,
+        "retention": round(s_avg / t_avg, 4) if included else None,
+        "student_average": round(s_avg, 2) if included else None,
+        "teacher_average": round(t_avg, 2) if included else None,
+        "tasks": tasks, "included_tasks": included, "excluded_tasks": excluded,
+        "student_parameters": student[tasks[0]].score.parameters if tasks else None,
+        "teacher_parameters": teacher[tasks[0]].score.parameters if tasks else None,
+        "zero_shot_spearman": (zero_shot or {}).get("student"),
+        "teacher_zero_shot_spearman": (zero_shot or {}).get("teacher"),
+        "per_task": per_task,
+        "models": {student_name: {"pipeline": {t: student[t].pipeline for t in tasks},
+                                  "scores": {t: _score(student[t]) for t in tasks}},
+                   "teacher": {"pipeline": {t: teacher[t].pipeline for t in tasks},
+                               "scores": {t: _score(teacher[t]) for t in tasks}}},
+    }
+    if tasks:
+        summary["parameter_ratio"] = round(summary["student_parameters"] / summary["teacher_parameters"], 4)
+    return summary
+
+
+def _score(row) -> dict:
+    return {"mean": round(row.score.mean, 2), "std": round(row.score.std, 2), "seeds": row.score.seeds,
+            "pipeline": row.pipeline, "selected_on_dev": round(row.selected_on, 2),
+            "learning_rate": _picked_lr(row)}
+
+
+def _picked_lr(row):
+    folder = RESULTS_DIR / f"{row.model}-{row.pipeline}-3seeds" / task_folder(row.task) / "results.json"
+    return json.loads(folder.read_text())["best"]["learning_rate"] if folder.exists() else None
+
+
+def _majority(results_dir: Path, task: str, split: str) -> float:
+    """The task's majority baseline in percent, as finetune computed it from the data (every row of a
+    task shares its data, so any of them gives it)."""
+    for f in sorted(results_dir.glob(f"*/{task_folder(task)}/results.json")):
+        baseline = json.loads(f.read_text()).get("majority_baseline")
+        if baseline:
+            return 100 * baseline[split if split in baseline else next(iter(baseline))]
+    raise SystemExit(f"no results.json of {task} records its majority baseline")
+
+
+def summary(args) -> int:
+    zero_shot = None
+    if Path(args.embed).is_file():
+        e = json.loads(Path(args.embed).read_text())
+        zero_shot = {"student": e["spearman"], "teacher": e.get("compare", {}).get("minilm", {}).get("spearman")}
+    result = summarise_rows(RESULTS_DIR, args.name, args.student_path, zero_shot)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("per_task", "models")}, indent=2))
+    return 0
+
+
+def table() -> str:
+    """Per task: the picks, the majority baseline, the gain kept (markdown)."""
+    rows = read_rows(RESULTS_DIR)
+    student, teacher = choose(rows, "student"), choose(rows, "teacher")
+    lines = ["| task | majority | student pipeline | student | teacher pipeline | teacher | gain kept |",
+             "|---|---|---|---|---|---|---|"]
+    for t in TASKS:
+        if t in student and t in teacher:
+            split = "test" if t.startswith("ner:") else "dev"
+            base = _majority(RESULTS_DIR, t, split)
+            s, te = student[t].score, teacher[t].score
+            gain = gain_kept(s.mean, te.mean, te.std, base)
+            kept = "teacher at majority" if gain is None else f"{gain:.2f}"
+            lines.append(f"| {t} | {base:.2f} | `{student[t].pipeline}` | {s.mean:.2f} ± {s.std:.2f} ({s.seeds}) | "
+                         f"`{teacher[t].pipeline}` | {te.mean:.2f} ± {te.std:.2f} ({te.seeds}) | {kept} |")
+    return "\n".join(lines)
+
+
+
+def add_commands(sub, defaults) -> None:
+    r = sub.add_parser("run", help="run (or continue) the study, teacher first (resumable, job by job)")
+    r.add_argument("--student", required=True, help="the released student's folder")
+    defaults(r, work="runs/retention")
+    r.add_argument("--who", type=lambda s: s.split(","), default=["teacher", "student"])
+    r.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
+    r.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(func=run)
+    s = sub.add_parser("summary", help="summary.json from the committed results")
+    s.add_argument("--name", default="minialbert-minilm", help="the student's name in the summary")
+    s.add_argument("--student-path", default="minialbert/released/minialbert-minilm")
+    s.add_argument("--embed", default=str(RESULTS_DIR / "embed.json"),
+                   help="the `bench embed --compare` result of the student")
+    s.add_argument("--out", default=str(RESULTS_DIR / "summary.json"))
+    s.set_defaults(func=summary)
+    sub.add_parser("table", help="the per-task table from the committed results").set_defaults(func=printing(table))
+
+
+def _summary() -> dict:
+    return json.loads((RESULTS_DIR / "summary.json").read_text())
+
+
+def headline() -> str:
+    """The study's headline, from summary.json."""
+    s = _summary()
+    left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items()) or "no task left out"
+    return (f"**Gain retention {s['gain_retention']:.3f}**: the student `{s['student']}` keeps that share of the "
+            f"teacher's gain over the majority class, averaged over {len(s['included_tasks'])} tasks ({left_out}). "
+            f"The plain ratio of the averages is {s['retention']:.3f} ({s['student_average']:.2f} against "
+            f"{s['teacher_average']:.2f}), with {s['student_parameters'] / 1e6:.2f} M parameters, "
+            f"{100 * s['parameter_ratio']:.0f}% of the teacher's. Zero-shot STS-B: {s['zero_shot_spearman']:.2f} "
+            f"(teacher {s['teacher_zero_shot_spearman']:.2f}).")
+
+
+def embeddings_table() -> str:
+    """The student, the teacher and the static model2vec baselines of the same teacher, scored and
+    timed in one `bench embed --compare` run (docs/results/retention/embed.json)."""
+    e = json.loads((RESULTS_DIR / "embed.json").read_text())
+    rows = [(f"`{e['model']}` (the released student)", e["parameters"], e["spearman"], e["sentences_per_s"], "")]
+    for name, r in e.get("compare", {}).items():
+        made = f", distilled in {r['distill_seconds']:.0f} s" if r.get("distill_seconds") else ""
+        rows.append((f"`{name}`{made}", r["parameters"], r["spearman"], r["sentences_per_s"],
+                     f"{r['spearman_retention']:.3f} / {r['speedup']:.2f}x"))
+    lines = ["| model | parameters | STS-B dev Spearman | sentences/s | student's retention / speed-up against it |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {m} | {p / 1e6:.2f} M | {sp:.2f} | {sps:,.0f} | {ratio} |" for m, p, sp, sps, ratio in rows]
+    return "\n".join(lines)
