@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench task-distillation clean
+.PHONY: setup demo test bench release task-distillation clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,17 @@ task-distillation: $(STAMP)
 	$(PY) -m scripts.studies task-distillation summary
 
 TD_FINALS = $(shell $(PY) -c "from scripts.studies.task_distillation import COMMITTED_FINALS as f; print(' '.join(f))")
+
+# The released student (minialbert/released/minialbert-minilm) from nothing: the cpu-2h recipe
+# (about two hours on 2 cores with bf16), its zero-shot score against the teacher and the static
+# model2vec baselines of the same teacher in one run, then the fp16 release folder with its card.
+RELEASE_DISTILL = $(VENV)/bin/minialbert distill --recipe cpu-2h --zero-shot-every 500 --zero-shot-data ../shared/data/glue --out runs/release
+release: $(STAMP)
+	$(RELEASE_DISTILL) --resume
+	$(VENV)/bin/minialbert bench embed --model runs/release/final --data-dir ../shared/data/glue \
+	    --compare minilm model2vec:minilm:256 model2vec:minilm:128 --out runs/release/embed.json
+	$(VENV)/bin/minialbert export runs/release/final --release runs/release/minialbert-minilm \
+	    --release-name minialbert-minilm --release-command "$(RELEASE_DISTILL)" --release-measured runs/release/embed.json
 
 clean:
 	rm -rf $(VENV) runs

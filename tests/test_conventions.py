@@ -281,3 +281,27 @@ def test_stage_one_refuses_a_mismatched_teacher_as_general_distillation_does():
 def test_ci_sets_ci_itself():
     run = (REPO / ".ci" / "run").read_text()
     assert "export CI=true" in run and "make test" in run
+
+
+def test_a_release_folder_stores_fp16_weights_computes_in_fp32_and_loads_by_name(student_dir, tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    import minialbert.packaged as packaged
+    from minialbert.checkpoints import resolve_model_name
+
+    out = tmp_path / "released" / "tiny-student"
+    assert main(["export", student_dir, "--release", str(out), "--release-name", "tiny-student",
+                 "--release-command", "minialbert distill --recipe cpu-2h"]) == 0
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+        assert not any(k.startswith("lm_head") for k in f.keys())  # the base encoder only
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    assert "minialbert distill --recipe cpu-2h" in (out / "README.md").read_text()
+    monkeypatch.setattr(packaged, "RELEASED", tmp_path / "released")
+    assert resolve_model_name("tiny-student") == str(out)
+    released = AutoModel.from_pretrained(resolve_model_name("tiny-student")).eval()
+    original = AutoModel.from_pretrained(student_dir).eval()
+    ids, mask = batch(vocab=1000)
+    assert next(released.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        assert torch.allclose(released(ids, mask).last_hidden_state, original(ids, mask).last_hidden_state, atol=2e-2)

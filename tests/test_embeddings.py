@@ -89,3 +89,27 @@ def test_the_sentence_transformers_folder_exports_to_onnx_with_the_same_embeddin
     (hidden,) = run_onnx(onnx_session(tmp_path / "emb.onnx"), dict(enc))
     m = enc["attention_mask"].numpy()[..., None]
     np.testing.assert_allclose((hidden * m).sum(1) / m.sum(1), embed(encoder, tok, texts), atol=1e-4)
+
+
+def test_bench_embed_compares_a_static_model2vec_baseline_in_the_same_run(student_dir, tmp_path, capsys):
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+
+    glue = shared_path("data", "glue")
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(tok), 16)).astype(np.float32)
+    static = StaticModel(vectors, Tokenizer.from_str(tok.backend_tokenizer.to_str()), normalize=True)
+    static.save_pretrained(str(tmp_path / "static"))
+    assert main(["bench", "embed", "--model", student_dir, "--data-dir", str(glue / "STS-B"), "--compare",
+                 f"model2vec:{tmp_path / 'static'}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["compare"][f"model2vec:{tmp_path / 'static'}"]
+    dev = load_glue(get_task("stsb"), str(glue))["dev"]
+    reloaded = StaticModel.from_pretrained(str(tmp_path / "static"))
+    a = reloaded.encode([p[0] for p in dev.texts])
+    b = reloaded.encode([p[1] for p in dev.texts])
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert row["spearman"] == pytest.approx(100 * spearmanr(cos, dev.labels)[0], abs=0.01)
+    assert row["parameters"] == vectors.size and row["sentences_per_s"] > 0
+    assert row["spearman_retention"] == pytest.approx(result["spearman"] / row["spearman"], abs=1e-3)

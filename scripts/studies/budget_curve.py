@@ -179,14 +179,17 @@ def summarise(args) -> int:
     curve = sorted((tokens(l), average(l), l) for l in rows if l.startswith("steps-") and not l.endswith("-adapter")
                    and average(l) is not None and tokens(l) is not None)
     teacher_avg = average("teacher")
+    def measured(**fields):  # a zero-shot score this study did not measure is left out, never null
+        return {k: v for k, v in fields.items() if v is not None}
+
     summary = {"study": "budget curve: students of one recipe distilled at budgets 4x apart, each fine-tuned as a "
                         "cross-encoder with a learning-rate grid (docs/RESULTS.md sections 1-5)",
                "teacher_average": round(teacher_avg, 2), "tasks": tasks,
-               "teacher_zero_shot_spearman": zero_shot("teacher"),
+               **measured(teacher_zero_shot_spearman=zero_shot("teacher")),
                "teacher_parameters": rows["teacher"][tasks[0]].parameters,
                "models": {l: {"pipeline": "finetune", "average": None if average(l) is None else round(average(l), 2),
                               "distilled_tokens": tokens(l.removesuffix("-adapter")),
-                              "zero_shot_spearman": zero_shot(l),
+                              **measured(zero_shot_spearman=zero_shot(l)),
                               "scores": {t: {"mean": round(v.mean, 2), "std": round(v.std, 2), "seeds": v.seeds}
                                          for t, v in r.items()}} for l, r in sorted(rows.items())}}
     if curve:
@@ -196,7 +199,7 @@ def summarise(args) -> int:
                         "retention": round(top[1] / teacher_avg, 4),
                         "student_parameters": student[tasks[0]].parameters,
                         "parameter_ratio": round(student[tasks[0]].parameters / rows["teacher"][tasks[0]].parameters, 4),
-                        "distilled_tokens": top[0], "zero_shot_spearman": zero_shot(top[2]),
+                        "distilled_tokens": top[0], **measured(zero_shot_spearman=zero_shot(top[2])),
                         "seeds": {t: student[t].seeds for t in tasks}, "pipeline": "finetune"})
     out = results / "summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
