@@ -305,3 +305,45 @@ def test_a_release_folder_stores_fp16_weights_computes_in_fp32_and_loads_by_name
     assert next(released.parameters()).dtype == torch.float32
     with torch.no_grad():
         assert torch.allclose(released(ids, mask).last_hidden_state, original(ids, mask).last_hidden_state, atol=2e-2)
+
+
+# --- the checks of transformers' ModelTesterMixin that apply to an encoder like this one ---------
+# (its repository was too large to bring here, so they are written out; head masking, head pruning
+# and torchscript do not apply: the model takes no head mask, its one shared layer has no per-layer
+# heads to prune, and export goes through torch.export)
+
+from minialbert import MiniAlbertForMaskedLM, MiniAlbertForQuestionAnswering, MiniAlbertForTokenClassification  # noqa: E402
+
+ALL_CLASSES = [MiniAlbertModel, MiniAlbertForMaskedLM, MiniAlbertForSequenceClassification,
+               MiniAlbertForTokenClassification, MiniAlbertForQuestionAnswering]
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_initialization_determinism_and_config_driven_outputs(cls):
+    zero = tiny_config(initializer_range=1e-10)  # transformers' _config_zero_init
+    model = cls(zero)
+    for name, p in model.named_parameters():
+        assert round(p.data.mean().item() * 1e9) / 1e9 in (0.0, 1.0), name
+    torch.manual_seed(0)
+    config = tiny_config(output_attentions=True, output_hidden_states=True)
+    model = cls(config).eval()
+    ids, mask = batch()
+    with torch.no_grad():
+        first, second = model(ids, mask), model(ids, mask)
+    key = "start_logits" if cls is MiniAlbertForQuestionAnswering else (
+        "last_hidden_state" if cls is MiniAlbertModel else "logits")
+    assert torch.equal(first[key], second[key])  # test_determinism
+    assert len(first.attentions) == 3 and first.attentions[0].shape[-3:] == (4, 12, 12)  # set in the config
+    assert len(first.hidden_states) == 4  # embeddings + one state per iteration
+
+
+def test_input_embeddings_can_be_read_set_and_resized():
+    torch.manual_seed(0)
+    model = MiniAlbertForMaskedLM(tiny_config())
+    embeddings = model.get_input_embeddings()
+    assert embeddings is model.minialbert.embeddings.word_embeddings
+    model.resize_token_embeddings(130)
+    assert model.get_input_embeddings().weight.shape == (130, 16)
+    assert model.get_output_embeddings().weight.shape[0] == 130 and model.config.vocab_size == 130
+    ids, mask = batch(vocab=130)
+    assert model(ids, mask).logits.shape == (3, 12, 130)

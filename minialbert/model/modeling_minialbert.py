@@ -407,6 +407,8 @@ class MultiExitClassifierMixin:
                 labels=None, output_attentions=None, output_hidden_states=None, num_iterations=None):
         """Logits after K iterations; with labels the head's `loss_fn` (at every exit, depth-weighted,
         when the model has exits)."""
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         out, logits, train_exits = self._forward_to_exit(input_ids, attention_mask, token_type_ids, labels,
                                                          output_attentions, output_hidden_states, num_iterations,
                                                          position_ids, inputs_embeds)
