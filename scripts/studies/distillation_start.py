@@ -46,6 +46,7 @@ RECIPES = {  # the released recipe's choices, at equal tokens
     "r-d": (600, 50, ["--layer-map", "6,6,6", "--embedding-init", "model2vec"]),
     "r-f": (600, 50, ["--layer-map", "6,6,6", "--no-pack", "--sentence-weight", "3"]),
     "r-e": (600, 50, ["--layer-map", "6,6,6,6,6,6", "--iterations", "6"]),
+    "r-g": (600, 50, ["--layer-map", "6,6,6", "--corpus", "wiki-offline+wiki-offline+wiki-offline+{biomed}"]),
 }
 RUNS = {**PROBES, **CURVES, **RECIPES}
 
