@@ -79,3 +79,26 @@ def test_the_committed_task_distillation_summary_rebuilds_byte_for_byte(tmp_path
     args = argparse.Namespace(figure=str(tmp_path / "figure.png"), out=str(tmp_path / "summary.json"))
     assert td.summary(args) == 0
     assert (tmp_path / "summary.json").read_bytes() == (td.RESULTS_DIR / "summary.json").read_bytes()
+
+
+def test_the_retention_plan_tunes_both_models_and_runs_only_the_candidates_asked_for(tmp_path, monkeypatch):
+    from scripts.studies import retention
+
+    monkeypatch.setattr(retention, "RESULTS_DIR", tmp_path)
+    args = argparse.Namespace(student=str(tmp_path / "student"), tasks=["stsb", "rte"], pipelines=["bi", "cross"],
+                              glue_dir="glue", ner_dir="ner", biomed="biomed.txt")
+    student = {job.name: job.argv for job in retention.plan(args, "student")}
+    assert set(student) == {"student-bi/stsb", "student-cross/rte", "student-bi/rte"}  # td rows left out
+    assert all(argv[argv.index("--lr") + 1] == retention.EXPLORATORY_LR for argv in student.values())
+    # the picks: the teacher's cross-encoder takes its rate from the teaching model's grid, the rest run the grid
+    write_result(tmp_path, "teacher-cross", "rte", 54.5)
+    write_result(tmp_path, "teacher-bi", "rte", 53.1)
+    write_result(tmp_path, "teacher-bi", "stsb", 89.3)
+    write_result(tmp_path, "teacher-cross", "stsb", 85.2)
+    (tmp_path / "teaching-cross" / "rte").mkdir(parents=True)
+    (tmp_path / "teaching-cross" / "rte" / "results.json").write_text(json.dumps({"best": {"learning_rate": 2e-5}}))
+    finals = {job.name: job.argv for job in retention.plan_finals(args, "teacher")}
+    assert set(finals) == {"teacher-cross-3seeds/rte", "teacher-bi-3seeds/stsb"}
+    lrs = {name: argv[argv.index("--lr") + 1:argv.index("--seeds-at-best")] for name, argv in finals.items()}
+    assert lrs == {"teacher-cross-3seeds/rte": ["2e-05"], "teacher-bi-3seeds/stsb": retention.GRID["teacher"]}
+    assert all(argv[argv.index("--seeds-at-best") + 1] == "3" for argv in finals.values())

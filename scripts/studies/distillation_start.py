@@ -139,6 +139,45 @@ def figure(args) -> int:
     return 0
 
 
+RELEASE_CURVE = RESULTS / "retention" / "release-curve.json"
+
+
+def release(args) -> int:
+    """The release run's zero-shot curve and what it cost (docs/results/retention/release-curve.json)
+    and its figure, against the initialised student and the model2vec baselines of the same run of
+    `bench embed --compare` (docs/results/retention/embed.json)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(args.run)
+    if (run / "final" / "distillation.json").is_file():
+        info = json.loads((run / "final" / "distillation.json").read_text())
+        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+        curve = [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")} for r in rows if "zero_shot_spearman" in r]
+        keep = {k: info.get(k) for k in ("steps", "distilled_tokens", "train_seconds_total", "machine", "seed")}
+        RELEASE_CURVE.write_text(json.dumps({**keep, "settings_sources": info.get("settings_sources"), "curve": curve},
+                                            indent=2) + "\n")
+    data = json.loads(RELEASE_CURVE.read_text())
+    fig, ax = plt.subplots(figsize=(6.6, 4.0))
+    ax.plot([r["tokens"] / 1e6 for r in data["curve"]], [r["zero_shot_spearman"] for r in data["curve"]], "C1-",
+            marker="o", label="released student (cpu-2h recipe)")
+    embed = RESULTS / "retention" / "embed.json"
+    if embed.is_file():
+        for i, (name, r) in enumerate(json.loads(embed.read_text()).get("compare", {}).items()):
+            ax.axhline(r["spearman"], color=f"C{i + 2}", ls="--", label=f"{name} {r['spearman']:.1f}")
+    ax.set_xlabel("distilled tokens (millions)")
+    ax.set_ylabel("STS-B dev Spearman, zero-shot")
+    ax.set_title("The release run, scored every 250 steps")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.figure, dpi=120)
+    print(f"{RELEASE_CURVE}\nfigure: {args.figure}")
+    return 0
+
+
 def add_commands(sub, defaults) -> None:
     r = sub.add_parser("run", help="run (or continue) the probes, curves and recipe probes")
     defaults(r, work="runs/distillation-start")
@@ -149,3 +188,7 @@ def add_commands(sub, defaults) -> None:
     f = sub.add_parser("figure", help="the before/after figure from the committed curves")
     f.add_argument("--figure", default=str(FIGURES / "distillation-start.png"))
     f.set_defaults(func=figure)
+    r = sub.add_parser("release", help="the release run's zero-shot curve (JSON) and its figure")
+    r.add_argument("--run", default="runs/release", help="the release run's --out (skipped when absent)")
+    r.add_argument("--figure", default=str(FIGURES / "release-curve.png"))
+    r.set_defaults(func=release)

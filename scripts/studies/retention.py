@@ -3,7 +3,7 @@ teacher alike, per task, each candidate pipeline runs once (seed 42, lr 1e-4: th
 the pipeline is picked once on dev; its learning rate is then picked on dev with seed 42 from a
 grid of three (the teacher's {2e-5, 5e-5, 1e-4}, the student's {5e-5, 1e-4, 5e-4}) and it is repeated
 with seeds 42-44 (SST-2: one seed). The teacher's cross-encoder that teaches the distillation rows is
-tuned on the same grid. Results in docs/results/retention/, one folder per row: MODEL-PIPELINE
+tuned on the same grid, and the teacher's cross-encoder row takes its pick from there. Results in docs/results/retention/, one folder per row: MODEL-PIPELINE
 (exploratory), MODEL-PIPELINE-3seeds (the pick: grid, then seeds), teaching-cross (the teaching
 model: the teacher's cross-encoder on the grid).
 
@@ -70,7 +70,7 @@ def plan(args, who: str) -> list[Job]:
         if who == "teacher":
             jobs.append(Job(grid, _finetune(args, model, task, grid, GRID["teacher"], PIPELINES["cross"].flags, 1,
                                             "best"), f"{grid}/results.json"))
-        for pipeline in CANDIDATES[who][task]:
+        for pipeline in [p for p in CANDIDATES[who][task] if args.pipelines is None or p in args.pipelines]:
             out = f"{who}-{pipeline}/{task_folder(task)}"
             flags = PIPELINES[pipeline].flags
             after = [grid] if "--teacher" in flags or pipeline == "cross" and who == "teacher" else []
@@ -87,9 +87,19 @@ def plan_finals(args, who: str) -> list[Job]:
         if task not in args.tasks:
             continue
         out = f"{who}-{row.pipeline}-3seeds/{task_folder(task)}"
-        jobs.append(Job(out, _finetune(args, model, task, out, GRID[who], PIPELINES[row.pipeline].flags, 3, "none"),
-                        f"{out}/results.json"))
+        jobs.append(Job(out, _finetune(args, model, task, out, _final_grid(who, row.pipeline, task),
+                                       PIPELINES[row.pipeline].flags, 3, "none"), f"{out}/results.json"))
     return jobs
+
+
+def _final_grid(who: str, pipeline: str, task: str) -> list[str]:
+    """The learning rates of a final row. The teacher's cross-encoder has been through the grid
+    already, as the teaching model (the same command line but for the models it saves, seed 42):
+    its final row runs the rate picked there, with the seeds; every other row runs the grid."""
+    teaching = RESULTS_DIR / "teaching-cross" / task_folder(task) / "results.json"
+    if (who, pipeline) == ("teacher", "cross") and teaching.is_file():
+        return [f"{json.loads(teaching.read_text())['best']['learning_rate']:g}"]
+    return GRID[who]
 
 
 def _reuse_runs(work: Path, job: Job) -> None:
@@ -180,6 +190,8 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         "zero_shot_spearman": (zero_shot or {}).get("student"),
         "teacher_zero_shot_spearman": (zero_shot or {}).get("teacher"),
         "per_task": per_task,
+        "candidates": {who: {t: sorted(r.pipeline for r in rows.values() if (r.model, r.task) == (who, t))
+                             for t in tasks} for who in ("student", "teacher")},
         "models": {student_name: {"pipeline": {t: student[t].pipeline for t in tasks},
                                   "scores": {t: _score(student[t]) for t in tasks}},
                    "teacher": {"pipeline": {t: teacher[t].pipeline for t in tasks},
@@ -247,6 +259,9 @@ def add_commands(sub, defaults) -> None:
     defaults(r, work="runs/retention")
     r.add_argument("--who", type=lambda s: s.split(","), default=["teacher", "student"])
     r.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
+    r.add_argument("--pipelines", type=lambda s: s.split(","), default=None,
+                   help="run only these candidate pipelines (comma-separated; default: every candidate); the "
+                        "summary lists the candidates that were run per task")
     r.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(func=run)
