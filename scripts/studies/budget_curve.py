@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .common import FIGURES, RESULTS, copy_results, read_score, task_label
+from .common import FIGURES, RESULTS, copy_results, read_score, save_figure, task_label
 from .jobs import Job, run_jobs
 
 TASKS = ["sst2", "mrpc", "stsb", "rte", "cola", "ner:NCBI-disease", "ner:BC5CDR-chem"]
@@ -232,15 +232,8 @@ def plot(curve, teacher_avg, rows, average, tokens, path: Path) -> None:
                 t = tokens(l.removesuffix("-adapter"))
                 ax.plot([t], [average(l)], marker, ms=8, label=text)
     ax.set_xscale("log")
-    ax.set_xlabel("distilled tokens (non-padding)")
-    ax.set_ylabel("average score (7 tasks)")
-    ax.set_title("Retention of the teacher's quality")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.87), ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"figure: {path}")
+    save_figure(fig, ax, path, "Retention of the teacher's quality", "distilled tokens (non-padding)",
+                "average score (7 tasks)", {"fontsize": 8, "loc": "upper center", "bbox_to_anchor": (0.5, 0.87), "ncol": 2})
 
 
 def add_commands(sub, defaults) -> None:

@@ -87,3 +87,18 @@ def printing(make_text):
         print(make_text())
         return 0
     return command
+
+
+def save_figure(fig, ax, path, title: str, xlabel: str | None, ylabel: str, legend: dict | None = None,
+                grid_axis: str = "both") -> None:
+    """The studies' figures end alike: labels, legend, grid, tight layout, written at 120 dpi."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(**(legend or {"fontsize": 8}))
+    ax.grid(axis=grid_axis, alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import FIGURES, RESULTS
+from .common import FIGURES, RESULTS, save_figure
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "distillation-start"
@@ -127,15 +127,8 @@ def figure(args) -> int:
         ax.plot([r["step"] for r in run["curve"]], _points(run), style, marker=".", label=label)
     if start is not None:
         ax.axhline(start, color="grey", ls=":", label=f"initialised student {start:.1f}")
-    ax.set_xlabel("distillation step (16 packed windows of 128 tokens)")
-    ax.set_ylabel("STS-B dev Spearman, zero-shot")
-    ax.set_title("The start of distillation: does it keep the initialisation?")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure, dpi=120)
-    print(f"figure: {args.figure}")
+    save_figure(fig, ax, args.figure, "The start of distillation: does it keep the initialisation?",
+                "distillation step (16 packed windows of 128 tokens)", "STS-B dev Spearman, zero-shot")
     return 0
 
 
@@ -167,14 +160,9 @@ def release(args) -> int:
     if embed.is_file():
         for i, (name, r) in enumerate(json.loads(embed.read_text()).get("compare", {}).items()):
             ax.axhline(r["spearman"], color=f"C{i + 2}", ls="--", label=f"{name} {r['spearman']:.1f}")
-    ax.set_xlabel("distilled tokens (millions)")
-    ax.set_ylabel("STS-B dev Spearman, zero-shot")
-    ax.set_title("The release run, scored every 250 steps")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.figure, dpi=120)
-    print(f"{RELEASE_CURVE}\nfigure: {args.figure}")
+    save_figure(fig, ax, args.figure, "The release run, scored every 250 steps", "distilled tokens (millions)",
+                "STS-B dev Spearman, zero-shot")
+    print(RELEASE_CURVE)
     return 0
 
 

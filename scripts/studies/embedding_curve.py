@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import FIGURES, RESULTS
+from .common import FIGURES, RESULTS, save_figure
 
 RESULTS_DIR = RESULTS / "embeddings"
 
@@ -38,14 +38,8 @@ def curve(args) -> int:
     ax.axhline(teacher, color="k", ls="--", label=f"teacher (MiniLM) {teacher:.1f}")
     ax.axhline(0.97 * teacher, color="grey", ls=":", label="0.97 of the teacher")
     ax.set_xscale("log")
-    ax.set_xlabel("distilled tokens (non-padding; leftmost point: initialisation only)")
-    ax.set_ylabel("STS-B dev Spearman, zero-shot")
-    ax.set_title("Embedding student: zero-shot score against distilled tokens")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure, dpi=120)
+    save_figure(fig, ax, args.figure, "Embedding student: zero-shot score against distilled tokens",
+                "distilled tokens (non-padding; leftmost point: initialisation only)", "STS-B dev Spearman, zero-shot")
     print(json.dumps(points, indent=2))
     return 0
 

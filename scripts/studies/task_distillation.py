@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, glue_or_ner_args, printing, read_score, results_table,
-                     task_folder, task_label)
+                     save_figure, task_folder, task_label)
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "task-distillation"
@@ -312,14 +312,9 @@ def _figure(rows: dict, tasks, path: Path) -> None:
         ax.bar([k + i * width for k, _ in have], [s.mean for _, s in have], width, yerr=[s.std for _, s in have],
                label=f"{m}: {p}", hatch="//" if m == "teacher" else None, alpha=0.9 if m == "student" else 0.5)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(tasks))], tasks, fontsize=8)
-    ax.set_ylabel("dev score (NER: test F1)")
-    ax.set_title("Teacher and student per pipeline (finetune / bi-encoder / task distillation)")
-    ax.legend(fontsize=7, ncol=min(len(bars), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"figure: {path}")
+    save_figure(fig, ax, path, "Teacher and student per pipeline (finetune / bi-encoder / task distillation)", None,
+                "dev score (NER: test F1)", {"fontsize": 7, "ncol": min(len(bars), 6), "loc": "upper center",
+                                             "bbox_to_anchor": (0.5, -0.1)}, grid_axis="y")
 
 
 def add_commands(sub, defaults) -> None:
