@@ -46,7 +46,8 @@ class ExportOptions:
     release_name: str = field(default="minialbert-student", metadata={"help": "with --release: the model's name"})
     release_command: str = field(default="", metadata={"help": "with --release: the command that made it, for the card"})
     release_measured: str | None = field(default=None, metadata={"help": (
-        "with --release: a JSON file whose top-level fields go into the card's measured figures")})
+        "with --release: a JSON file for the card's measured figures: a `bench embed --compare` result, or any "
+        "object whose top-level fields are listed as they are")})
     pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
         "with --sentence-transformers: the pooling of the sentence embedding")})
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
@@ -208,7 +209,11 @@ def run_export(args) -> int:
     if args.release:
         from ..inference.export import export_release
 
+        from ..inference.embeddings import embed_figures
+
         measured = json.loads(Path(args.release_measured).read_text()) if args.release_measured else None
+        if measured and "spearman" in measured:  # a `bench embed` result
+            measured = embed_figures(measured)
         print(json.dumps(export_release(args.model, args.release, args.release_name, args.release_command,
                                         measured), indent=2))
         return 0
