@@ -24,7 +24,8 @@ def generators() -> dict:
 
     return {"task-distillation-table": task_distillation.table, "pair-encoding-table": pair_encoding.table,
             "retention-table": retention.table, "retention-headline": retention.headline,
-            "retention-embeddings": retention.embeddings_table, "start-curve": distillation_start.table}
+            "retention-embeddings": retention.embeddings_table, "embedding-goals": retention.embedding_goals,
+            "start-curve": distillation_start.table}
 
 
 def render(text: str, make: dict) -> str:

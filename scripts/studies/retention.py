@@ -305,3 +305,26 @@ def embeddings_table() -> str:
              "|---|---|---|---|---|"]
     lines += [f"| {m} | {p / 1e6:.2f} M | {sp:.2f} | {sps:,.0f} | {ratio} |" for m, p, sp, sps, ratio in rows]
     return "\n".join(lines)
+
+
+def embedding_goals() -> str:
+    """The zero-shot goals of the released student against embed.json and the release curve."""
+    e = json.loads((RESULTS_DIR / "embed.json").read_text())
+    teacher, statics = e["compare"]["minilm"], {k: v for k, v in e["compare"].items() if k.startswith("model2vec:")}
+    best = max(statics.values(), key=lambda r: r["spearman"])
+    curve = json.loads((RESULTS_DIR / "release-curve.json").read_text())["curve"]
+    late = [r["zero_shot_spearman"] for r in curve if r["step"] >= 250]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    return (f"- zero-shot >= 0.97 of the teacher ({0.97 * teacher['spearman']:.1f}): {verdict(e['spearman'] >= 0.97 * teacher['spearman'])}, "
+            f"{e['spearman']:.2f} ({teacher['spearman_retention']:.3f} of {teacher['spearman']:.2f})\n"
+            f"- >= 1.7x the teacher's sentences/s in the same run: {verdict(teacher['speedup'] >= 1.7)}, {teacher['speedup']:.2f}x\n"
+            f"- >= 4 points above the model2vec baseline: {verdict(e['spearman'] - best['spearman'] >= 4)}, "
+            f"{e['spearman'] - best['spearman']:+.2f} against the stronger one (`{best['model']}`)\n"
+            f"- <= 30% of the teacher's parameters: {verdict(teacher['parameter_ratio'] <= 0.3)}, "
+            f"{100 * teacher['parameter_ratio']:.1f}%\n"
+            f"- over the run: {curve[0]['zero_shot_spearman']:.2f} at step 0, then between {min(late):.2f} and "
+            f"{max(late):.2f} from step 250 ({curve[1]['tokens'] / 1e6:.2f} M tokens) to step {curve[-1]['step']} "
+            f"({curve[-1]['tokens'] / 1e6:.2f} M tokens)")
