@@ -207,9 +207,8 @@ def run_export(args) -> int:
         raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx, --sentence-transformers OUT or "
                               "--release OUT.")
     if args.release:
-        from ..inference.export import export_release
-
         from ..inference.embeddings import embed_figures
+        from ..inference.export import export_release
 
         measured = json.loads(Path(args.release_measured).read_text()) if args.release_measured else None
         if measured and "spearman" in measured:  # a `bench embed` result

@@ -61,11 +61,16 @@ def plan(args) -> list[Job]:
     return jobs
 
 
+def read_run(run: Path) -> tuple[dict, list[dict]]:
+    """A distill run's final distillation.json and its zero-shot curve (step, tokens, Spearman) from log.jsonl."""
+    info = json.loads((run / "final" / "distillation.json").read_text())
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    return info, [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")} for r in rows if "zero_shot_spearman" in r]
+
+
 def collect_run(work: Path, name: str) -> dict:
-    """A run's zero-shot curve (step, tokens, Spearman), its flags and its distilled tokens."""
-    info = json.loads((work / name / "final" / "distillation.json").read_text())
-    rows = [json.loads(line) for line in (work / name / "log.jsonl").read_text().splitlines() if line.strip()]
-    curve = [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")} for r in rows if "zero_shot_spearman" in r]
+    """A run's zero-shot curve, its flags and its distilled tokens."""
+    info, curve = read_run(work / name)
     return {"name": name, "flags": RUNS[name][2], "steps": info["steps"], "distilled_tokens": info["distilled_tokens"],
             "seed": info["seed"], "curve": curve}
 
@@ -146,9 +151,7 @@ def release(args) -> int:
 
     run = Path(args.run)
     if (run / "final" / "distillation.json").is_file():
-        info = json.loads((run / "final" / "distillation.json").read_text())
-        rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-        curve = [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")} for r in rows if "zero_shot_spearman" in r]
+        info, curve = read_run(run)
         keep = {k: info.get(k) for k in ("steps", "distilled_tokens", "train_seconds_total", "machine", "seed")}
         RELEASE_CURVE.write_text(json.dumps({**keep, "settings_sources": info.get("settings_sources"), "curve": curve},
                                             indent=2) + "\n")
