@@ -222,3 +222,16 @@ def test_resumed_run_ends_with_the_weights_and_losses_of_an_uninterrupted_one(tm
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("content, expected", [(None, "not a readable JSON file"), ("{bad", "not a readable JSON file"),
+                                               ("[1]", "expected a JSON object")])
+def test_export_release_names_an_unreadable_measured_file_and_writes_nothing(content, expected, tmp_path, capsys):
+    measured = tmp_path / "embed.json"
+    if content is not None:
+        measured.write_text(content)
+    out = tmp_path / "release"
+    assert main(["export", "minialbert-minilm", "--release", str(out), "--release-measured", str(measured)]) == 2
+    err = capsys.readouterr().err
+    assert f"--release-measured {measured}" in err and expected in err and "Traceback" not in err
+    assert not out.exists()

@@ -210,7 +210,16 @@ def run_export(args) -> int:
         from ..inference.embeddings import embed_figures
         from ..inference.export import export_release
 
-        measured = json.loads(Path(args.release_measured).read_text()) if args.release_measured else None
+        measured = None
+        if args.release_measured:
+            path = Path(args.release_measured)
+            try:
+                measured = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise MiniAlbertError(f"--release-measured {path}: not a readable JSON file ({e}); give the JSON that "
+                                      "`minialbert bench embed --out` wrote, or leave the option out.") from None
+            if not isinstance(measured, dict):
+                raise MiniAlbertError(f"--release-measured {path}: expected a JSON object, got {type(measured).__name__}.")
         if measured and "spearman" in measured:  # a `bench embed` result
             measured = embed_figures(measured)
         print(json.dumps(export_release(args.model, args.release, args.release_name, args.release_command,
