@@ -137,6 +137,34 @@ def figure(args) -> int:
     return 0
 
 
+INITS = {"init-teacher": "teacher", "init-model2vec": "model2vec"}  # the two starts of the r-a / r-d probes
+
+
+def embedding_init(args) -> int:
+    """The embedding initialisations side by side (docs/results/distillation-start/embedding-init.json):
+    `bench embed` of the student as initialised (0 steps; the SVD of the teacher's input embeddings
+    against model2vec's PCA of its outputs) and after the 600-step probes r-a / r-d at equal tokens:
+    the whole student's zero-shot STS-B and its embedding layer's alone."""
+    from minialbert.inference.embeddings import bench_embed
+
+    work = Path(args.work)
+    jobs = [Job(name, ["distill", "--layer-map", "6,6,6", "--embedding-init", init, "--max-steps", "0",
+                       "--save-steps", "100000", "--out", name], f"{name}/final/config.json")
+            for name, init in INITS.items()]
+    code = run_jobs(jobs, work, 1, args.threads)
+    rows = {}
+    for name, steps in (("init-teacher", 0), ("init-model2vec", 0), ("r-a", 600), ("r-d", 600)):
+        if (work / name / "final" / "config.json").is_file():
+            r = bench_embed(str(work / name / "final"), args.glue_dir)
+            rows[name] = {"embedding_init": INITS.get(name, "model2vec" if name == "r-d" else "teacher"),
+                          "steps": steps, "spearman": r["spearman"],
+                          "embedding_layer_spearman": r["embedding_layer_spearman"]}
+    out = RESULTS_DIR / "embedding-init.json"
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(json.dumps(rows, indent=2))
+    return code
+
+
 RELEASE_CURVE = RESULTS / "retention" / "release-curve.json"
 
 
@@ -179,6 +207,10 @@ def add_commands(sub, defaults) -> None:
     f = sub.add_parser("figure", help="the before/after figure from the committed curves")
     f.add_argument("--figure", default=str(FIGURES / "distillation-start.png"))
     f.set_defaults(func=figure)
+    e = sub.add_parser("embedding-init", help="SVD against model2vec embedding init, at step 0 and after r-a / r-d")
+    defaults(e, work="runs/distillation-start")
+    e.add_argument("--threads", type=int, default=2)
+    e.set_defaults(func=embedding_init)
     r = sub.add_parser("release", help="the release run's zero-shot curve (JSON) and its figure")
     r.add_argument("--run", default="runs/release", help="the release run's --out (skipped when absent)")
     r.add_argument("--figure", default=str(FIGURES / "release-curve.png"))
