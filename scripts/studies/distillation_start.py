@@ -137,7 +137,9 @@ def figure(args) -> int:
     return 0
 
 
-INITS = {"init-teacher": "teacher", "init-model2vec": "model2vec"}  # the two starts of the r-a / r-d probes
+# The embedding-init comparison: each init as the student starts (0 steps, the r-a probe's flags
+# otherwise) and after its 600-step recipe probe
+EMBEDDING_INITS = {"teacher": ("init-teacher", "r-a"), "model2vec": ("init-model2vec", "r-d")}
 
 
 def embedding_init(args) -> int:
@@ -148,21 +150,25 @@ def embedding_init(args) -> int:
     from minialbert.inference.embeddings import bench_embed
 
     work = Path(args.work)
-    jobs = [Job(name, ["distill", "--layer-map", "6,6,6", "--embedding-init", init, "--max-steps", "0",
-                       "--save-steps", "100000", "--out", name], f"{name}/final/config.json")
-            for name, init in INITS.items()]
-    code = run_jobs(jobs, work, 1, args.threads)
+    missing = [probe for _, probe in EMBEDDING_INITS.values() if not (work / probe / "final" / "config.json").is_file()]
+    if missing:
+        raise SystemExit(f"embedding-init compares against the recipe probes {', '.join(missing)}, which are not in "
+                         f"{work}: run `python -m scripts.studies distillation-start run --only r-a,r-d` first.")
+    starts = {start: (init, 0) for init, (start, _) in EMBEDDING_INITS.items()}
+    jobs = [Job(start, ["distill", *RECIPES["r-a"][2], "--embedding-init", init, "--max-steps", "0",
+                        "--save-steps", "100000", "--out", start], f"{start}/final/config.json")
+            for start, (init, _) in starts.items()]
+    if run_jobs(jobs, work, 1, args.threads):
+        return 1
+    probes = {probe: (init, RECIPES[probe][0]) for init, (_, probe) in EMBEDDING_INITS.items()}
     rows = {}
-    for name, steps in (("init-teacher", 0), ("init-model2vec", 0), ("r-a", 600), ("r-d", 600)):
-        if (work / name / "final" / "config.json").is_file():
-            r = bench_embed(str(work / name / "final"), args.glue_dir)
-            rows[name] = {"embedding_init": INITS.get(name, "model2vec" if name == "r-d" else "teacher"),
-                          "steps": steps, "spearman": r["spearman"],
-                          "embedding_layer_spearman": r["embedding_layer_spearman"]}
-    out = RESULTS_DIR / "embedding-init.json"
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    for name, (init, steps) in {**starts, **probes}.items():
+        r = bench_embed(str(work / name / "final"), args.glue_dir)
+        rows[name] = {"embedding_init": init, "steps": steps, "spearman": r["spearman"],
+                      "embedding_layer_spearman": r["embedding_layer_spearman"]}
+    (RESULTS_DIR / "embedding-init.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(json.dumps(rows, indent=2))
-    return code
+    return 0
 
 
 RELEASE_CURVE = RESULTS / "retention" / "release-curve.json"
