@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .errors import MiniAlbertError
+from .fingerprint import cache_root  # noqa: F401  (re-exported: where derived files are cached)
 
 logger = logging.getLogger(__name__)
 DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -73,12 +74,6 @@ def resolve_device(name: str) -> torch.device:
                               f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu, "
                               "or install a CUDA build of torch on a GPU machine.")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and cuda) else "cpu")
-
-
-def cache_root() -> Path:
-    """Where derived files are cached (corpus windows, the dtype probe): $MINIALBERT_CACHE or
-    ~/.cache/minialbert."""
-    return Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert"))
 
 
 def _probe_cache() -> Path:

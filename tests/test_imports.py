@@ -46,7 +46,7 @@ def test_reading_glue_leaves_the_csv_limit_as_it_was(tmp_path):
 # import its own layer or any layer below it, never one above.
 LAYERS = ["__main__", "cli", "analysis", "finetune", "taskdistill", "distillation", "inference", "data",
           "model_card", "runtime", "model", "checkpoints", "packaged", "fingerprint", "options", "compat",
-          "hf_utils", "allocator", "errors"]
+          "hf_utils", "allocator", "records", "errors"]
 
 
 def _package_modules(root):

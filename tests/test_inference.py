@@ -1,6 +1,7 @@
 """Multi-task serving from one base, `minialbert predict`, and `bench infer`."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -87,6 +88,69 @@ def test_predict_cli(two_tasks, tmp_path, capsys):
     assert main(["predict", "--base", str(base), "--task-file", str(dirs["rte"]), "--input",
                  str(tmp_path / "bad.jsonl")]) == 2
     assert "line 1: expected a JSON object with a 'text' field" in capsys.readouterr().err
+
+
+def test_predict_names_tasks_by_their_own_task_and_refuses_two_of_one_name(two_tasks, tmp_path, capsys):
+    base, dirs = two_tasks
+    assert dirs["rte"].name == dirs["stsb"].name == "adapter"  # every adapter-tuned task is saved so
+    (tmp_path / "in.jsonl").write_text(json.dumps({"task": "rte", "text": "It rains.", "text_pair": "Wet."}) + "\n"
+                                       + json.dumps({"task": "stsb", "text": "A cat.", "text_pair": "A kitten."}))
+    assert main(["predict", "--base", str(base), "--task-file", str(dirs["rte"]), "--task-file", str(dirs["stsb"]),
+                 "--input", str(tmp_path / "in.jsonl")]) == 0  # named by the task files' own `task` field
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["task"] for r in rows] == ["rte", "stsb"] and isinstance(rows[1]["prediction"], float)
+    for second in (f"rte={dirs['stsb']}", str(dirs["rte"])):
+        assert main(["predict", "--base", str(base), "--task-file", str(dirs["rte"]), "--task-file", second,
+                     "--input", str(tmp_path / "in.jsonl")]) == 2
+        assert "Two task files are named 'rte'" in capsys.readouterr().err
+    assert main(["predict", "--base", str(base), "--task-file", f"default={dirs['rte']}",
+                 "--input", str(tmp_path / "in.jsonl")]) == 2
+    assert "the base's own adapter set" in capsys.readouterr().err
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"task": "rte", "text": 3, "text_pair": "x"}))
+    assert main(["predict", "--base", str(base), "--task-file", str(dirs["rte"]), "--input",
+                 str(tmp_path / "bad.jsonl")]) == 2
+    assert "text must be strings (got int)" in capsys.readouterr().err
+
+
+def test_an_adapter_file_refuses_a_base_other_than_its_own(two_tasks, tmp_path, capsys):
+    base, dirs = two_tasks
+    config = json.loads((dirs["rte"] / "minialbert_adapter.json").read_text())
+    assert config["format_version"] == 2 and len(config["base_model_sha256"]) == 64 and config["task"] == "rte"
+    other = tmp_path / "other-base"
+    torch.manual_seed(123)  # the same shape, other weights
+    MiniAlbertForMaskedLM(MiniAlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                           intermediate_size=128, use_adapters=False)).save_pretrained(other)
+    AutoTokenizer.from_pretrained(base).save_pretrained(other)
+    (tmp_path / "in.jsonl").write_text(json.dumps({"text": "It rains.", "text_pair": "Wet."}))
+    assert main(["predict", "--base", str(other), "--task-file", str(dirs["rte"]), "--input",
+                 str(tmp_path / "in.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "was tuned on the base" in err and str(other) in err
+    from minialbert.errors import MiniAlbertError
+
+    with pytest.raises(MiniAlbertError, match="was tuned on the base"):
+        load_adapter_model(dirs["rte"], base_model=str(other))
+    # a file of an earlier version (no hash) still loads, over any base
+    legacy = tmp_path / "legacy"
+    shutil.copytree(dirs["rte"], legacy)
+    old = {k: v for k, v in config.items() if k not in ("base_model_sha256", "format_version")}
+    (legacy / "minialbert_adapter.json").write_text(json.dumps(old))
+    assert load_adapter_model(legacy, base_model=str(other)) is not None
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda c: "{", "not readable JSON"),
+    (lambda c: json.dumps({k: v for k, v in c.items() if k != "head"}), "head missing"),
+    (lambda c: json.dumps({**c, "num_labels": "two"}), "'num_labels' must be"),
+])
+def test_a_damaged_adapter_file_is_named(two_tasks, tmp_path, damage, needle):
+    from minialbert.errors import MiniAlbertError
+
+    _, dirs = two_tasks
+    task = shutil.copytree(dirs["rte"], tmp_path / "t")
+    (task / "minialbert_adapter.json").write_text(damage(json.loads((dirs["rte"] / "minialbert_adapter.json").read_text())))
+    with pytest.raises(MiniAlbertError, match=needle):
+        load_adapter_model(task)
 
 
 def test_bench_infer(two_tasks, capsys):

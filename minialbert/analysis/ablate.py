@@ -83,9 +83,9 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
         distill_dir = out / variant / "distill"
         finished = distill_dir / "final" / "distillation.json"
         if finished.exists():  # reuse a finished student only if it was distilled with exactly this recipe
-            _check_same_recipe(json.loads(finished.read_text())["recipe"], variant_recipe.to_dict(), finished)
+            _check_same_recipe(json.loads(finished.read_text())["recipe"], variant_recipe, finished)
         else:
-            run_distillation(variant_recipe, distill_dir, resume=any((distill_dir / "checkpoints").glob("checkpoint-*")))
+            run_distillation(variant_recipe, distill_dir, resume=distill_dir.exists())
         scores = {}
         for label, task, data_dir in tasks:
             summary = run_finetune(FinetuneOptions(
@@ -107,12 +107,13 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
     return report
 
 
-def _check_same_recipe(before: dict, now: dict, where: Path) -> None:
-    changed = sorted(k for k in now if before.get(k) != now[k])
+def _check_same_recipe(before: dict, now, where: Path) -> None:
+    from ..distillation.trainer import recipe_differences
+
+    changed = recipe_differences(before, now)
     if changed:
-        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise MiniAlbertError(f"{where} holds a student distilled with other settings ({diffs}); use another "
-                              "--out for this budget, or delete that variant's folder to distil it again.")
+        raise MiniAlbertError(f"{where} holds a student distilled with other settings ({', '.join(changed)}); use "
+                              "another --out for this budget, or delete that variant's folder to distil it again.")
 
 
 def _teacher_width(teacher: str) -> int:

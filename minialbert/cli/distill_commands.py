@@ -66,6 +66,9 @@ def register(sub) -> None:
                         "field: an explicit flag, then --preset (E, N, adapters), then the recipe, then the defaults")
     p.add_argument("--out", default="runs/distill", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT holds an earlier run: delete it (its final student, checkpoints, log, TensorBoard "
+                        "files) and start afresh. Without --resume or --overwrite such an OUT is refused")
     add_dataclass_flags(p, DistillRecipe, help=HELP, defaults_none=True)  # the recipe's value stands unless given
     p.set_defaults(func=run_distill)
 
@@ -103,7 +106,8 @@ def run_distill(args) -> int:
     print(f"Settings ({len([s for s in resolved.sources.values() if s != 'default'])} fields not at their "
           f"defaults):\n{resolved.report()}")
     recipe = resolved.recipe
-    summary = run_distillation(recipe, args.out, resume=args.resume, sources=resolved.sources)
+    summary = run_distillation(recipe, args.out, resume=args.resume, sources=resolved.sources,
+                               overwrite=args.overwrite)
     out = Path(args.out)
     print(f"\nDistilled {summary['steps']} steps in {summary['train_seconds_this_run']:.0f} s "
           f"(teacher {recipe.teacher}, corpus {recipe.corpus}, output loss "

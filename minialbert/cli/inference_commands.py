@@ -20,7 +20,9 @@ class PredictOptions:
     """`minialbert predict`."""
     base: str = field(metadata={"required": True, "help": "base checkpoint (the distilled student)"})
     task_file: list[str] = field(metadata={"required": True, "action": "append", "metavar": "[NAME=]DIR",
-                                           "help": "adapter task folder, optionally named (repeatable)"})
+                                           "help": "adapter task folder, optionally named (repeatable); the name defaults to "
+                                                   "the task file's own task ('rte', 'ner:NCBI-disease'); two "
+                                                   "tasks of one name are refused"})
     input: str = field(metadata={"required": True, "help": "JSON lines with text (and text_pair, task)"})
     output: str | None = field(default=None, metadata={"help": "write JSON lines here instead of stdout"})
     iterations: int | None = field(default=None, metadata={"metavar": "K", "help": (
@@ -48,6 +50,10 @@ class ExportOptions:
     release_measured: str | None = field(default=None, metadata={"help": (
         "with --release: a JSON file for the card's measured figures: a `bench embed --compare` result, or any "
         "object whose top-level fields are listed as they are")})
+    update_code: bool = field(default=False, metadata={"help": (
+        "rewrite only the modeling code saved beside MODEL's weights (configuration_minialbert.py, "
+        "modeling_minialbert.py) from this installed minialbert, so a folder loaded with trust_remote_code runs the "
+        "current model code; weights, config and card are left as they are")})
     pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
         "with --sentence-transformers: the pooling of the sentence embedding")})
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
@@ -128,7 +134,7 @@ def run_predict(args) -> int:
     server = MultiTaskModel(args.base)
     for item in args.task_file:
         name, _, path = item.rpartition("=")
-        server.add_task(name or Path(path).name, path)
+        server.add_task(name or None, path)
     default_task = next(iter(server.tasks)) if len(server.tasks) == 1 else None
     path = Path(args.input)
     if not path.is_file():
@@ -142,9 +148,14 @@ def run_predict(args) -> int:
             text = req["text"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise MiniAlbertError(f"{path}, line {n}: expected a JSON object with a 'text' field.") from None
+        wrong = [k for k in ("text", "text_pair", "task") if k in req and not isinstance(req[k], str)]
+        if wrong:
+            raise MiniAlbertError(f"{path}, line {n}: field(s) {', '.join(wrong)} must be strings (got "
+                                  f"{', '.join(type(req[k]).__name__ for k in wrong)}).")
         task = req.get("task", default_task)
         if task is None:
-            raise MiniAlbertError(f"{path}, line {n}: several tasks are loaded; say which with a 'task' field.")
+            raise MiniAlbertError(f"{path}, line {n}: several tasks are loaded ({', '.join(server.tasks)}); say "
+                                  "which with a 'task' field.")
         pair = [req["text_pair"]] if "text_pair" in req else None
         labels, used = server.predict_with_depth(task, [text], pair, iterations=args.iterations,
                                                  early_exit=args.early_exit)
@@ -203,9 +214,14 @@ def run_bench_depth(args) -> int:
 def run_export(args) -> int:
     from ..inference.export import export_onnx
 
-    if sum(x is not None for x in (args.onnx, args.sentence_transformers, args.release)) != 1:
-        raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx, --sentence-transformers OUT or "
-                              "--release OUT.")
+    if sum(x is not None for x in (args.onnx, args.sentence_transformers, args.release)) + args.update_code != 1:
+        raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx, --sentence-transformers OUT, "
+                              "--release OUT or --update-code.")
+    if args.update_code:
+        from ..inference.export import update_model_code
+
+        print(json.dumps(update_model_code(args.model), indent=2))
+        return 0
     if args.release:
         from ..inference.embeddings import embed_figures
         from ..inference.export import export_release

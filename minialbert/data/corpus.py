@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import MiniAlbertError
+from ..fingerprint import path_identity
 from ..packaged import wiki_offline_json
 from ..runtime import cache_root
 
@@ -128,20 +129,32 @@ def _check_text_files(files: list[str]) -> None:
 
 
 def _source_identity(src: str) -> str:
+    """What a corpus source is, by content: a local file or folder by the sha256 of its files
+    (fingerprint.path_identity: an edited file is a new corpus), wiki-offline by its JSON file's hash,
+    a hub corpus by its builder's hash (revision and data files), a mix part by part."""
     if Path(src).exists():
-        st = Path(src).stat()
-        return f"{Path(src).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        return path_identity(src)
     if src == "wiki-offline":
-        return f"wiki-offline:{wiki_offline_json().stat().st_size}"
+        return f"wiki-offline:{path_identity(str(wiki_offline_json()))}"
     if MIX in src:
         return MIX.join(_source_identity(part) for part in src.split(MIX))
+    if src.startswith("hf:"):
+        parts = src[3:].split(":")
+        try:
+            import datasets
+
+            builder = datasets.load_dataset_builder(parts[0], (parts[1] or None) if len(parts) > 1 else None)
+            return f"{src}@{builder.hash}"
+        except Exception:  # offline without a cached copy: loading fails next, with its own clear error
+            return src
     return src
 
 
 def _fingerprint(opts: CorpusOptions, tokenizer) -> str:
     src = _source_identity(opts.source)
+    vocab = hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()
     key = {**asdict(opts), "source": src, "num_proc": None, "streaming": None,
-           "tokenizer": [tokenizer.name_or_path, len(tokenizer), type(tokenizer).__name__]}
+           "tokenizer": [vocab, type(tokenizer).__name__, getattr(tokenizer, "do_lower_case", None)]}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -29,6 +29,13 @@ class DataOptions:
     pair_encoding: str = "cross"
 
 
+def task_name(task: str, data_dir: str | None) -> str:
+    """A task's name as tables and served task files show it: the GLUE task ('rte'), NER with its data
+    folder ('ner:NCBI-disease')."""
+    task = task.lower()
+    return f"ner:{Path(data_dir).name}" if task == "ner" and data_dir else task
+
+
 def data_identity(task: str, data_dir: str | None) -> str | None:
     """The data folder's identity (fingerprint.path_identity); for a GLUE root, its task's own folder
     (the other tasks' files do not count)."""
@@ -68,18 +75,15 @@ def prepare_data(opts: DataOptions, tokenizer) -> TaskData:
         if not opts.data_dir:
             raise MiniAlbertError("--task ner needs --data-dir with train.tsv, devel.tsv and test.tsv (BIO format).")
         splits, label_list = load_ner(opts.data_dir)
+        raw = splits["train"]
+        if opts.max_train_samples:  # k sentences drawn by the seed, as GLUE draws k examples
+            keep = subset_indices(len(raw.sentences), opts.max_train_samples, opts.seed)
+            raw = type(raw)([raw.sentences[i] for i in keep], [raw.tags[i] for i in keep], raw.file)
         encoded = {}
-        for name, split in splits.items():
+        for name, split in {**splits, "train": raw}.items():
             feats, maps = encode_ner(split, tokenizer, label_list, opts.max_length, opts.label_all_subtokens)
             encoded[name] = (datasets.Dataset.from_list(feats), maps)
         train = encoded["train"][0]
-        if opts.max_train_samples:
-            train = train.select(range(min(opts.max_train_samples, len(train))))
-
-        raw = splits["train"]
-        if opts.max_train_samples:  # the sentences of the kept features
-            kept = sorted({s for s, _ in encoded["train"][1][:opts.max_train_samples]})
-            raw = type(raw)([raw.sentences[i] for i in kept], [raw.tags[i] for i in kept], raw.file)
 
         def encode_words(split, pair_encoding=None):
             """Features with the index of the sentence each comes from (long sentences give several)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from ..records import read_jsonl
 
 
 def read_log(path: Path, key: str | None = None) -> list[dict]:
@@ -11,5 +12,5 @@ def read_log(path: Path, key: str | None = None) -> list[dict]:
     hold it ("loss": the training rows; "zero_shot_spearman": the zero-shot curve)."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path, "Delete the damaged line (or the file: only the curve is lost), then run again.")
     return rows if key is None else [r for r in rows if key in r]

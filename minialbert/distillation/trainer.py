@@ -27,6 +27,7 @@ from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, write_model_card
+from ..records import DISTILLATION_FIELDS, read_json
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from .callbacks import COMPONENTS, JsonlLogCallback, WallClockCallback, ZeroShotCallback
 from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, mlm_loss, output_loss, sentence_loss
@@ -168,7 +169,7 @@ def _truncate_log(path: Path, step: int) -> None:
 def distillation_arguments(recipe: DistillRecipe, out: Path):
     """The Trainer's settings for `recipe` (TensorBoard logs come from compat.tensorboard_callback)."""
     dtype = resolve_dtype(recipe.dtype)
-    if recipe.dtype == "bf16" and not torch.cuda.is_available() and not cpu_has_native_bf16():
+    if dtype == "bf16" and not torch.cuda.is_available() and not cpu_has_native_bf16():
         logger.warning("This CPU has no native bfloat16 matrix instructions: bf16 will be much SLOWER than "
                        "fp32 here (see `minialbert bench distill`). Consider --dtype fp32.")
     if recipe.max_steps is None and recipe.streaming:
@@ -189,15 +190,20 @@ def distillation_arguments(recipe: DistillRecipe, out: Path):
     )
 
 
-def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sources: dict | None = None) -> dict:
+def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sources: dict | None = None,
+                     overwrite: bool = False) -> dict:
     """Distil a student per `recipe` into out_dir; returns the summary written to
     out_dir/final/distillation.json. `sources`: where each recipe field came from (flag, preset,
-    recipe, default), stored with it."""
+    recipe, default), stored with it. An out_dir that holds an earlier run is continued with
+    `resume`, replaced with `overwrite`, and otherwise refused (see `claim_run_folder`)."""
     from transformers import AutoTokenizer
 
     from ..data.corpus import CorpusOptions, build_windows
 
     recipe.validate()
+    # Resolved once: the run, its recipe.yaml and a later --resume all see the precision that ran
+    # (an `auto` resumed on another CPU could otherwise switch between fp32 and bf16 midway).
+    recipe = dataclasses.replace(recipe, dtype=resolve_dtype(recipe.dtype))
     if recipe.adapted_stride() != recipe.stride:
         logger.warning("--stride %d does not fit windows of %d tokens; using %d.", recipe.stride, recipe.max_length,
                        recipe.adapted_stride())
@@ -212,10 +218,9 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
             logger.warning("%s is already complete (%d of %d steps); nothing to do.", out, finished["steps"],
                            recipe.max_steps)
             return finished
+    if not resume:
+        claim_run_folder(out, overwrite)
     resume_from = latest_complete_checkpoint(ckpt_dir) if resume else None
-    if not resume and any(ckpt_dir.glob("checkpoint-*")):
-        raise MiniAlbertError(f"{out} already holds checkpoints from an earlier run; pass --resume to continue "
-                              "it, or choose another --out (nothing is overwritten).")
     if resume and resume_from is None:
         logger.warning("--resume: no complete checkpoint in %s; starting from step 0.", ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,19 +297,49 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     return summary
 
 
+# What a distillation run writes into its folder; any of them present means an earlier run lives there.
+RUN_FILES = ("final", "checkpoints", "log.jsonl", "recipe.yaml", "tensorboard", "final.tmp")
+
+
+def claim_run_folder(out: Path, overwrite: bool) -> None:
+    """The run folder's contract: a new run starts only in a folder that holds no earlier run. A
+    finished student, its log or its checkpoints are never replaced unless the user says so
+    (`--overwrite`, which removes exactly the files a run writes); `--resume` continues instead."""
+    earlier = [name for name in RUN_FILES if (out / name).exists()]
+    if not earlier:
+        return
+    if not overwrite:
+        raise MiniAlbertError(
+            f"{out} already holds a distillation run ({', '.join(earlier)}). Nothing was changed. Pass --resume "
+            "to continue it (a finished run is left as it is), --overwrite to delete it and start afresh, or "
+            "choose another --out.")
+    logger.warning("--overwrite: deleting the earlier run in %s (%s).", out, ", ".join(earlier))
+    for name in earlier:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def recipe_differences(before: dict, now: DistillRecipe, ignore=()) -> list[str]:
+    """'field: before -> now' for every field of `now` (its dtype resolved, as runs store it) that
+    differs from the stored recipe `before`, except those in `ignore`. A stored dtype 'auto' (folders
+    of earlier versions, which stored it unresolved) matches whatever it resolves to here."""
+    now = dataclasses.replace(now, dtype=resolve_dtype(now.dtype)).to_dict()
+    before = dict(before, dtype=now["dtype"]) if before.get("dtype") == "auto" else before
+    return [f"{k}: {before.get(k, now[k])!r} -> {now[k]!r}" for k in sorted(now)
+            if k not in ignore and before.get(k, now[k]) != now[k]]
+
+
 def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
     saved = out / "recipe.yaml"
     if not saved.exists():
         return
     import yaml
 
-    before, now = yaml.safe_load(saved.read_text()) or {}, recipe.to_dict()
-    resumable = DistillRecipe.resumable_names()  # the run's length and bookkeeping
-    changed = sorted(k for k in now if k not in resumable and before.get(k, now[k]) != now[k])
+    changed = recipe_differences(yaml.safe_load(saved.read_text()) or {}, recipe, DistillRecipe.resumable_names())
     if changed:
-        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise MiniAlbertError(f"--resume: {out} was distilled with other settings ({diffs}); resume with the "
-                              f"settings in {saved}, or distil into another --out.")
+        raise MiniAlbertError(f"--resume: {out} was distilled with other settings ({', '.join(changed)}); resume "
+                              f"with the settings in {saved} (--dtype included: it is stored resolved, so a run "
+                              "never switches precision midway), or distil into another --out.")
 
 
 def _finished_summary(recipe: DistillRecipe, out: Path) -> dict | None:
@@ -312,8 +347,8 @@ def _finished_summary(recipe: DistillRecipe, out: Path) -> dict | None:
     info = out / "final" / "distillation.json"
     if recipe.max_steps is None or not info.exists():
         return None
-    summary = json.loads(info.read_text())
-    return summary if summary.get("steps", 0) >= recipe.max_steps else None
+    summary = read_json(info, DISTILLATION_FIELDS, f"Delete {out / 'final'} to rebuild it from the last checkpoint.")
+    return summary if summary["steps"] >= recipe.max_steps else None
 
 
 def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:

@@ -64,7 +64,9 @@ class FinetuneOptions(TaskDistillationOptions):
                 "padding; --no-group-by-length for plain random batches"})
     label_all_subtokens: bool = field(default=False, metadata={"help": "NER: label every sub-token, not only the "
                                                                        "first"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "use a subset of the training set"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use a subset of the training set: "
+                                                                          "N examples (NER: N sentences) drawn by "
+                                                                          "--seed"})
     save_models: str = field(default="best", metadata={**NOT_IDENTITY, "choices": ["best", "all", "none"],
                                                        "help": "which runs keep their model or adapter files"})
 
@@ -143,6 +145,14 @@ def plan_runs(opts: FinetuneOptions, large: bool) -> list[RunSpec]:
     epochs = opts.epochs or epochs
     return [RunSpec(lr, bs, None if opts.max_steps else epochs, opts.max_steps, opts.seed + r)
             for lr in lrs for r in range(runs)]
+
+
+def plan_seeds_at_best(opts: FinetuneOptions, best: dict, results: list[dict]) -> list[RunSpec]:
+    """`--seeds-at-best N`: the best configuration at seeds seed..seed+N-1, less the seeds it already
+    ran (a grid with several runs per configuration has run some), so no seed is counted twice."""
+    ran = {r["seed"] for r in results if config_key(r["hyperparameters"]) == config_key(best)}
+    return [RunSpec(best["learning_rate"], best["batch_size"], best["epochs"], best["max_steps"], seed)
+            for seed in range(opts.seed, opts.seed + opts.seeds_at_best) if seed not in ran]
 
 
 def config_key(config: dict) -> tuple:

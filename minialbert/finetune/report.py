@@ -13,6 +13,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from ..errors import MiniAlbertError
+from ..records import RESULTS_FIELDS, read_json
 from .options import FinetuneOptions, config_key
 
 
@@ -37,6 +38,9 @@ class ReportOptions:
         "(model - majority) / (teacher - majority), their mean (gain retention) and the plain ratio of the averages "
         "beside it; TEACHER is the teacher's model name as results.json records it (e.g. minilm). A task where "
         "the teacher does not beat its majority baseline by more than its seed spread is named and left out")})
+
+RESULTS_HINT = ("Run the `minialbert finetune` command that wrote it again (finished runs are reused from "
+                "OUT/runs), or leave this folder out.")
 
 GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 # docs/method.md, headline results (averages only are restated there).
@@ -103,7 +107,7 @@ def collect(result_dirs) -> list[dict]:
         files = [d] if d.is_file() else sorted(d.rglob("results.json"))
         if not files:
             raise MiniAlbertError(f"{d} holds no results.json; give folders written by `minialbert finetune`.")
-        found += [json.loads(f.read_text()) for f in files]
+        found += [read_json(f, RESULTS_FIELDS, RESULTS_HINT) for f in files]
     return found
 
 

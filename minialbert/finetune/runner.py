@@ -19,9 +19,10 @@ from ..checkpoints import check_max_length, resolve_model_name
 from ..compat import length_grouping, ordered_evaluation, tensorboard_callback, warmup_fraction
 from ..data.glue import get_task, glue_metrics
 from ..data.ner import ner_metrics, word_level_predictions
-from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collator
+from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collator, task_name
 from ..errors import MiniAlbertError
 from ..fingerprint import options_hash
+from ..records import RUN_RECORD_FIELDS, read_json
 from ..model.adapters import save_adapter_task
 from ..runtime import resolve_dtype, training_arguments
 from ..taskdistill.teacher import check_teacher
@@ -29,7 +30,7 @@ from ..taskdistill.transfer_set import build_transfer_set
 from ..taskdistill.trainers import run_task_distillation
 from .identity import run_identity
 from .models import load_task_model
-from .options import FinetuneOptions, RunSpec, auto_pair_encoding, config_key, plan_runs
+from .options import FinetuneOptions, RunSpec, auto_pair_encoding, config_key, plan_runs, plan_seeds_at_best
 from .report import pipeline_name, summarise
 
 logger = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
             base_pointer = str(local.resolve()) if local.exists() else opts.model  # a folder, or a hub name
             head = ("token-classification" if data.kind == "ner" else "bi-encoder" if opts.pair_encoding == "bi"
                     else "sequence-classification")
-            save_adapter_task(model, run_dir / "adapter", base_pointer, head,
-                              {"task": opts.task, "pooling": getattr(model.config, "pooling", None)})
+            save_adapter_task(model, run_dir / "adapter", base_pointer, head, task_name(opts.task, opts.data_dir),
+                              getattr(model.config, "pooling", None))
         else:
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
@@ -185,10 +186,8 @@ def run_finetune(opts: FinetuneOptions) -> dict:
         # reported score is its mean over seeds (a lucky single-seed configuration cannot take over).
         best = summarise(opts, results)["best"]
         chosen = config_key(best)
-        results += [_run_or_reuse(opts, RunSpec(best["learning_rate"], best["batch_size"], best["epochs"],
-                                                best["max_steps"], opts.seed + k),
-                                  **run, label=f"seed {opts.seed + k}")
-                    for k in range(1, opts.seeds_at_best)]
+        results += [_run_or_reuse(opts, spec, **run, label=f"seed {spec.seed}")
+                    for spec in plan_seeds_at_best(opts, best, results)]
     summary = summarise(opts, results, chosen)
     summary["pair_encoding_choice"] = pair_choice
     summary["majority_baseline"] = majority_baseline(data, opts.task.lower())
@@ -208,7 +207,7 @@ def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, token
     run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning, options_hash(identity))
     record = out / "runs" / f"{run_id}.json"
     if record.exists():  # interrupted grids resume without redoing finished runs
-        done = json.loads(record.read_text())
+        done = read_json(record, RUN_RECORD_FIELDS, f"Delete {record} to run it again.")
         if done.get("identity") != identity:  # only a hash collision or a hand-edited file gets here
             raise MiniAlbertError(f"{record} was computed with other options than this run's; move it away or "
                                   "choose another --out.")

@@ -224,15 +224,21 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     from ..hf_utils import quiet_transformers
     from ..model import MiniAlbertModel
     from ..model_card import write_model_card
+    from ..records import read_json
 
     source = Path(resolve_model_name(model))
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise MiniAlbertError(f"--release {out} exists and is not empty; give a new folder.")
+    # The folder's own config.json says what it is (the loaded config's model_type is a class
+    # attribute: MiniAlbertModel.from_pretrained would read any BERT folder as a MiniALBERT).
+    found = read_json(source / "config.json", {"model_type": str},
+                      "--release needs a student folder written by `minialbert distill`.")["model_type"]
+    if found != "minialbert":
+        raise MiniAlbertError(f"--release needs a MiniALBERT student; {model!r} is a {found!r} model. Distil a "
+                              "student from it with `minialbert distill --teacher ...` and release that.")
     with quiet_transformers():  # a masked-LM checkpoint's head is left out on purpose
         encoder = MiniAlbertModel.from_pretrained(source, dtype=torch.float32).eval()
-    if encoder.config.model_type != "minialbert":
-        raise MiniAlbertError(f"--release needs a MiniALBERT student; {model!r} is {encoder.config.model_type!r}.")
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     encoder.half().save_pretrained(staging)
@@ -264,3 +270,33 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     weights = out / "model.safetensors"
     return {"model": model, "out": str(out), "name": name, "parameters": parameters,
             "weights_bytes": weights.stat().st_size}
+
+
+def model_code_files() -> dict[str, bytes]:
+    """The modeling code that `save_pretrained` copies beside a student's weights (transformers'
+    custom-code convention), as this installed minialbert has it: file name -> bytes."""
+    from ..model import configuration_minialbert, modeling_minialbert
+
+    return {Path(m.__file__).name: Path(m.__file__).read_bytes()
+            for m in (configuration_minialbert, modeling_minialbert)}
+
+
+def update_model_code(model: str) -> dict:
+    """Rewrite the modeling code beside a saved student's weights from this package (and nothing
+    else), so the copy that `trust_remote_code` runs is the model code of this commit. `make
+    release-code` runs it on every released student; a test compares the copies byte for byte."""
+    from ..checkpoints import resolve_model_name
+
+    folder = Path(resolve_model_name(model))
+    if not (folder / "config.json").is_file() or not (folder / "modeling_minialbert.py").is_file():
+        raise MiniAlbertError(f"--update-code: {folder} is not a saved MiniALBERT folder with modeling code beside "
+                              "its weights (config.json and modeling_minialbert.py).")
+    changed = []
+    for name, code in model_code_files().items():
+        target = folder / name
+        if not target.is_file() or target.read_bytes() != code:
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(code)
+            os.replace(tmp, target)
+            changed.append(name)
+    return {"model": str(folder), "updated": changed}

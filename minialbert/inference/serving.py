@@ -6,6 +6,7 @@ threads at once; the base is never reloaded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ class TaskModule:
     exits: dict[int, nn.Linear]  # iteration -> its exit classifier (elastic depth); the last uses `classifier`
     pooling: str | None = None  # bi-encoder tasks: how a sentence embedding is pooled
     similarity_scale: float = 5.0  # bi-encoder regression: the score is scale * cos(u, v)
+    source: str = ""  # the task folder it was loaded from
 
     def exit_head(self, iteration: int) -> nn.Linear:
         return self.exits.get(iteration, self.classifier)
@@ -47,23 +49,33 @@ class MultiTaskModel:
         self.base_path = str(path)
         self.tasks: dict[str, TaskModule] = {}
 
-    def add_task(self, name: str, task_dir) -> TaskModule:
+    def add_task(self, name: str | None, task_dir) -> TaskModule:
         """Load a task file with the one adapter-file loader (`load_adapter_model`, over this base),
-        keep its adapters inside the base by name and its head(s) here."""
+        keep its adapters inside the base by name and its head(s) here. `name`: None takes the task
+        file's own (its `task` field: 'rte', 'ner:NCBI-disease'; the folder's name for files of
+        earlier versions); a name already loaded, or the base's own 'default', is refused."""
         from ..model.adapters import load_adapter_model
+        from ..model.modeling_minialbert import DEFAULT_ADAPTER
 
         cfg, _ = read_adapter_task(task_dir)
+        name = name or cfg.task or Path(task_dir).resolve().name
+        if name == DEFAULT_ADAPTER:
+            raise MiniAlbertError(f"{task_dir}: the task name {DEFAULT_ADAPTER!r} is the base's own adapter set; "
+                                  f"name the task another way with NAME={task_dir}.")
+        if name in self.tasks:
+            raise MiniAlbertError(f"Two task files are named {name!r} ({self.tasks[name].source} and {task_dir}); "
+                                  f"a request for {name!r} would reach only one of them. Name them apart with "
+                                  f"NAME=DIR, e.g. --task-file {name}-2={task_dir}.")
         try:
             model = load_adapter_model(task_dir, base_model=self.base_path).requires_grad_(False)
         except RuntimeError as e:
             raise MiniAlbertError(f"{task_dir} does not fit the base {self.base_path}: {e}") from None
-        bi = cfg["head"] == "bi-encoder"
+        bi = cfg.head == "bi-encoder"
         adapters = (model.encoder if bi else model.minialbert).encoder.adapter_set("default")
         self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
         exits = {int(i): head for i, head in model.exit_classifiers.items()}
-        module = TaskModule(name, adapters, model.classifier, cfg["head"],
-                            {int(k): v for k, v in cfg["id2label"].items()}, cfg.get("problem_type"), exits,
-                            cfg.get("pooling"), getattr(model.config, "similarity_scale", 5.0))
+        module = TaskModule(name, adapters, model.classifier, cfg.head, cfg.labels["id2label"], cfg.problem_type,
+                            exits, cfg.pooling, getattr(model.config, "similarity_scale", 5.0), str(task_dir))
         self.tasks[name] = module
         return module
 

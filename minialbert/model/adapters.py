@@ -17,7 +17,9 @@ written under those names by earlier versions still load.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -37,62 +39,184 @@ def is_adapter_task(folder) -> bool:
     if (folder / ADAPTER_CONFIG).is_file():
         return True
     legacy = folder / _LEGACY[0]
-    return legacy.is_file() and "peft_type" not in json.loads(legacy.read_text())
+    try:
+        return legacy.is_file() and "peft_type" not in json.loads(legacy.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
 _HEADS = {"sequence-classification": "AutoModelForSequenceClassification",
           "token-classification": "AutoModelForTokenClassification"}
+HEADS = (*_HEADS, "bi-encoder")
+FORMAT = "minialbert-adapter-task"
+
+
+def _bad(folder, message: str) -> MiniAlbertError:
+    return MiniAlbertError(f"{Path(folder) / ADAPTER_CONFIG}: {message} Write the task file again with "
+                           "`minialbert finetune --adapter-tuning`, or fix the field by hand.")
+
+
+@dataclass
+class AdapterTaskConfig:
+    """What an adapter-only task file says about itself, modelled on PEFT's `PeftConfig` (a dataclass
+    with `from_pretrained` / `save_pretrained`, validated on load) but not one: PEFT's file name would
+    make PEFT-aware tools misread these weights (see the module's docstring). Written as
+    `minialbert_adapter.json`; folders of earlier versions (no version, no base hash, PEFT's file
+    name) still load."""
+
+    base_model: str                       # the frozen base: a folder (absolute path) or a hub name
+    head: str                             # sequence-classification | token-classification | bi-encoder
+    num_labels: int
+    id2label: dict
+    problem_type: str | None = None
+    adapter_reduction_factor: int = 16
+    task: str | None = None               # the task's name: "rte", "ner:NCBI-disease"; serving names the task so
+    base_model_sha256: str | None = None  # content hash of the base's weight files: the base it was tuned on
+    exit_iterations: list | None = None
+    pooling: str | None = None            # bi-encoder tasks
+    tensors: int = 0
+    parameters: int = 0
+    format: str = FORMAT
+    format_version: int = 2               # 1: no version field, no base hash
+
+    def validate(self, folder) -> "AdapterTaskConfig":
+        """Each field's type and range; the error names the file and the field."""
+        checks = [("base_model", isinstance(self.base_model, str) and self.base_model, "a folder or hub name"),
+                  ("head", self.head in HEADS, f"one of {', '.join(HEADS)}"),
+                  ("num_labels", isinstance(self.num_labels, int) and self.num_labels >= 1, "a positive integer"),
+                  ("id2label", isinstance(self.id2label, dict) and len(self.id2label) == self.num_labels,
+                   "a mapping with one name per label"),
+                  ("task", self.task is None or isinstance(self.task, str), "a task name"),
+                  ("base_model_sha256", self.base_model_sha256 is None or isinstance(self.base_model_sha256, str),
+                   "a sha256 hex digest"),
+                  ("exit_iterations", self.exit_iterations is None or isinstance(self.exit_iterations, list),
+                   "a list of iterations"),
+                  ("format_version", isinstance(self.format_version, int) and self.format_version <= 2,
+                   "1 or 2 (a newer file needs a newer minialbert)")]
+        for name, ok, what in checks:
+            if not ok:
+                raise _bad(folder, f"field {name!r} must be {what} (got {getattr(self, name)!r}).")
+        return self
+
+    @classmethod
+    def from_pretrained(cls, folder) -> "AdapterTaskConfig":
+        folder = Path(folder)
+        if not is_adapter_task(folder):
+            raise MiniAlbertError(f"{folder} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
+        path = folder / ADAPTER_CONFIG if (folder / ADAPTER_CONFIG).is_file() else folder / _LEGACY[0]
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise _bad(folder, f"not readable JSON ({e}).") from None
+        if not isinstance(data, dict):
+            raise _bad(folder, "not a JSON object.")
+        known = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in data]
+        if missing:
+            raise _bad(folder, f"required field(s) {', '.join(missing)} missing.")
+        data.setdefault("format_version", 1)
+        return cls(**{k: v for k, v in data.items() if k in known}).validate(folder)
+
+    def save_pretrained(self, folder) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (ADAPTER_CONFIG + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(folder / ADAPTER_CONFIG)
+
+    @property
+    def labels(self) -> dict:
+        id2label = {int(k): v for k, v in self.id2label.items()}
+        return dict(num_labels=self.num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()},
+                    problem_type=self.problem_type)
+
+
+def base_weights_sha256(base) -> str | None:
+    """The content hash of a base model's weight files (what the adapters were tuned on; tokenizer
+    files and cards do not count), or None for a hub name that is not on disk."""
+    from ..checkpoints import resolve_model_name
+    from ..fingerprint import content_hash
+
+    folder = Path(resolve_model_name(base))
+    if not folder.is_dir():
+        return None
+    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    if not weights:
+        return None
+    return hashlib.sha256("".join(f"{p.name}:{content_hash(p)}\n" for p in weights).encode()).hexdigest()
 
 
 def trainable_state_dict(model) -> dict[str, torch.Tensor]:
     return {k: p.detach().cpu().contiguous() for k, p in model.named_parameters() if p.requires_grad}
 
 
-def save_adapter_task(model, out_dir, base_model: str, head: str, extra: dict | None = None) -> Path:
-    """Write the trainable (adapter + head) tensors and the pointer to the base."""
+def save_adapter_task(model, out_dir, base_model: str, head: str, task: str | None = None,
+                      pooling: str | None = None) -> Path:
+    """Write the trainable (adapter + head) tensors, and the config with the pointer to the base and
+    the hash of its weights."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = trainable_state_dict(model)
     save_file(state, str(out / ADAPTER_WEIGHTS))
-    cfg = {"format": "minialbert-adapter-task", "base_model": base_model, "head": head, "num_labels": model.config.num_labels,
-           "id2label": {str(k): v for k, v in model.config.id2label.items()},
-           "problem_type": model.config.problem_type, "adapter_reduction_factor": model.config.adapter_reduction_factor,
-           "exit_iterations": model.config.exit_iterations,
-           "tensors": len(state), "parameters": sum(t.numel() for t in state.values()), **(extra or {})}
-    (out / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2))
+    AdapterTaskConfig(
+        base_model=base_model, head=head, num_labels=model.config.num_labels,
+        id2label={str(k): v for k, v in model.config.id2label.items()}, problem_type=model.config.problem_type,
+        adapter_reduction_factor=model.config.adapter_reduction_factor, task=task,
+        base_model_sha256=base_weights_sha256(base_model), exit_iterations=model.config.exit_iterations,
+        pooling=pooling, tensors=len(state), parameters=sum(t.numel() for t in state.values())).save_pretrained(out)
     return out
 
 
-def read_adapter_task(task_dir) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_adapter_task(task_dir) -> tuple[AdapterTaskConfig, dict[str, torch.Tensor]]:
     """The config and the tensors of an adapter-only task folder."""
     task_dir = Path(task_dir)
-    if not is_adapter_task(task_dir):
-        raise MiniAlbertError(f"{task_dir} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
-    config, weights = (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if (task_dir / ADAPTER_CONFIG).is_file() else _LEGACY
-    return json.loads((task_dir / config).read_text()), load_file(str(task_dir / weights))
+    config = AdapterTaskConfig.from_pretrained(task_dir)
+    weights = task_dir / (ADAPTER_WEIGHTS if (task_dir / ADAPTER_CONFIG).is_file() else _LEGACY[1])
+    try:
+        return config, load_file(str(weights))
+    except (OSError, ValueError, RuntimeError) as e:  # missing or damaged (e.g. a truncated copy)
+        raise MiniAlbertError(f"{weights}: the adapter weights cannot be read ({e}); copy the task folder again, "
+                              "or write it again with `minialbert finetune --adapter-tuning`.") from None
+
+
+def check_base(config: AdapterTaskConfig, task_dir, base) -> None:
+    """Refuse a base other than the one the adapters were tuned on (by the hash of its weights), as
+    PEFT records `base_model_name_or_path` and its revision: adapters on another base of the same
+    shape answer without error, and wrongly. Files of earlier versions carry no hash: not checked."""
+    if config.base_model_sha256 is None:
+        return
+    found = base_weights_sha256(base)
+    if found is not None and found != config.base_model_sha256:
+        raise MiniAlbertError(
+            f"{task_dir} was tuned on the base {config.base_model} (weights sha256 {config.base_model_sha256[:12]}…), "
+            f"not on {base} (weights sha256 {found[:12]}…): the same shape, other weights, so its answers would be "
+            f"wrong without any error. Give the base it was tuned on ({config.base_model}), or tune the task again "
+            "on this base.")
 
 
 def load_adapter_model(task_dir, base_model=None):
-    """Rebuild a task model: the frozen base (from the pointer, or `base_model` to override it) with
-    fresh adapters if it had none, then the saved adapter and head tensors."""
+    """Rebuild a task model: the frozen base (from the pointer, or `base_model` to override it, which
+    must hold the same weights) with fresh adapters if it had none, then the saved adapter and head
+    tensors."""
     import transformers
 
+    from ..checkpoints import resolve_model_name
     from ..hf_utils import quiet_transformers
 
     cfg, state = read_adapter_task(task_dir)
-    id2label = {int(k): v for k, v in cfg["id2label"].items()}
-    labels = dict(num_labels=cfg["num_labels"], id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                  problem_type=cfg["problem_type"])
-    if cfg["head"] == "bi-encoder":
-        from ..checkpoints import resolve_model_name
+    base = base_model or cfg.base_model
+    check_base(cfg, task_dir, base)
+    labels = cfg.labels
+    if cfg.head == "bi-encoder":
         from ..model.modeling_bi_encoder import BiEncoderForSequenceClassification
 
-        labels["pooling"] = cfg["pooling"]
-        model = BiEncoderForSequenceClassification.from_encoder(resolve_model_name(base_model or cfg["base_model"]),
-                                                                exit_iterations=cfg.get("exit_iterations"), **labels)
+        labels["pooling"] = cfg.pooling
+        model = BiEncoderForSequenceClassification.from_encoder(resolve_model_name(base),
+                                                                exit_iterations=cfg.exit_iterations, **labels)
     else:
-        auto = getattr(transformers, _HEADS[cfg["head"]])
+        auto = getattr(transformers, _HEADS[cfg.head])
         with quiet_transformers():
-            model = auto.from_pretrained(base_model or cfg["base_model"], exit_iterations=cfg.get("exit_iterations"),
-                                         **labels)
+            model = auto.from_pretrained(resolve_model_name(base), exit_iterations=cfg.exit_iterations, **labels)
     model.prepare_adapter_tuning()
     missing = set(state) - set(dict(model.named_parameters()))
     if missing:

@@ -5,7 +5,6 @@ batches as `teacher_logits`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
+from ..records import read_json
 
 logger = logging.getLogger(__name__)
 TEACHER_FIELDS = ("teacher_logits", "has_label")
@@ -23,7 +23,8 @@ def resolve_teacher_folder(name: str) -> str:
     folder = Path(name)
     results = folder / "results.json"
     if results.is_file():
-        best = json.loads(results.read_text())["best"]["best_run"]
+        best = read_json(results, {"best.best_run": str}, f"--teacher {name}: fine-tune the teacher again into "
+                         "this folder (finished runs are reused), or give its model folder itself.")["best"]["best_run"]
         model = folder / "runs" / best / "model"
         if not model.is_dir():
             raise MiniAlbertError(f"--teacher {name}: the best run {best} kept no model (it was fine-tuned with "

@@ -47,7 +47,7 @@ def plan(args) -> list[Job]:
                                     "--embedding-init", "random", "--shared-layer-init", "0",
                                     "--max-steps", str(top), "--warmup-steps", str(top // 10)], False)
     for label, (argv, needs_head) in students.items():
-        jobs.append(Job(f"distill-{label}", ["distill", *argv, "--corpus", "corpus", "--out", f"students/{label}"],
+        jobs.append(Job(f"distill-{label}", ["distill", *argv, "--corpus", "corpus", "--out", f"students/{label}", "--resume"],
                         f"students/{label}/final/distillation.json", ["fit-head"] if needs_head else []))
         # the fine-tuning-free axis of the budget curve: zero-shot STS-B of the student's embeddings
         jobs.append(Job(f"embed-{label}", ["bench", "embed", "--model", f"students/{label}/final", "--data-dir",

@@ -56,7 +56,7 @@ def plan(args) -> list[Job]:
     for name, (steps, every, flags) in RUNS.items():
         flags = [f.format(biomed=args.biomed) for f in flags]
         jobs.append(Job(name, ["distill", "--max-steps", str(steps), "--zero-shot-every", str(every),
-                               "--zero-shot-data", args.glue_dir, "--save-steps", "100000", "--out", name, *flags],
+                               "--zero-shot-data", args.glue_dir, "--save-steps", "100000", "--out", name, "--resume", *flags],
                         f"{name}/final/distillation.json"))
     return jobs
 
@@ -156,7 +156,7 @@ def embedding_init(args) -> int:
                          f"{work}: run `python -m scripts.studies distillation-start run --only r-a,r-d` first.")
     starts = {start: (init, 0) for init, (start, _) in EMBEDDING_INITS.items()}
     jobs = [Job(start, ["distill", *RECIPES["r-a"][2], "--embedding-init", init, "--max-steps", "0",
-                        "--save-steps", "100000", "--out", start], f"{start}/final/config.json")
+                        "--save-steps", "100000", "--out", start, "--resume"], f"{start}/final/config.json")
             for start, (init, _) in starts.items()]
     if run_jobs(jobs, work, 1, args.threads):
         return 1

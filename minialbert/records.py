@@ -1,0 +1,79 @@
+"""Reading the JSON files that runs write (results.json, per-run records, distillation.json,
+log.jsonl): damage (a truncated copy, a missing field, a wrong type) becomes one paragraph naming
+the file and the field, never a traceback deep inside whoever reads it next.
+
+Written by hand rather than with a schema library: the schemas are a few dotted field names with
+Python types, and the message must say how to fix this project's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import MiniAlbertError
+
+NUMBER = (int, float)
+
+# What readers rely on in `finetune`'s files (the rest is informative).
+RESULTS_FIELDS = {"task": str, "model": str, "adapter_tuning": bool, "score": NUMBER, "best": dict,
+                  "best.best_run": str, "best.mean_score": NUMBER, "best.learning_rate": NUMBER, "best.runs": int,
+                  "best.run_ids": list, "configs": list, "base_parameters": int, "trainable_parameters": int}
+RUN_RECORD_FIELDS = {"run_id": str, "task": str, "seed": int, "score": NUMBER, "metrics": dict,
+                     "hyperparameters": dict, "hyperparameters.learning_rate": NUMBER,
+                     "hyperparameters.batch_size": int, "identity": dict, "train_seconds": NUMBER,
+                     "trainable_parameters": int, "total_parameters": int, "base_parameters": int}
+DISTILLATION_FIELDS = {"steps": int, "recipe": dict, "teacher": str}
+
+
+def _type_name(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join({int: "an integer", float: "a number", str: "a string", bool: "true/false",
+                        dict: "an object", list: "a list"}[t] for t in types)
+
+
+def check_fields(data, fields: dict, where, hint: str = "") -> dict:
+    """`data` must be an object holding every dotted field of `fields` with its type."""
+    if not isinstance(data, dict):
+        raise MiniAlbertError(f"{where}: expected a JSON object, found {type(data).__name__}. {hint}".strip())
+    for name, types in fields.items():
+        value = data
+        for part in name.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise MiniAlbertError(f"{where}: the field {name!r} is missing. {hint}".strip())
+            value = value[part]
+        wanted = types if isinstance(types, tuple) else (types,)
+        if not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool)):
+            raise MiniAlbertError(f"{where}: the field {name!r} should be {_type_name(types)}, found "
+                                  f"{json.dumps(value)[:60]}. {hint}".strip())
+    return data
+
+
+def read_json(path, fields: dict | None = None, hint: str = ""):
+    """The JSON value in `path`, checked against `fields` (dotted name -> type) when given."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MiniAlbertError(f"{path} does not exist. {hint}".strip()) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MiniAlbertError(f"{path} is damaged: not readable JSON ({e}); it may have been cut short while "
+                              f"being copied. {hint}".strip()) from None
+    return check_fields(data, fields, path, hint) if fields else data
+
+
+def read_jsonl(path, hint: str = "") -> list[dict]:
+    """The objects of a JSON-lines file (blank lines skipped); a damaged line is named."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise MiniAlbertError(f"{path}, line {n} is damaged ({e}). {hint}".strip()) from None
+        if not isinstance(row, dict):
+            raise MiniAlbertError(f"{path}, line {n}: expected a JSON object. {hint}".strip())
+        rows.append(row)
+    return rows
+

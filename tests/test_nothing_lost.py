@@ -1,0 +1,292 @@
+"""Nothing lost, nothing silently wrong: a finished student is never replaced without --overwrite,
+seeds are planned once, task files are named by their task and tied to their base, damaged files
+are named, identities come from content, the resolved dtype is what a resume compares, the seed
+draws NER subsets, `export --release` reads what a folder is, and the released modeling code is
+the package's."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import minialbert  # noqa: F401
+from minialbert.cli import main
+
+from helpers import save_tiny_student, shared_path
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--max-length", "64", "--stride", "32", "--batch-size", "4", "--max-docs", "50", "--warmup-steps", "0",
+        "--dtype", "fp32", "--iterations", "2", "--embedding-size", "64"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+# --- 1. the run folder's contract -----------------------------------------------------------------
+
+def test_a_finished_student_is_never_replaced_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "X"
+    assert main(["distill", *FAST, "--max-steps", "2", "--logging-steps", "1", "--out", str(out)]) == 0
+    (out / "final" / "my-notes.txt").write_text("mine")
+    weights = (out / "final" / "model.safetensors").read_bytes()
+    log = (out / "log.jsonl").read_text()
+    shutil.rmtree(out / "checkpoints")  # a user who deleted the checkpoints to save disk
+    capsys.readouterr()
+    for extra in ([], ["--max-steps", "0"]):
+        assert main(["distill", *FAST, "--max-steps", "2", *extra, "--seed", "7", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "already holds a distillation run" in err and "--overwrite" in err and "--resume" in err
+    assert (out / "final" / "model.safetensors").read_bytes() == weights
+    assert (out / "final" / "my-notes.txt").read_text() == "mine" and (out / "log.jsonl").read_text() == log
+    # --resume with another seed is refused too (another configuration), and leaves everything as it was
+    assert main(["distill", *FAST, "--max-steps", "2", "--seed", "7", "--resume", "--out", str(out)]) == 2
+    assert "seed: 42 -> 7" in capsys.readouterr().err
+    assert (out / "final" / "model.safetensors").read_bytes() == weights
+    # the explicit flag replaces it
+    assert main(["distill", *FAST, "--max-steps", "0", "--seed", "7", "--overwrite", "--out", str(out)]) == 0
+    assert not (out / "final" / "my-notes.txt").exists() and not (out / "log.jsonl").exists()
+    assert json.loads((out / "final" / "distillation.json").read_text())["seed"] == 7
+
+
+def test_the_resolved_dtype_is_stored_and_a_resume_that_would_switch_precision_is_refused():
+    from minialbert.distillation.recipe import DistillRecipe
+    from minialbert.distillation.trainer import recipe_differences
+
+    now = DistillRecipe(dtype="auto")
+    from minialbert.runtime import resolve_dtype
+
+    here = resolve_dtype("auto")
+    other = "bf16" if here == "fp32" else "fp32"
+    assert recipe_differences(DistillRecipe(dtype=other).to_dict(), now) == [f"dtype: {other!r} -> {here!r}"]
+    assert recipe_differences(DistillRecipe(dtype=here).to_dict(), now) == []
+    assert recipe_differences(DistillRecipe(dtype="auto").to_dict(), now) == []  # folders of earlier versions
+
+
+# --- 2. seeds planned once -------------------------------------------------------------------------
+
+def test_seeds_at_best_after_a_grid_of_three_seeds_counts_each_seed_once(tmp_path, monkeypatch):
+    import minialbert.finetune.runner as runner
+
+    calls = []
+
+    def fake_run_one(opts, spec, data, tokenizer, run_dir, dtype):  # the planning is under test, not training
+        calls.append((spec.learning_rate, spec.seed))
+        score = 0.5 + spec.learning_rate + spec.seed / 1e4
+        return {"task": "rte", "model": opts.model, "adapter_tuning": False, "seed": spec.seed, "score": score,
+                "metrics": {"dev": {"accuracy": score, "score": score}}, "train_seconds": 1.0, "train_steps": 1,
+                "hyperparameters": {"learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
+                                    "epochs": spec.epochs, "max_steps": spec.max_steps},
+                "trainable_parameters": 1, "total_parameters": 1, "base_parameters": 1}
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    student = save_tiny_student(tmp_path / "s")
+    summary = runner.run_finetune(runner.FinetuneOptions(
+        model=student, task="rte", data_dir=str(shared_path("data", "glue")), grid="paper", learning_rates=[1e-4],
+        seeds_at_best=3, out=str(tmp_path / "ft"), dtype="fp32"))
+    assert calls == [(1e-4, 42), (1e-4, 43), (1e-4, 44)]
+    assert summary["best"]["runs"] == 3 and len(set(summary["best"]["run_ids"])) == 3
+    calls.clear()
+    summary = runner.run_finetune(runner.FinetuneOptions(
+        model=student, task="rte", data_dir=str(shared_path("data", "glue")), grid="paper", learning_rates=[1e-4],
+        seeds_at_best=5, out=str(tmp_path / "ft"), dtype="fp32"))
+    assert calls == [(1e-4, 45), (1e-4, 46)] and summary["best"]["runs"] == 5
+
+
+# --- 5. damaged files are named --------------------------------------------------------------------
+
+RESULTS = {"task": "rte", "model": "m", "adapter_tuning": False, "score": 0.6, "configs": [],
+           "best": {"best_run": "r", "mean_score": 0.6, "learning_rate": 1e-4, "runs": 1, "run_ids": ["r"]},
+           "base_parameters": 1, "trainable_parameters": 1}
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda text: text[: len(text) // 2], "not readable JSON"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "best"}), "'best' is missing"),
+    (lambda text: json.dumps({**json.loads(text), "score": "high"}), "'score' should be"),
+])
+def test_report_names_a_damaged_results_file(damage, needle, tmp_path, capsys):
+    folder = tmp_path / "ft"
+    folder.mkdir()
+    (folder / "results.json").write_text(damage(json.dumps(RESULTS)))
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and str(folder / "results.json") in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda r: "{\"run_id\": ", "not readable JSON"),
+    (lambda r: json.dumps({k: v for k, v in r.items() if k != "seed"}), "'seed' is missing"),
+    (lambda r: json.dumps({**r, "hyperparameters": []}), "'hyperparameters' should be"),
+])
+def test_a_damaged_run_record_is_named_not_a_traceback(damage, needle, tmp_path):
+    from minialbert.errors import MiniAlbertError
+    from minialbert.records import RUN_RECORD_FIELDS, read_json
+
+    record = {"run_id": "r", "task": "rte", "seed": 42, "score": 0.5, "metrics": {}, "identity": {},
+              "hyperparameters": {"learning_rate": 1e-4, "batch_size": 16}, "train_seconds": 1.0,
+              "trainable_parameters": 1, "total_parameters": 1, "base_parameters": 1}
+    assert read_json_ok(tmp_path / "ok.json", record, RUN_RECORD_FIELDS)
+    path = tmp_path / "r.json"
+    path.write_text(damage(record))
+    with pytest.raises(MiniAlbertError, match=needle) as e:
+        read_json(path, RUN_RECORD_FIELDS)
+    assert str(path) in str(e.value)
+
+
+def read_json_ok(path, data, fields):
+    from minialbert.records import read_json
+
+    path.write_text(json.dumps(data))
+    return read_json(path, fields) == data
+
+
+def test_a_teacher_folder_whose_results_lack_best_is_named(tmp_path):
+    from minialbert.errors import MiniAlbertError
+    from minialbert.taskdistill.teacher import resolve_teacher_folder
+
+    (tmp_path / "results.json").write_text(json.dumps({"task": "rte"}))
+    with pytest.raises(MiniAlbertError, match="'best.best_run' is missing"):
+        resolve_teacher_folder(str(tmp_path))
+
+
+def test_a_damaged_log_line_is_named(tmp_path):
+    from minialbert.distillation.runlog import read_log
+    from minialbert.errors import MiniAlbertError
+
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n')
+    with pytest.raises(MiniAlbertError, match="line 2 is damaged"):
+        read_log(tmp_path / "log.jsonl")
+
+
+# --- 6. identity from content ----------------------------------------------------------------------
+
+def test_identity_follows_content_not_place_or_time(tmp_path):
+    from minialbert.fingerprint import path_identity
+
+    a, b = tmp_path / "a", tmp_path / "elsewhere" / "a-copy"
+    (a / "sub").mkdir(parents=True)
+    (a / "train.tsv").write_text("x\t1\n")
+    (a / "sub" / "more.txt").write_text("y\n")
+    shutil.copytree(a, b)  # another place, other modification times
+    assert path_identity(str(a)) == path_identity(str(b)) and str(tmp_path) not in path_identity(str(a))
+    (b / "sub" / "more.txt").write_text("z\n")  # an edit deep inside the folder
+    assert path_identity(str(a)) != path_identity(str(b))
+    (b / "README.md").write_text("a card")  # cards are not inputs
+    (b / "sub" / "more.txt").write_text("y\n")
+    assert path_identity(str(a)) == path_identity(str(b))
+
+
+def test_a_folder_corpus_edited_in_place_is_a_new_corpus(tmp_path):
+    from transformers import AutoTokenizer
+
+    from minialbert.data.corpus import CorpusOptions, _fingerprint
+    from minialbert.packaged import packaged_teacher_path
+
+    tok = AutoTokenizer.from_pretrained(packaged_teacher_path())
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "part1.txt").write_text("first text\n")
+    opts = CorpusOptions(source=str(folder))
+    before = _fingerprint(opts, tok)
+    (folder / "part1.txt").write_text("first text, edited\n")
+    assert _fingerprint(opts, tok) != before
+
+
+def test_a_finetune_run_identity_holds_no_path_and_survives_a_copy_of_the_data(tmp_path):
+    from minialbert.finetune.identity import run_identity
+    from minialbert.finetune.options import FinetuneOptions
+
+    glue = shared_path("data", "glue")
+    copy = tmp_path / "glue"
+    shutil.copytree(glue / "RTE", copy / "RTE")
+    student = save_tiny_student(tmp_path / "s")
+    moved = shutil.copytree(student, tmp_path / "moved" / "s")
+    one = run_identity(FinetuneOptions(model=student, task="rte", data_dir=str(glue), out="o", pair_encoding="cross"),
+                       "fp32")
+    two = run_identity(FinetuneOptions(model=str(moved), task="rte", data_dir=str(copy), out="o",
+                                       pair_encoding="cross"), "fp32")
+    assert one == two and str(tmp_path) not in json.dumps(one) and str(glue) not in json.dumps(one)
+
+
+# --- 8. the seed draws NER subsets -------------------------------------------------------------------
+
+def test_the_seed_draws_the_ner_subset(tmp_path):
+    from transformers import AutoTokenizer
+
+    from minialbert.data.tasks import DataOptions, prepare_data
+    from minialbert.packaged import packaged_teacher_path
+
+    tok = AutoTokenizer.from_pretrained(packaged_teacher_path())
+    ner = str(shared_path("data", "bioner", "NCBI-disease"))
+    draws = [prepare_data(DataOptions("ner", ner, 64, max_train_samples=20, seed=s), tok).raw_train.sentences
+             for s in (1, 2, 1)]
+    assert len(draws[0]) == 20 and draws[0] == draws[2] and draws[0] != draws[1]
+
+
+# --- 9. export --release reads what the folder is -----------------------------------------------------
+
+def test_export_release_refuses_a_folder_that_is_not_a_minialbert_student(tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    bert = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(bert)
+    assert main(["export", str(bert), "--release", str(tmp_path / "rel")]) == 2
+    assert "is a 'bert' model" in capsys.readouterr().err and not (tmp_path / "rel").exists()
+
+
+# --- 10. the released modeling code is the package's -------------------------------------------------
+
+RELEASED = sorted(p for p in (REPO / "minialbert" / "released").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", RELEASED, ids=lambda p: p.name)
+def test_the_released_modeling_code_equals_the_package_byte_for_byte(folder):
+    from minialbert.inference.export import model_code_files
+
+    for name, code in model_code_files().items():
+        assert (folder / name).read_bytes() == code, f"{folder / name} differs from minialbert/model/{name}: " \
+                                                     "run `make release-code`"
+
+
+def test_update_code_rewrites_only_the_code(tmp_path, capsys):
+    student = Path(save_tiny_student(tmp_path / "s"))
+    (student / "modeling_minialbert.py").write_text("# stale\n")
+    weights = (student / "model.safetensors").read_bytes()
+    assert main(["export", str(student), "--update-code"]) == 0
+    assert json.loads(capsys.readouterr().out)["updated"] == ["modeling_minialbert.py"]
+    assert (student / "model.safetensors").read_bytes() == weights
+    assert (student / "modeling_minialbert.py").read_bytes() == \
+        (REPO / "minialbert" / "model" / "modeling_minialbert.py").read_bytes()
+
+
+RELEASED_WITHOUT_PACKAGE = """
+import json, sys
+sys.modules["minialbert"] = None  # only transformers' remote code can load the folder now
+import torch
+from transformers import AutoModel, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+with torch.no_grad():
+    print("VALUES", json.dumps(model(**tok(["a released student"], return_tensors="pt")).last_hidden_state[0, 0, :8].tolist()))
+"""
+
+
+@pytest.mark.parametrize("folder", RELEASED, ids=lambda p: p.name)
+def test_the_released_folder_loads_with_remote_code_where_minialbert_is_absent(folder, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    copy = shutil.copytree(folder, tmp_path / folder.name)  # outside the package, as a user downloads it
+    result = subprocess.run([sys.executable, "-c", RELEASED_WITHOUT_PACKAGE, str(copy)], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        expected = AutoModel.from_pretrained(folder).eval()(**tok(["a released student"], return_tensors="pt"))
+    assert json.loads(result.stdout.split("VALUES", 1)[1]) == pytest.approx(expected.last_hidden_state[0, 0, :8].tolist(), abs=1e-5)
