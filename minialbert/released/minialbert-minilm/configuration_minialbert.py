@@ -27,6 +27,10 @@ class MiniAlbertConfig(PretrainedConfig):
         intermediate_size: FFN inner width (I).
         use_adapters: one pair of bottleneck adapters per iteration (not shared).
         adapter_reduction_factor: r; the adapter bottleneck is H / r wide.
+        num_hidden_groups: g distinct layers (ALBERT's meaning): iteration i runs layer floor(i g / N).
+            1 = the recursive student (one shared layer); N = a plain student of N unique layers.
+        relaxation_rank: r > 0 adds, per iteration, a rank-r delta to each linear map of the shared
+            layer (relaxed recursion, LoRA-style); 0 = strict sharing.
         exit_iterations: iterations (1-based) with a trained classifier of their own (elastic
             depth: `finetune --exits all`); None = one head, on the last iteration.
         inference_iterations: run only the first K iterations (and their exit head); None = all N.
@@ -52,6 +56,8 @@ class MiniAlbertConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         use_adapters: bool = True,
         adapter_reduction_factor: int = 16,
+        num_hidden_groups: int = 1,
+        relaxation_rank: int = 0,
         pad_token_id: int = 0,
         tie_word_embeddings: bool = False,
         exit_iterations: list[int] | None = None,
@@ -75,6 +81,8 @@ class MiniAlbertConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.use_adapters = use_adapters
         self.adapter_reduction_factor = adapter_reduction_factor
+        self.num_hidden_groups = num_hidden_groups
+        self.relaxation_rank = relaxation_rank
         self.exit_iterations = sorted(set(exit_iterations)) if exit_iterations else None
         self.inference_iterations = inference_iterations
         self.validate_geometry()
@@ -101,6 +109,12 @@ class MiniAlbertConfig(PretrainedConfig):
         if H % r:
             problems.append(f"adapter_reduction_factor {r} does not divide hidden_size {H}; "
                             f"the adapter bottleneck H/r must be a whole number")
+        g, rank = self.num_hidden_groups, self.relaxation_rank
+        if isinstance(N, int) and (not isinstance(g, int) or not 1 <= g <= N):
+            problems.append(f"num_hidden_groups {g!r} must lie in 1..{N} (1: one shared layer; N: a plain student)")
+        if not isinstance(rank, int) or not 0 <= rank <= min(H, self.intermediate_size):
+            problems.append(f"relaxation_rank {rank!r} must be 0 (strict sharing) or a rank up to "
+                            f"{min(H, self.intermediate_size)}")
         if isinstance(N, int) and any(not isinstance(i, int) or not 1 <= i <= N for i in self.exit_iterations or []):
             problems.append(f"exit_iterations {self.exit_iterations} must lie in 1..{N}")
         K = self.inference_iterations

@@ -5,6 +5,12 @@ per-iteration bottleneck adapters composed as the authors' reference implementat
     h_i = FFN( BA_i^f( MHA( BA_i^a(h_{i-1}) ) ) ),
 an optional factorised embedding (E -> H projection), and the per-iteration outputs
 (hidden states, post-softmax attention maps) that layer-to-layer distillation needs.
+
+Two relaxations of the strict sharing, each off by default (docs/method.md, "Student kinds"):
+`num_hidden_groups` g > 1 gives g layers, iteration i running layer floor(i g / N), as ALBERT's
+`num_hidden_groups` (g = N: a plain student of N unique layers); `relaxation_rank` r > 0 adds to
+every linear map of the shared layer a per-iteration low-rank delta B_i A_i (LoRA-style, as the
+Relaxed Recursive Transformers of Bae et al., 2025), W_i = W + B_i A_i.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -54,14 +62,32 @@ class MiniAlbertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(e))
 
 
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Explicit softmax attention, as transformers' own models write it, returning the maps. The
+    mask is either additive (what transformers builds for "eager") or boolean, True where a key may
+    be attended to (what it builds for "sdpa": maps are asked for on any model)."""
+    scores = (query @ key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = (scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+                  if attention_mask.dtype == torch.bool else scores + attention_mask)
+    probs = scores.softmax(dim=-1)
+    context = F.dropout(probs, p=dropout, training=module.training) @ value
+    return context.transpose(1, 2).contiguous(), probs
+
+
+def _linear(linear: nn.Linear, x, delta, name: str):
+    """linear(x), plus the iteration's low-rank delta of that map when the student is relaxed."""
+    return linear(x) if delta is None else linear(x) + delta(name, x)
+
+
 class MiniAlbertAttention(nn.Module):
     """MHA(x) = LayerNorm(x + Dropout(W_o · MultiHeadSelfAttention(x))).
 
-    The attention path follows transformers' convention, `config._attn_implementation` (set by
-    `from_pretrained(..., attn_implementation=...)` or `model.set_attn_implementation`): "sdpa"
-    runs PyTorch's fused scaled-dot-product attention, "eager" an explicit softmax. Requested
-    attention maps (distillation, plotting) always come from the explicit softmax, as transformers
-    does: the fused kernel returns none.
+    The kernel follows transformers' attention interface: `config._attn_implementation` ("sdpa" by
+    default, "eager", "flex_attention", or any kernel registered with `AttentionInterface`) picks
+    the function from `ALL_ATTENTION_FUNCTIONS`, and the mask comes from transformers' mask builder
+    in the form that kernel wants. Requested attention maps (distillation, plotting) always come
+    from the explicit softmax, as transformers does: fused kernels return none.
     """
 
     def __init__(self, config: MiniAlbertConfig):
@@ -70,6 +96,8 @@ class MiniAlbertAttention(nn.Module):
         H = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = H // self.num_heads
+        self.scaling = self.head_dim ** -0.5
+        self.is_causal = False  # read by the attention interface's kernels
         self.query = nn.Linear(H, H)
         self.key = nn.Linear(H, H)
         self.value = nn.Linear(H, H)
@@ -82,26 +110,19 @@ class MiniAlbertAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden_states, key_mask, output_attentions: bool = False):
-        """key_mask: bool (B, 1, 1, T), True where a key may be attended to (or None)."""
-        q = self._split_heads(self.query(hidden_states))
-        k = self._split_heads(self.key(hidden_states))
-        v = self._split_heads(self.value(hidden_states))
-        dropout_p = self.attention_dropout_p if self.training else 0.0
-        probs = None
-        if output_attentions or self.config._attn_implementation == "eager":
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-            if key_mask is not None:
-                scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(dim=-1)
-            context = F.dropout(probs, p=dropout_p, training=self.training) @ v
-            probs = probs if output_attentions else None
-        else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
-        B, _, T, _ = context.shape
-        context = context.transpose(1, 2).reshape(B, T, -1)
-        out = self.LayerNorm(hidden_states + self.output_dropout(self.dense(context)))
-        return out, probs
+    def forward(self, hidden_states, attention_mask, output_attentions: bool = False, delta=None):
+        """attention_mask: what `MiniAlbertModel.attention_mask_for` built (or a boolean (B, 1, 1|T, T)
+        key mask, or None); `delta`: the iteration's low-rank deltas (relaxed students) or None."""
+        q = self._split_heads(_linear(self.query, hidden_states, delta, "query"))
+        k = self._split_heads(_linear(self.key, hidden_states, delta, "key"))
+        v = self._split_heads(_linear(self.value, hidden_states, delta, "value"))
+        attend = eager_attention_forward if output_attentions else ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward)
+        context, probs = attend(self, q, k, v, attention_mask, scaling=self.scaling,
+                                dropout=self.attention_dropout_p if self.training else 0.0)
+        context = context.reshape(*hidden_states.shape[:-1], -1)
+        out = self.LayerNorm(hidden_states + self.output_dropout(_linear(self.dense, context, delta, "dense")))
+        return out, probs if output_attentions else None
 
 
 class MiniAlbertFeedForward(nn.Module):
@@ -115,8 +136,9 @@ class MiniAlbertFeedForward(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x):
-        return self.LayerNorm(x + self.dropout(self.output(self.activation(self.intermediate(x)))))
+    def forward(self, x, delta=None):
+        inner = self.activation(_linear(self.intermediate, x, delta, "intermediate"))
+        return self.LayerNorm(x + self.dropout(_linear(self.output, inner, delta, "output")))
 
 
 class MiniAlbertLayer(nn.Module):
@@ -152,6 +174,39 @@ class MiniAlbertAdapters(nn.Module):
         self.ffn = nn.ModuleList(make() for _ in range(config.num_hidden_layers))
 
 
+# The shared layer's linear maps, by the name a relaxed student's deltas use: (module path, in, out).
+def relaxed_maps(config: MiniAlbertConfig) -> dict[str, tuple[str, int, int]]:
+    H, inner = config.hidden_size, config.intermediate_size
+    return {"query": ("attention.query", H, H), "key": ("attention.key", H, H), "value": ("attention.value", H, H),
+            "dense": ("attention.dense", H, H), "intermediate": ("ffn.intermediate", H, inner),
+            "output": ("ffn.output", inner, H)}
+
+
+class LowRankDelta(nn.Module):
+    """delta(x) = up(down(x)), rank r: B A in LoRA's notation, without its scaling (the deltas start
+    from the teacher's layers, not from zero; docs/method.md, "Student kinds")."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int):
+        super().__init__()
+        self.down = nn.Parameter(torch.empty(rank, in_features))
+        self.up = nn.Parameter(torch.empty(out_features, rank))
+
+    def forward(self, x):
+        return F.linear(F.linear(x, self.down), self.up)
+
+
+class IterationDeltas(nn.Module):
+    """One iteration's low-rank deltas, one per linear map of the shared layer (a relaxed student)."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.maps = nn.ModuleDict({name: LowRankDelta(fan_in, fan_out, config.relaxation_rank)
+                                   for name, (_, fan_in, fan_out) in relaxed_maps(config).items()})
+
+    def forward(self, name: str, x):
+        return self.maps[name](x)
+
+
 DEFAULT_ADAPTER = "default"
 
 
@@ -167,7 +222,11 @@ class MiniAlbertEncoder(nn.Module):
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
         self.config = config
-        self.layer = MiniAlbertLayer(config)
+        # One shared layer (`layer`); with g > 1 groups, a list of g layers named as BERT's are.
+        g = config.num_hidden_groups
+        self.layer = MiniAlbertLayer(config) if g == 1 else nn.ModuleList(MiniAlbertLayer(config) for _ in range(g))
+        self.deltas = (nn.ModuleList(IterationDeltas(config) for _ in range(config.num_hidden_layers))
+                       if config.relaxation_rank else None)
         self.adapters = MiniAlbertAdapters(config) if config.use_adapters else None
         self.named_adapters = nn.ModuleDict()
         self.active_adapter = DEFAULT_ADAPTER
@@ -185,24 +244,31 @@ class MiniAlbertEncoder(nn.Module):
             raise KeyError(f"no adapter named {name!r}; adapters: {', '.join(self.adapter_names()) or 'none'}")
         return self.named_adapters[name]
 
-    def step(self, i: int, hidden_states, key_mask, output_attentions=False, adapters=None):
-        """Iteration i (0-based): the shared layer with iteration i's adapters (`adapters`, or the
-        checkpoint's own)."""
+    def layer_at(self, i: int) -> MiniAlbertLayer:
+        """The layer iteration i (0-based) runs: the shared one, or its group's (ALBERT's rule)."""
+        if isinstance(self.layer, MiniAlbertLayer):
+            return self.layer
+        return self.layer[i * self.config.num_hidden_groups // self.config.num_hidden_layers]
+
+    def step(self, i: int, hidden_states, attention_mask, output_attentions=False, adapters=None):
+        """Iteration i (0-based): its layer, with iteration i's deltas (relaxed students) and
+        adapters (`adapters`, or the checkpoint's own)."""
         adapters = self.adapters if adapters is None else adapters
+        layer, delta = self.layer_at(i), self.deltas[i] if self.deltas is not None else None
         if adapters is not None:
             hidden_states = adapters.attention[i](hidden_states)
-        hidden_states, probs = self.layer.attention(hidden_states, key_mask, output_attentions)
+        hidden_states, probs = layer.attention(hidden_states, attention_mask, output_attentions, delta)
         if adapters is not None:
             hidden_states = adapters.ffn[i](hidden_states)
-        return self.layer.ffn(hidden_states), probs
+        return layer.ffn(hidden_states, delta), probs
 
-    def forward(self, hidden_states, key_mask, output_attentions=False, output_hidden_states=False,
+    def forward(self, hidden_states, attention_mask, output_attentions=False, output_hidden_states=False,
                 num_iterations: int | None = None, adapter: str | None = None):
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attn = [] if output_attentions else None
         adapters = self.adapter_set(adapter)
         for i in range(num_iterations or self.config.num_hidden_layers):
-            hidden_states, probs = self.step(i, hidden_states, key_mask, output_attentions, adapters)
+            hidden_states, probs = self.step(i, hidden_states, attention_mask, output_attentions, adapters)
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             if output_attentions:
@@ -218,7 +284,13 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
     config_class = MiniAlbertConfig
     base_model_prefix = "minialbert"
     supports_gradient_checkpointing = False
-    _supports_sdpa = True  # "sdpa" (fused, the default) or "eager"; see MiniAlbertAttention
+    # transformers' attention interface (MiniAlbertAttention): sdpa (the default), eager and flex
+    # attention are checked against each other on padded batches (tests/test_conventions.py).
+    # Flash attention is not declared: it has not been run on a GPU against eager here yet.
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = False
+    _supports_attention_backend = True
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save, with every MiniALBERT class in config.json's `auto_map` (transformers
@@ -242,6 +314,9 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, LowRankDelta):  # LoRA's start: a zero delta (students from a teacher set their own)
+            nn.init.normal_(module.down, mean=0.0, std=std)
+            nn.init.zeros_(module.up)
 
     def prepare_adapter_tuning(self, adapter: str = DEFAULT_ADAPTER) -> int:
         """Adapter tuning (docs/method.md section 4) of the adapter set `adapter` (fresh adapters if
@@ -261,16 +336,6 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
                 for p in child.parameters():
                     p.requires_grad = True
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-
-def _key_mask(attention_mask):
-    """(B, T) 0/1 padding mask -> bool (B, 1, 1, T) key mask (None stays None).
-
-    An all-ones mask is kept rather than dropped: checking it would be a data-dependent branch that
-    breaks torch.export/torch.compile graphs, and CPU SDPA measured the same speed either way."""
-    if attention_mask is None:
-        return None
-    return attention_mask.bool()[:, None, None, :]
 
 
 class MiniAlbertModel(MiniAlbertPreTrainedModel):
@@ -316,6 +381,13 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
             raise KeyError(f"no adapter named {name!r}; adapters: {', '.join(self.encoder.adapter_names()) or 'none'}")
         self.encoder.active_adapter = name
 
+    def attention_mask_for(self, hidden_states, attention_mask):
+        """The (B, T) 0/1 padding mask in the form the configured attention kernel wants
+        (transformers' mask builder: boolean 4-D for sdpa, additive for eager, a block mask for flex,
+        2-D for flash attention; None where nothing is masked), built once for all iterations."""
+        return create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
+                                         attention_mask=attention_mask)
+
     def embed(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
         """Embeddings, projected to H when E < H: the state before the first iteration."""
         h = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
@@ -332,8 +404,9 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
                                 else output_hidden_states)
-        return self.encoder(self.embed(input_ids, token_type_ids, position_ids, inputs_embeds),
-                            _key_mask(attention_mask), bool(output_attentions), bool(output_hidden_states),
+        hidden_states = self.embed(input_ids, token_type_ids, position_ids, inputs_embeds)
+        return self.encoder(hidden_states, self.attention_mask_for(hidden_states, attention_mask),
+                            bool(output_attentions), bool(output_hidden_states),
                             num_iterations or self.config.inference_iterations, adapter)
 
 
@@ -476,7 +549,7 @@ def early_exit_logits(base, exit_head, exits, token_level: bool, input_ids, atte
     logits_out, used = [None] * input_ids.shape[0], torch.full((input_ids.shape[0],), N)
     adapters = base.encoder.adapter_set(adapter)
     for i in range(1, N + 1):
-        h, _ = base.encoder.step(i - 1, h, _key_mask(mask[active]), adapters=adapters)
+        h, _ = base.encoder.step(i - 1, h, base.attention_mask_for(h, mask[active]), adapters=adapters)
         if i not in exits:
             continue
         logits = exit_head(i)(h if token_level else h[:, 0])
