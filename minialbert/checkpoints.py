@@ -30,16 +30,22 @@ def resolve_model_name(name: str) -> str:
     return str(path) if name.startswith("~") else name
 
 
-def check_max_length(name: str, max_length: int, role: str = "") -> None:
-    """Inputs longer than the model's position table would crash mid-run: refuse them up front.
-    `role` names the model in the message (e.g. "the teacher ")."""
+def read_config(name: str, path=None, role: str = ""):
+    """The configuration of model `name` (at `path`, resolved from the name when not given), or one
+    paragraph saying why it cannot be read. `role` names the model (e.g. "the teacher ")."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(resolve_model_name(name))
+        return AutoConfig.from_pretrained(path or resolve_model_name(name))
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"Could not read the configuration of {role}{name!r}: {e}. Give a local checkpoint "
                               "folder, 'minilm' for the packaged teacher, or a hub name (needs a network).") from None
+
+
+def check_max_length(name: str, max_length: int, role: str = "", config=None) -> None:
+    """Inputs longer than the model's position table would crash mid-run: refuse them up front.
+    `config`: the model's configuration when the caller has read it already."""
+    config = config if config is not None else read_config(name, role=role)
     positions = getattr(config, "max_position_embeddings", None)
     if positions and max_length > positions:
         raise MiniAlbertError(f"--max-length {max_length} exceeds the {positions} positions of {role}{name!r}; use "

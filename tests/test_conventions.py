@@ -283,18 +283,21 @@ def test_run_identity_is_every_option_field_but_those_marked_unable_to_change_nu
 
     from minialbert.taskdistill.options import TaskDistillationOptions
 
-    opts = FinetuneOptions(model=student_dir, task="rte", out="x", pair_encoding="cross")
-    identity = run_identity(opts, "fp32")
+    from minialbert.data.glue import get_task
+
+    rte = get_task("rte")
+    opts = FinetuneOptions(model=student_dir, task="rte", out="x", pair_encoding="cross", dtype="fp32")
+    identity = run_identity(opts, student_dir, rte)
     marked = {f.name for f in dataclasses.fields(FinetuneOptions) if f.metadata.get("identity") is False}
     distillation = {f.name for f in dataclasses.fields(TaskDistillationOptions)}
     assert set(identity) == {f.name for f in dataclasses.fields(FinetuneOptions)} - marked - distillation
-    taught = run_identity(dataclasses.replace(opts, teacher=student_dir), "fp32")
+    taught = run_identity(dataclasses.replace(opts, teacher=student_dir), student_dir, rte, student_dir)
     assert set(taught) == set(identity) | {"distillation"} and set(taught["distillation"]) == distillation
     assert marked == {"out", "save_models", "learning_rates", "batch_size", "epochs", "max_steps", "runs", "grid",
                       "seeds_at_best"}  # each is in the run id itself, or only says what is kept where
     assert identity["seed"] == 42  # the subset and the augmented copies are drawn with it
     with pytest.raises(ValueError):
-        run_identity(FinetuneOptions(model=student_dir, task="rte", out="x"), "fp32")  # 'auto' unresolved
+        run_identity(FinetuneOptions(model=student_dir, task="rte", out="x"), student_dir, rte)  # 'auto' unresolved
 
 
 def test_a_run_of_another_training_subset_is_never_reused(student_dir, tmp_path, caplog):

@@ -1,8 +1,10 @@
 """The package layout: every module imports on its own (no import cycles), and importing the package
 changes nothing process-wide (csv limits, environment variables) and loads no fine-tuning stack."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = r"""
 import csv, importlib, os, pkgutil, sys
@@ -119,3 +121,43 @@ def test_no_package_module_outside_model_is_longer_than_450_lines():
     long = {str(p.relative_to(root)): n for p in _package_modules(root)
             if "model" not in p.relative_to(root).parts[:1] and (n := len(p.read_text().splitlines())) > 450}
     assert not long, f"modules over 450 lines: {long}"
+
+
+# --- names, configs and tasks are resolved once, by the plan builder --------------------------------
+
+RESOLVERS = {"resolve_model_name", "resolve_teacher_folder", "read_config", "get_task", "from_pretrained"}
+
+
+def _resolving_calls(path: Path) -> list[str]:
+    """'function: call' for each call in `path` that resolves a model name, reads a configuration
+    (AutoConfig.from_pretrained) or looks up a task."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for func in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+        for call in [n for n in ast.walk(func) if isinstance(n, ast.Call)]:
+            f = call.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+            owner = getattr(f.value, "id", None) if isinstance(f, ast.Attribute) else None
+            if name in RESOLVERS and (name != "from_pretrained" or owner == "AutoConfig"):
+                found.append(f"{func.name}: {owner + '.' if owner else ''}{name}")
+    return found
+
+
+def test_finetune_resolves_model_names_configs_and_tasks_only_in_its_plan():
+    """`minialbert finetune` asks each question once (finetune/plan.py) and hands the answers down:
+    no module below the plan resolves a model name, reads a config or looks a task up again. The
+    teacher's own checks (taskdistill/teacher.py) are what the plan calls; `bench finetune` is
+    another command with its own inputs."""
+    root = Path(__file__).resolve().parents[1] / "minialbert"
+    allowed = {"finetune/plan.py", "finetune/bench.py"}
+    own = {"taskdistill/teacher.py": {"resolve_teacher_folder: resolve_model_name",
+                                      "check_teacher: AutoConfig.from_pretrained"}}
+    stray = {}
+    for path in sorted([*(root / "finetune").glob("*.py"), *(root / "taskdistill").glob("*.py")]):
+        rel = path.relative_to(root).as_posix()
+        if rel in allowed:
+            continue
+        calls = [c for c in _resolving_calls(path) if c not in own.get(rel, set())]
+        if calls:
+            stray[rel] = calls
+    assert not stray, stray

@@ -199,7 +199,6 @@ def test_a_folder_corpus_edited_in_place_is_a_new_corpus(tmp_path):
 
 
 def test_a_finetune_run_identity_holds_no_path_and_survives_a_copy_of_the_data(tmp_path):
-    from minialbert.finetune.identity import run_identity
     from minialbert.finetune.options import FinetuneOptions
 
     glue = shared_path("data", "glue")
@@ -207,10 +206,10 @@ def test_a_finetune_run_identity_holds_no_path_and_survives_a_copy_of_the_data(t
     shutil.copytree(glue / "RTE", copy / "RTE")
     student = save_tiny_student(tmp_path / "s")
     moved = shutil.copytree(student, tmp_path / "moved" / "s")
-    one = run_identity(FinetuneOptions(model=student, task="rte", data_dir=str(glue), out="o", pair_encoding="cross"),
-                       "fp32")
-    two = run_identity(FinetuneOptions(model=str(moved), task="rte", data_dir=str(copy), out="o",
-                                       pair_encoding="cross"), "fp32")
+    from minialbert.finetune.plan import build_plan
+
+    one = build_plan(FinetuneOptions(model=student, task="rte", data_dir=str(glue), out="o", dtype="fp32")).identity
+    two = build_plan(FinetuneOptions(model=str(moved), task="rte", data_dir=str(copy), out="o", dtype="fp32")).identity
     assert one == two and str(tmp_path) not in json.dumps(one) and str(glue) not in json.dumps(one)
 
 

@@ -49,3 +49,50 @@ def test_bench_embed_by_name_reproduces_the_committed_zero_shot_score():
     result = bench_embed("minialbert-minilm", str(shared_path("data", "glue")))
     assert result["spearman"] == pytest.approx(committed["spearman"], abs=0.05)
     assert result["parameters"] == committed["parameters"]
+
+
+SENTENCES = ["A man is playing a guitar.", "The patients received two doses over twelve weeks."]
+WITHOUT_PACKAGE = """
+import json, sys
+sys.modules["minialbert"] = None  # only transformers' remote code can load the folder now
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(sys.argv[1], trust_remote_code=True, device="cpu")
+print("VALUES", json.dumps(model.encode(json.loads(sys.argv[2])).tolist()))
+"""
+
+
+def _mean_pooled(folder, sentences):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from minialbert.model.pooling import pool
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    enc = tok(sentences, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        return pool(AutoModel.from_pretrained(folder).eval()(**enc).last_hidden_state, enc["attention_mask"]).numpy()
+
+
+def test_it_loads_in_sentence_transformers_as_it_is_and_encodes_as_mean_pooling(tmp_path):
+    """No export step: the released folder is a sentence-transformers folder, with minialbert
+    imported and, through its modeling code, where minialbert is not installed."""
+    import shutil
+    import sys
+
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    expected = _mean_pooled(FOLDER, SENTENCES)
+    ours = SentenceTransformer(str(FOLDER), device="cpu").encode(SENTENCES)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    copy = shutil.copytree(FOLDER, tmp_path / FOLDER.name)  # outside the package, as a user downloads it
+    result = subprocess.run([sys.executable, "-c", WITHOUT_PACKAGE, str(copy), json.dumps(SENTENCES)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.array(json.loads(result.stdout.split("VALUES", 1)[1])), expected, atol=1e-5)
+
+
+def test_its_card_says_what_it_is_for_and_that_it_has_no_mlm_head():
+    card = (FOLDER / "README.md").read_text()
+    assert "no MLM head" in card and "fill-mask" in card and "SentenceTransformer(folder)" in card
+    assert "library_name: sentence-transformers" in card and "pipeline_tag: sentence-similarity" in card

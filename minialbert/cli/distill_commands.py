@@ -18,6 +18,14 @@ HELP = {
     "iterations": "recursion steps N of the student",
     "embedding_size": "embedding width E (E < H adds an E->H projection)",
     "adapters": "per-iteration bottleneck adapters (--no-adapters to leave them out)",
+    "adapter_reduction_factor": "adapter size: the bottleneck is H / r wide (default: the preset's, else 16; "
+                                "smaller r = bigger adapters)",
+    "layer_groups": "distinct layers g (ALBERT's num_hidden_groups): iteration i runs layer floor(i g / N). Default 1 "
+                    "(one shared layer); g = --iterations makes a plain student of N unique layers, each copied from "
+                    "its mapped teacher layer (layer dropping, as DistilBERT)",
+    "relaxation_rank": "relaxed recursion: per iteration, a rank-r delta on each linear map of the shared layer, "
+                       "started from the truncated SVD of (its mapped teacher layer - the shared layer); 0 = strict "
+                       "sharing. Needs a layer map over distinct teacher layers to differ from 0",
     "hidden_size": "force a student width different from the teacher's (needs --project-hidden)",
     "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
     "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), model2vec (E < H: a static distillation "

@@ -12,7 +12,7 @@ from ..errors import MiniAlbertError
 from ..inference.bench import BenchInferOptions, BenchOnnxOptions
 from ..inference.depth import BenchDepthOptions
 from ..inference.embeddings import BenchEmbedOptions
-from ..options import add_dataclass_flags, from_args, options_kwargs
+from ..options import add_dataclass_flags, options_kwargs
 
 
 @dataclass

@@ -104,9 +104,12 @@ def run_info(args) -> int:
         return 0
     print(f"{args.model}: E={c['embedding_size']} H={c['hidden_size']} N={c['num_hidden_layers']} "
           f"heads={c['num_attention_heads']} FFN={c['intermediate_size']} V={c['vocab_size']} "
-          f"adapters={'yes (r=%d)' % c['adapter_reduction_factor'] if c['use_adapters'] else 'no'}")
+          f"adapters={'yes (r=%d)' % c['adapter_reduction_factor'] if c['use_adapters'] else 'no'} "
+          f"layer groups={c.get('num_hidden_groups', 1)} relaxation rank={c.get('relaxation_rank', 0)}")
+    layers = "shared layer (stored once)" if c.get("num_hidden_groups", 1) == 1 else "layers (one per group)"
     rows = [("base model (no task head)", p["base"]), ("  embeddings (+ projection)", p["embeddings"]),
-            ("  shared layer (stored once)", p["shared_layer"]), ("  adapters", p["adapters"]),
+            (f"  {layers}", p["shared_layer"]), ("  relaxation deltas", p["relaxation_deltas"]),
+            ("  adapters", p["adapters"]),
             ("adapter tuning trainable (without head)", p["adapter_tuning_trainable_without_head"])]
     width = max(len(r[0]) for r in rows)
     for name, n in rows:

@@ -33,6 +33,11 @@ class GlueTask:
     large: bool = False  # the paper's grid: batch 32, 3 epochs, 1 run
 
     @property
+    def is_pair(self) -> bool:
+        """A sentence-pair task (cross- or bi-encoder); the one place this is decided."""
+        return len(self.text_columns) == 2
+
+    @property
     def num_labels(self) -> int:
         return 1 if self.labels is None else len(self.labels)
 

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import MiniAlbertError
 from ..fingerprint import path_identity
-from .glue import GlueSplit, get_task, load_glue
+from .glue import GlueSplit, GlueTask, get_task, load_glue
 from .ner import encode_ner, load_ner
 
 logger = logging.getLogger(__name__)
@@ -36,11 +36,11 @@ def task_name(task: str, data_dir: str | None) -> str:
     return f"ner:{Path(data_dir).name}" if task == "ner" and data_dir else task
 
 
-def data_identity(task: str, data_dir: str | None) -> str | None:
+def data_identity(task: GlueTask | None, data_dir: str | None) -> str | None:
     """The data folder's identity (fingerprint.path_identity); for a GLUE root, its task's own folder
-    (the other tasks' files do not count)."""
-    if data_dir and task.lower() != "ner" and (Path(data_dir) / get_task(task).folder).is_dir():
-        data_dir = str(Path(data_dir) / get_task(task).folder)
+    (the other tasks' files do not count). `task`: None for NER."""
+    if data_dir and task is not None and (Path(data_dir) / task.folder).is_dir():
+        data_dir = str(Path(data_dir) / task.folder)
     return path_identity(data_dir)
 
 

@@ -25,6 +25,9 @@ class DistillRecipe:
     iterations: int | None = None         # N (default: preset's, else 6)
     embedding_size: int | None = None     # E (default: preset's, else H)
     adapters: bool | None = None          # default: preset's, else True
+    adapter_reduction_factor: int | None = None  # adapter bottleneck H / r (default: preset's, else 16)
+    layer_groups: int | None = None       # distinct layers g (ALBERT's num_hidden_groups); = iterations: a plain student
+    relaxation_rank: int = 0              # per-iteration low-rank deltas on the shared layer (0: strict sharing)
     hidden_size: int | None = None        # only to force a width different from the teacher's
     num_attention_heads: int | None = None
     embedding_init: str = "teacher"       # teacher (copy or SVD) | random | a model name/path of width E
@@ -90,7 +93,13 @@ class DistillRecipe:
         for name, what in positive_ints.items():
             value = getattr(self, name)
             require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}){': ' + what if what else ''}.")
-        for name in ("iterations", "embedding_size", "hidden_size", "num_attention_heads"):
+        require(self.relaxation_rank >= 0, f"--relaxation-rank must be 0 (strict sharing) or more (got "
+                                           f"{self.relaxation_rank}).")
+        require(not self.relaxation_rank or self.shared_layer_init not in (None, 0, "0", ""),
+                "--relaxation-rank starts each iteration's deltas from (its teacher layer - the shared layer); "
+                "give --shared-layer-init (a teacher layer or 'average'), not a random shared layer.")
+        for name in ("iterations", "embedding_size", "hidden_size", "num_attention_heads", "layer_groups",
+                     "adapter_reduction_factor"):
             value = getattr(self, name)
             require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}); leave it out to "
                                                  "take the preset's or the teacher's value.")

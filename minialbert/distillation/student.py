@@ -34,7 +34,8 @@ def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
         num_hidden_layers=recipe.iterations or base.get("num_hidden_layers", 6),
         embedding_size=recipe.embedding_size or base.get("embedding_size", H),
         use_adapters=recipe.adapters if recipe.adapters is not None else base.get("use_adapters", True),
-        adapter_reduction_factor=base.get("adapter_reduction_factor", 16),
+        adapter_reduction_factor=recipe.adapter_reduction_factor or base.get("adapter_reduction_factor", 16),
+        num_hidden_groups=recipe.layer_groups or 1, relaxation_rank=recipe.relaxation_rank,
     )
     return MiniAlbertConfig(**kw)
 
@@ -42,7 +43,8 @@ def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
 def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: MiniAlbertConfig,
                   layer_map=None) -> tuple[MiniAlbertForMaskedLM, dict, list[str]]:
     from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_outputs,
-                                        init_embeddings_from_teacher, init_shared_layer_from_teacher,
+                                        init_embeddings_from_teacher, init_layer_groups_from_teacher,
+                                        init_relaxation_from_teacher, init_shared_layer_from_teacher,
                                         parse_shared_layer_init)
 
     torch.manual_seed(recipe.seed)
@@ -63,8 +65,6 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
     elif recipe.embedding_init != "random":
         from transformers import AutoModel, AutoTokenizer
 
-        from ..checkpoints import resolve_model_name
-
         path = resolve_model_name(recipe.embedding_init)
         try:
             source = AutoModel.from_pretrained(path)
@@ -81,11 +81,17 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
                 "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
         init_embeddings_from_module(student, source)
         inherited.append("minialbert.embeddings")
-    if recipe.shared_layer_init not in (None, 0, "0", ""):
+    if recipe.shared_layer_init not in (None, 0, "0", "") and config.num_hidden_groups > 1:
+        info["layer_groups_init"] = init_layer_groups_from_teacher(student, teacher.model, layer_map)
+        inherited.append("minialbert.encoder.layer")
+    elif recipe.shared_layer_init not in (None, 0, "0", ""):
         layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
         init_shared_layer_from_teacher(student, teacher.model, layers)
         info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
         inherited.append("minialbert.encoder.layer")
+    if config.relaxation_rank:
+        info["relaxation_energy_kept"] = init_relaxation_from_teacher(student, teacher.model, layer_map)
+        inherited.append("minialbert.encoder.deltas")
     present = dict(student.named_modules())
     return student, info, [m for m in inherited if m in present]  # E == H: no projection
 
@@ -117,9 +123,11 @@ def resolve_alignment(recipe: DistillRecipe, teacher: Teacher, config: MiniAlber
 def student_description(config: MiniAlbertConfig, student=None) -> dict:
     """The resolved student shape (and its base parameter count), as printed and stored."""
     info = {"hidden_size": config.hidden_size, "embedding_size": config.embedding_size,
-            "iterations": config.num_hidden_layers, "adapters": config.use_adapters,
+            "iterations": config.num_hidden_layers, "layer_groups": config.num_hidden_groups,
+            "relaxation_rank": config.relaxation_rank, "adapters": config.use_adapters,
             "adapter_reduction_factor": config.adapter_reduction_factor,
             "num_attention_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size}
     if student is not None:
         info["base_parameters"] = sum(p.numel() for p in student.base_model.parameters())
+        info["fp16_megabytes"] = round(2 * info["base_parameters"] / 1e6, 2)
     return info

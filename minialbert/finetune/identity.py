@@ -1,33 +1,33 @@
 """Run identity: what a fine-tuning run's numbers depend on, derived from the option fields (a field
 is part of it unless its metadata marks it as unable to change the numbers: `identity: False`).
-Folders and files (the model, the data, the teacher, transfer data) enter by path, size and
-modification time of their files, so a checkpoint distilled again into the same folder is a
-different model; `auto` settings enter as what they resolved to."""
+Folders and files (the model, the data, the teacher, transfer data) enter by the hash of their
+content (fingerprint.path_identity), never by place or time, so a study resumed on another machine
+reuses its finished runs and a checkpoint distilled again into the same folder is a new model;
+`auto` settings enter as what they resolved to (the plan resolves them before)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..checkpoints import resolve_model_name
+from ..data.glue import GlueTask
 from ..data.tasks import data_identity
 from ..fingerprint import fields_identity, path_identity
 from ..taskdistill.options import TaskDistillationOptions
-from ..taskdistill.teacher import resolve_teacher_folder
 from .options import FinetuneOptions
 
 
-def run_identity(opts: FinetuneOptions, dtype: str) -> dict:
-    """Everything besides a RunSpec's own fields that changes a run's numbers. `opts` must have its
-    `auto` pair encoding resolved; `dtype` is the resolved precision."""
-    if opts.pair_encoding == "auto":
-        raise ValueError("run_identity needs the resolved pair encoding, not 'auto'")
+def run_identity(opts: FinetuneOptions, model_path: str, task: GlueTask | None, teacher_path: str | None = None,
+                 augment_mlm_path: str | None = None) -> dict:
+    """Everything besides a RunSpec's own fields that changes a run's numbers, from the resolved
+    options (`pair_encoding` and `dtype` never 'auto') and the resolved folders (finetune/plan.py)."""
+    if "auto" in (opts.pair_encoding, opts.dtype):
+        raise ValueError("run_identity needs the resolved pair encoding and dtype, not 'auto'")
     resolvers = {
-        "model": lambda m: path_identity(resolve_model_name(m)),
-        "data_dir": lambda d: data_identity(opts.task, d),
+        "model": lambda _: path_identity(model_path),
+        "data_dir": lambda d: data_identity(task, d),
         "task": str.lower,
-        "dtype": lambda _: dtype,
-        "teacher": lambda t: path_identity(resolve_teacher_folder(t)),
-        "augment_mlm": lambda m: path_identity(resolve_model_name(m or opts.model)) if opts.augment else None,
+        "teacher": lambda _: path_identity(teacher_path),
+        "augment_mlm": lambda _: path_identity(augment_mlm_path),
         "transfer_data": path_identity,
     }
     own = {f.name for f in dataclasses.fields(TaskDistillationOptions)}

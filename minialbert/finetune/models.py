@@ -4,7 +4,6 @@ exits on every iteration for MiniALBERT's elastic depth."""
 
 from __future__ import annotations
 
-from ..checkpoints import resolve_model_name
 from ..data.glue import STSB_RANGE
 from ..data.tasks import TaskData
 from ..errors import MiniAlbertError
@@ -27,16 +26,13 @@ def parse_exits(spec: str, num_iterations: int) -> list[int] | None:
     return exits
 
 
-def load_task_model(model_name: str, data: TaskData, exits: str = "none", pair_encoding: str = "cross",
-                    pooling: str = "mean"):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+def load_task_model(model_name: str, path: str, config, data: TaskData, exits: str = "none",
+                    pair_encoding: str = "cross", pooling: str = "mean"):
+    """The model a run trains, on the encoder at `path` (resolved by the plan; `config` its
+    configuration, read there; `model_name` as the user gave it, for messages)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    path = resolve_model_name(model_name)
     id2label = dict(enumerate(data.label_names))
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"Could not load the model {model_name!r}: {e}") from None
     extra = {}
     if exits not in (None, "", "none"):
         if config.model_type != "minialbert":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data.glue import get_task
 from ..data.tasks import DataOptions
 from ..errors import MiniAlbertError, require
 from ..model.pooling import POOLINGS
@@ -85,10 +84,6 @@ class FinetuneOptions(TaskDistillationOptions):
         require(self.pair_encoding in ("auto", *PAIR_ENCODINGS),
                 f"--pair-encoding must be auto, {' or '.join(PAIR_ENCODINGS)} (got {self.pair_encoding!r}).")
         require(self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)} (got {self.pooling!r}).")
-        if self.pair_encoding == "bi":
-            pairs = self.task.lower() != "ner" and len(get_task(self.task).text_columns) == 2
-            require(pairs, f"--pair-encoding bi needs a sentence-pair task (mrpc, stsb, qqp, mnli, qnli, rte, wnli); "
-                           f"{self.task!r} is not one. Use --pair-encoding cross.")
         self.validate_distillation()
         require(not (self.distilling and self.exits not in (None, "", "none")),
                 "--exits is not available with task distillation (--teacher) yet; distil first, or train exits "
@@ -100,7 +95,7 @@ class FinetuneOptions(TaskDistillationOptions):
                            self.max_train_samples, self.seed, self.pair_encoding)
 
 
-def auto_pair_encoding(task: str, model_type: str | None) -> tuple[str, str]:
+def auto_pair_encoding(task: str, model_type: str | None, pairs: bool) -> tuple[str, str]:
     """(encoding, reason) for `--pair-encoding auto`, from this project's measurements (docs/RESULTS.md,
     sections 6 and 8; 2-3 seeds each): STS-B scores far higher with the siamese head for students and
     teachers alike (distilled student 85.9 vs 23.9, MiniLM teacher 89.3 vs 84.7); on MRPC the student
@@ -110,7 +105,7 @@ def auto_pair_encoding(task: str, model_type: str | None) -> tuple[str, str]:
         return "bi", "auto: STS-B scores highest with the siamese head for students and teachers alike"
     if task == "mrpc" and model_type == "minialbert":
         return "bi", "auto: on MRPC a distilled MiniALBERT student keeps more with the siamese head"
-    if task != "ner" and len(get_task(task).text_columns) == 2:
+    if pairs:
         return "cross", "auto: cross-encoder (no measured advantage for the siamese head on this task and model)"
     return "cross", "auto: not a sentence-pair task"
 

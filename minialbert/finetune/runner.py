@@ -4,7 +4,6 @@ run with the same identity is reused, never recomputed)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -15,38 +14,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import check_max_length, resolve_model_name
 from ..compat import length_grouping, ordered_evaluation, tensorboard_callback, warmup_fraction
-from ..data.glue import get_task, glue_metrics
+from ..data.glue import GlueTask, glue_metrics
 from ..data.ner import ner_metrics, word_level_predictions
-from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collator, task_name
+from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collator
 from ..errors import MiniAlbertError
 from ..fingerprint import options_hash
-from ..records import RUN_RECORD_FIELDS, read_json
 from ..model.adapters import save_adapter_task
-from ..runtime import resolve_dtype, training_arguments
-from ..taskdistill.teacher import check_teacher
-from ..taskdistill.transfer_set import build_transfer_set
+from ..records import RUN_RECORD_FIELDS, read_json
+from ..runtime import training_arguments
 from ..taskdistill.trainers import run_task_distillation
-from .identity import run_identity
+from ..taskdistill.transfer_set import TransferSources, build_transfer_set
 from .models import load_task_model
-from .options import FinetuneOptions, RunSpec, auto_pair_encoding, config_key, plan_runs, plan_seeds_at_best
-from .report import pipeline_name, summarise
+from .options import FinetuneOptions, RunSpec, config_key, plan_runs, plan_seeds_at_best
+from .plan import FinetunePlan, build_plan
+from .report import summarise
 
 logger = logging.getLogger(__name__)
 
 
-def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
+def evaluate(trainer, data: TaskData, task: GlueTask | None) -> dict:
     """Dev/test metrics; `trainer` reads evaluation data in order (compat.ordered_evaluation)."""
     metrics = {}
     for name, (dataset, maps) in data.evals.items():
         logits = trainer.predict(dataset).predictions
-        if data.kind == "ner":
+        if task is None:  # NER
             split = data.ner_splits[name]
             pred = word_level_predictions(maps, logits, split, data.label_names)
             metrics[name] = ner_metrics(split.tags, pred)
         else:
-            task = get_task(opts.task)
             pred = logits.squeeze(-1) if task.labels is None else logits.argmax(-1)
             metrics[name] = glue_metrics(task, np.asarray(pred), np.asarray(dataset["labels"]))
     first = next(iter(metrics))
@@ -54,11 +50,13 @@ def evaluate(trainer, data: TaskData, opts: FinetuneOptions) -> dict:
     return {"splits": metrics, "score": metrics[first]["score"]}
 
 
-def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run_dir: Path, dtype: str) -> dict:
+def run_one(plan: FinetunePlan, spec: RunSpec, data: TaskData, run_dir: Path) -> dict:
     from transformers import Trainer
 
+    opts, tokenizer, dtype = plan.opts, plan.tokenizer, plan.dtype
     torch.manual_seed(spec.seed)
-    model = load_task_model(opts.model, data, opts.exits, opts.pair_encoding, opts.pooling)
+    model = load_task_model(opts.model, plan.model_path, plan.model_config, data, opts.exits, opts.pair_encoding,
+                            opts.pooling)
     total = sum(p.numel() for p in model.parameters())
     if opts.adapter_tuning:
         if not hasattr(model, "prepare_adapter_tuning"):
@@ -76,23 +74,24 @@ def run_one(opts: FinetuneOptions, spec: RunSpec, data: TaskData, tokenizer, run
     collator = task_collator(data.kind, opts.pair_encoding, tokenizer)
     start = time.time()
     if opts.teacher:
-        trainer = run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir, opts.pair_encoding)
+        trainer = run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir, opts.pair_encoding,
+                                        plan.teacher_path)
     else:
         trainer = ordered_evaluation(Trainer)(model=model, args=args, train_dataset=data.train,
                                               data_collator=collator,
                                               callbacks=[tensorboard_callback(run_dir / "tensorboard")])
         trainer.train()
     seconds = time.time() - start
-    result = evaluate(trainer, data, opts)
+    result = evaluate(trainer, data, plan.task)
     shutil.rmtree(run_dir / "trainer", ignore_errors=True)
     if opts.save_models != "none":
         folder = run_dir / ("adapter" if opts.adapter_tuning else "model")
         if opts.adapter_tuning:
-            local = Path(resolve_model_name(opts.model))
+            local = Path(plan.model_path)
             base_pointer = str(local.resolve()) if local.exists() else opts.model  # a folder, or a hub name
-            head = ("token-classification" if data.kind == "ner" else "bi-encoder" if opts.pair_encoding == "bi"
+            head = ("token-classification" if plan.ner else "bi-encoder" if opts.pair_encoding == "bi"
                     else "sequence-classification")
-            save_adapter_task(model, run_dir / "adapter", base_pointer, head, task_name(opts.task, opts.data_dir),
+            save_adapter_task(model, run_dir / "adapter", base_pointer, head, plan.task_name,
                               getattr(model.config, "pooling", None))
         else:
             model.save_pretrained(folder)
@@ -133,20 +132,6 @@ def _model_card(folder: Path, opts: FinetuneOptions, spec: RunSpec, data: TaskDa
                      results=results, how=how, pipeline_tag="token-classification" if ner else "text-classification")
 
 
-def resolve_pair_encoding(opts: FinetuneOptions, path: str) -> tuple[FinetuneOptions, str]:
-    """`--pair-encoding auto` -> cross or bi for this task and model, and why (said in the log and
-    recorded in results.json); an explicit choice stays."""
-    if opts.pair_encoding != "auto":
-        return opts, f"given: --pair-encoding {opts.pair_encoding}"
-    from transformers import AutoConfig
-
-    model_type = getattr(AutoConfig.from_pretrained(path), "model_type", None)
-    encoding, reason = auto_pair_encoding(opts.task.lower(), model_type)
-    if opts.task.lower() != "ner" and len(get_task(opts.task).text_columns) == 2:
-        logger.info("--pair-encoding %s (%s); give --pair-encoding cross or bi to choose.", encoding, reason)
-    return dataclasses.replace(opts, pair_encoding=encoding), reason
-
-
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))  # never a bare NaN: results stay valid JSON
@@ -154,42 +139,27 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run_finetune(opts: FinetuneOptions) -> dict:
-    from transformers import AutoTokenizer
-
-    opts.validate()
-    out = Path(opts.out)
-    path = resolve_model_name(opts.model)
-    if opts.task.lower() != "ner":
-        get_task(opts.task)  # unknown task: fail before any work
-    check_max_length(opts.model, opts.max_length)
-    opts, pair_choice = resolve_pair_encoding(opts, path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"No tokenizer found for {opts.model!r} ({e}); a distilled student keeps its "
-                              "teacher's tokenizer in OUT/final.") from None
-    if opts.teacher:  # a wrong teacher fails before any data is read
-        check_teacher(opts.teacher, opts.task.lower() == "ner", tokenizer)
+    plan = build_plan(opts)  # every name, config and `auto` resolved here, once
+    opts, out = plan.opts, Path(opts.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    data = prepare_data(opts.data_options(), tokenizer)
-    dtype = resolve_dtype(opts.dtype)
+    data = prepare_data(plan.data_options(), plan.tokenizer)
     specs = plan_runs(opts, data.large)
-    identity = run_identity(opts, dtype)
     transfer = None
     if opts.teacher:  # task distillation: train on the teacher-labelled transfer set
-        data.train, transfer = build_transfer_set(opts, opts.data_options(), opts.model, data, tokenizer, out)
-    run = dict(data=data, tokenizer=tokenizer, out=out, dtype=dtype, identity=identity)
-    results = [_run_or_reuse(opts, spec, **run, label=f"{i}/{len(specs)}") for i, spec in enumerate(specs, 1)]
+        data.train, transfer = build_transfer_set(
+            opts, plan.data_options(), TransferSources(plan.task, plan.teacher_path, plan.augment_mlm_path), data,
+            plan.tokenizer, out)
+    results = [_run_or_reuse(plan, spec, data, label=f"{i}/{len(specs)}") for i, spec in enumerate(specs, 1)]
     chosen = None
     if opts.seeds_at_best and opts.seeds_at_best > 1:
         # Pick the configuration on dev with one seed per configuration, then repeat only it; the
         # reported score is its mean over seeds (a lucky single-seed configuration cannot take over).
         best = summarise(opts, results)["best"]
         chosen = config_key(best)
-        results += [_run_or_reuse(opts, spec, **run, label=f"seed {spec.seed}")
+        results += [_run_or_reuse(plan, spec, data, label=f"seed {spec.seed}")
                     for spec in plan_seeds_at_best(opts, best, results)]
     summary = summarise(opts, results, chosen)
-    summary["pair_encoding_choice"] = pair_choice
+    summary["pair_encoding_choice"] = plan.pair_choice
     summary["majority_baseline"] = majority_baseline(data, opts.task.lower())
     if transfer:
         summary["transfer_set"] = {k: v for k, v in transfer.items() if k != "examples"}
@@ -202,8 +172,8 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     return summary
 
 
-def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, tokenizer, out: Path, dtype: str,
-                  identity: dict, label: str) -> dict:
+def _run_or_reuse(plan: FinetunePlan, spec: RunSpec, data: TaskData, label: str) -> dict:
+    opts, out, identity = plan.opts, Path(plan.opts.out), plan.identity
     run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning, options_hash(identity))
     record = out / "runs" / f"{run_id}.json"
     if record.exists():  # interrupted grids resume without redoing finished runs
@@ -214,9 +184,7 @@ def _run_or_reuse(opts: FinetuneOptions, spec: RunSpec, *, data: TaskData, token
         logger.info("[%s] %s: already done with identical options, reusing it", label, run_id)
         return done
     logger.info("[%s] %s", label, run_id)
-    result = run_one(opts, spec, data, tokenizer, out / "runs" / run_id, dtype)
+    result = run_one(plan, spec, data, out / "runs" / run_id)
     result["run_id"], result["identity"] = run_id, identity
     _write_json(record, result)
     return result
-
-

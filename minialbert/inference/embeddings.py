@@ -50,10 +50,10 @@ def embed(encoder, tokenizer, sentences: list[str], pooling: str = "mean", batch
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         enc = tokenizer([sentences[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
+                        return_tensors="pt").to(encoder.device)  # the encoder's device (a GPU during distillation)
         res = encoder(**enc, output_hidden_states=layer is not None, **extra)
         states = res.hidden_states[layer] if layer is not None else res.last_hidden_state
-        for i, row in zip(idx, pool(states.float(), enc["attention_mask"], pooling)):
+        for i, row in zip(idx, pool(states.float(), enc["attention_mask"], pooling).cpu()):
             out[i] = row.numpy()
     return np.stack(out)
 
@@ -64,20 +64,23 @@ def _cosines(emb: np.ndarray, index: dict, pairs) -> np.ndarray:
     return (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1) + 1e-12)
 
 
-def stsb_dev_pairs(data_dir: str):
+def stsb_pairs(data_dir: str, split: str = "dev"):
     from ..data.glue import get_task, load_glue
 
-    dev = load_glue(get_task("stsb"), data_dir)["dev"]
-    return dev.texts, np.asarray(dev.labels, dtype=float)
+    pairs = load_glue(get_task("stsb"), data_dir)[split]
+    return pairs.texts, np.asarray(pairs.labels, dtype=float)
 
 
 class ZeroShotSTSB:
-    """The STS-B dev pairs of `data_dir`, read once, and the zero-shot score of an encoder on them:
-    each distinct sentence encoded once, cosine per pair, Spearman/Pearson x 100 against the gold
-    scores. Used by `bench embed` and, during distillation, by the zero-shot curve."""
+    """The STS-B pairs of `data_dir` (dev, or train: a split to choose a model on without touching
+    dev), read once, and the zero-shot score of an encoder on them: each distinct sentence encoded
+    once, cosine per pair, Spearman/Pearson x 100 against the gold scores. Used by `bench embed` and,
+    during distillation, by the zero-shot curve."""
 
-    def __init__(self, data_dir: str):
-        self.pairs, self.gold = stsb_dev_pairs(data_dir)
+    def __init__(self, data_dir: str, split: str = "dev"):
+        if split not in ("dev", "train"):
+            raise MiniAlbertError(f"--split must be dev or train (got {split!r}).")
+        self.pairs, self.gold = stsb_pairs(data_dir, split)
         self.sentences = sorted({s for pair in self.pairs for s in pair})
         self.index = {s: i for i, s in enumerate(self.sentences)}
 
@@ -102,6 +105,12 @@ class BenchEmbedOptions:
     max_length: int = 128
     depths: bool = field(default=False, metadata={
         "help": "MiniALBERT: also score and time the embeddings after each K = 1..N iterations"})
+    device: str = field(default="cpu", metadata={"choices": ["cpu", "auto", "cuda"], "help": (
+        "where the encoders run: cpu (the sentences/s this machine's users see), or auto/cuda (a GPU when one "
+        "is visible: fast scoring, GPU speeds)")})
+    split: str = field(default="dev", metadata={"choices": ["dev", "train"], "help": (
+        "the STS-B pairs scored: dev (the reported score) or train (5,749 pairs, to choose between models "
+        "without tuning to dev)")})
     compare: list[str] = field(default_factory=list, metadata={"nargs": "*",
         "help": "more encoders scored and timed in the same run (e.g. minilm, the teacher), with the model's "
                 "retention of their Spearman, speed-up and parameter ratio; model2vec:TEACHER:DIMS is a static "
@@ -109,14 +118,17 @@ class BenchEmbedOptions:
 
 
 def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,
-                depths: bool = False, compare: list[str] = ()) -> dict:
+                depths: bool = False, compare: list[str] = (), split: str = "dev", device: str = "cpu") -> dict:
     """Zero-shot STS-B dev scores of `model`'s pooled embeddings (x 100), the embedding-layer
     baseline, and sentences per second; with `depths` (MiniALBERT) the same after each K
     iterations; with `compare`, the same for other encoders in this run and the ratios to them."""
     if pooling not in POOLINGS:
         raise MiniAlbertError(f"--pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
-    stsb = ZeroShotSTSB(data_dir)
+    from ..runtime import resolve_device
+
+    stsb = ZeroShotSTSB(data_dir, split)
     encoder, tokenizer = load_encoder(model)
+    encoder = encoder.to(resolve_device(device))
     N = getattr(encoder.config, "num_hidden_layers", None)
     minialbert = getattr(encoder.config, "model_type", None) == "minialbert"
     if depths and not minialbert:
@@ -130,19 +142,19 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
         seconds = time.perf_counter() - start
         return {**scores, "sentences_per_s": round(len(stsb.sentences) / seconds, 1)}
 
-    result = {"model": model, "pooling": pooling, **score()}
+    result = {"model": model, "pooling": pooling, "split": split, **score()}
     result.update({"embedding_layer_spearman": stsb.score(encoder, tokenizer, pooling, batch_size, max_length,
                                                           layer=0)["spearman"],
                    "sentences": len(stsb.sentences), "pairs": len(stsb.pairs),
                    "parameters": sum(p.numel() for p in encoder.parameters()),
-                   "iterations": N, "threads": torch.get_num_threads()})
+                   "iterations": N, "threads": torch.get_num_threads(), "device": str(encoder.device)})
     if depths:
         result["depths"] = {str(k): score(num_iterations=k) for k in range(1, N + 1)}
     if compare:
         result["compare"] = {}
         for other in compare:
             row = (bench_static(other, stsb) if other.startswith("model2vec:")
-                   else bench_embed(other, data_dir, pooling, batch_size, max_length))
+                   else bench_embed(other, data_dir, pooling, batch_size, max_length, split=split, device=device))
             row.update({"spearman_retention": round(result["spearman"] / row["spearman"], 4),
                         "speedup": round(result["sentences_per_s"] / row["sentences_per_s"], 2),
                         "parameter_ratio": round(result["parameters"] / row["parameters"], 4)})
@@ -201,6 +213,34 @@ def bench_static(spec: str, stsb: ZeroShotSTSB) -> dict:
             "sentences_per_s": round(len(stsb.sentences) / seconds, 1),
             "parameters": int(np.prod(model.embedding.shape)), "dimension": int(model.embedding.shape[1]),
             "distill_seconds": distill_seconds}
+
+
+def add_sentence_transformers_files(folder, pooling: str = "mean", max_length: int = 128) -> list[str]:
+    """Make a saved encoder folder load directly as `SentenceTransformer(folder)` (after `import
+    minialbert`, or with trust_remote_code=True where minialbert is absent): sentence-transformers'
+    own configuration files (modules.json, sentence_bert_config.json, the pooling module's folder),
+    written by its own classes; the weights and tokenizer files stay as they are. Returns the
+    files added."""
+    import shutil
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    folder = Path(folder)
+    with quiet_transformers():
+        transformer = Transformer(str(folder), max_seq_length=max_length)
+    pooler = Pooling(transformer.get_embedding_dimension(), pooling_mode="cls" if pooling == "cls" else "mean")
+    added = []
+    with tempfile.TemporaryDirectory() as tmp:
+        SentenceTransformer(modules=[transformer, pooler], device="cpu").save(tmp)
+        for path in sorted(Path(tmp).rglob("*")):
+            rel = path.relative_to(tmp)
+            if path.is_file() and not (folder / rel).exists() and rel.name != "README.md":  # encoder files kept
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, folder / rel)
+                added.append(rel.as_posix())
+    return added
 
 
 def export_sentence_transformers(model: str, out, pooling: str = "mean", max_length: int = 128) -> dict:

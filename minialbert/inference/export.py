@@ -225,6 +225,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     from ..model import MiniAlbertModel
     from ..model_card import write_model_card
     from ..records import read_json
+    from .embeddings import add_sentence_transformers_files
 
     source = Path(resolve_model_name(model))
     out = Path(out)
@@ -246,6 +247,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     config["dtype"] = "float32"  # compute in fp32: the fp16 weights are only how the file stores them
     (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     AutoTokenizer.from_pretrained(source).save_pretrained(staging)
+    sentence_files = add_sentence_transformers_files(staging)  # SentenceTransformer(folder) works as it is
     info = {}
     if (source / "distillation.json").is_file():
         shutil.copyfile(source / "distillation.json", staging / "distillation.json")
@@ -259,17 +261,24 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
            f"`{info.get('corpus', '?')}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
            f"{info.get('train_seconds_total', '?')} s on {info.get('machine', {}).get('cpu', '?')}, seed "
            f"{info.get('seed', '?')}. Made with:\n\n```bash\n{command.strip()}\n```\n\nMeasured:{figures or ' -'}\n\n"
-           f"Load it with `AutoModel.from_pretrained(folder)` after `import minialbert` (or by name, `--model {name}` "
-           "in every minialbert command), or without minialbert: `AutoModel.from_pretrained(folder, "
-           "trust_remote_code=True)`. Sentence embeddings: mean-pool the final states (`minialbert export "
-           f"{name} --sentence-transformers OUT`).")
-    write_model_card(staging, title=name, base_model=info.get("teacher"), tags=["distillation", "recursive-transformer",
-                     "sentence-similarity"], pipeline_tag="feature-extraction", how=how)
+           "**What it is for**: sentence embeddings (mean-pooled final states; semantic similarity, search, "
+           "clustering) and fine-tuning for classification and tagging (`minialbert finetune --model "
+           f"{name}`). **What it is not**: a masked language model. It ships no MLM head (its teacher, "
+           "all-MiniLM-L6-v2, has none), so `pipeline(\"fill-mask\")` or `AutoModelForMaskedLM` would build a "
+           "randomly initialised head and answer with random words; do not use it for fill-mask.\n\n"
+           "Sentence embeddings, directly: `SentenceTransformer(folder)` after `import minialbert`, or "
+           "`SentenceTransformer(folder, trust_remote_code=True)` where minialbert is not installed "
+           "(mean pooling). The encoder: `AutoModel.from_pretrained(folder)` after "
+           f"`import minialbert` (or by name, `--model {name}` in every minialbert command), or "
+           "`AutoModel.from_pretrained(folder, trust_remote_code=True)`.")
+    write_model_card(staging, title=name, base_model=info.get("teacher"), library_name="sentence-transformers",
+                     tags=["distillation", "recursive-transformer", "sentence-transformers", "sentence-similarity"],
+                     pipeline_tag="sentence-similarity", how=how)
     shutil.rmtree(out, ignore_errors=True)
     staging.replace(out)
     weights = out / "model.safetensors"
     return {"model": model, "out": str(out), "name": name, "parameters": parameters,
-            "weights_bytes": weights.stat().st_size}
+            "weights_bytes": weights.stat().st_size, "sentence_transformers_files": sentence_files}
 
 
 def model_code_files() -> dict[str, bytes]:

@@ -119,20 +119,19 @@ def parse_shared_layer_init(spec, teacher_layers: int, layer_map=None) -> list[i
     return layers
 
 
-@torch.no_grad()
-def init_shared_layer_from_teacher(student, teacher, layer) -> None:
-    """Load the student's shared layer from teacher layer `layer` (1-based), or from the element-wise
-    mean of several teacher layers (a list): attention, FFN and LayerNorm weights alike. Averaging
-    starts the shared layer between the layers it must imitate, as Relaxed Recursive Transformers
-    initialise a shared block from several pretrained layers."""
+def _teacher_layers(teacher):
     layers = getattr(getattr(teacher.base_model, "encoder", None), "layer", None)
     if layers is None:
         raise InitializationError(f"{type(teacher).__name__} has no encoder.layer list (BERT-style).")
-    chosen = [layer] if isinstance(layer, int) else list(layer)
+    return layers
+
+
+@torch.no_grad()
+def _load_layer(dst, layers, chosen: list[int]) -> None:
+    """Student layer `dst` <- the element-wise mean of teacher layers `chosen` (1-based)."""
     for index in chosen:
         if not 1 <= index <= len(layers):
             raise InitializationError(f"Teacher layer {index} is out of range 1..{len(layers)}.")
-    dst = student.base_model.encoder.layer
     for dst_name, src_name in _BERT_LAYER_MAP.items():
         d = dst.get_submodule(dst_name)
         sources = [layers[i - 1].get_submodule(src_name) for i in chosen]
@@ -142,6 +141,54 @@ def init_shared_layer_from_teacher(student, teacher, layer) -> None:
                 f"{tuple(sources[0].weight.shape)}; the student's H and FFN size must equal the teacher's.")
         d.load_state_dict({k: torch.stack([src.state_dict()[k].float() for src in sources]).mean(0)
                            for k in sources[0].state_dict()})
+
+
+@torch.no_grad()
+def init_shared_layer_from_teacher(student, teacher, layer) -> None:
+    """Load the student's shared layer from teacher layer `layer` (1-based), or from the element-wise
+    mean of several teacher layers (a list): attention, FFN and LayerNorm weights alike. Averaging
+    starts the shared layer between the layers it must imitate, as Relaxed Recursive Transformers
+    initialise a shared block from several pretrained layers."""
+    _load_layer(student.base_model.encoder.layer, _teacher_layers(teacher), [layer] if isinstance(layer, int) else list(layer))
+
+
+@torch.no_grad()
+def init_layer_groups_from_teacher(student, teacher, layer_map: list[int]) -> list[list[int]]:
+    """A student of g > 1 layer groups (a plain student when g = N): each group's layer starts as
+    the mean of the teacher layers its iterations are mapped to (one layer each for a plain
+    student: layer dropping, as DistilBERT and sentence-transformers do). Returns the teacher
+    layers of each group."""
+    encoder, layers = student.base_model.encoder, _teacher_layers(teacher)
+    groups = [sorted({layer_map[i] for i in range(len(layer_map)) if encoder.layer_at(i) is group})
+              for group in encoder.layer]
+    for group, chosen in zip(encoder.layer, groups):
+        _load_layer(group, layers, chosen)
+    return groups
+
+
+@torch.no_grad()
+def init_relaxation_from_teacher(student, teacher, layer_map: list[int]) -> list[float]:
+    """Relaxed recursion's start (Bae et al., 2025): iteration i's rank-r delta of each linear map is
+    the truncated SVD of (teacher layer layer_map[i]'s weight - the shared weight), split evenly
+    between its two factors, so W + B_i A_i is the best rank-r step from the shared layer towards the
+    layer that iteration imitates (zero where the shared layer is that layer). Biases and LayerNorms
+    stay shared. Returns, per iteration, the share of that difference's energy the deltas keep."""
+    from .modeling_minialbert import relaxed_maps
+
+    encoder, layers = student.base_model.encoder, _teacher_layers(teacher)
+    rank, kept = student.config.relaxation_rank, []
+    for i, deltas in enumerate(encoder.deltas):
+        energy = total = 0.0
+        for name, (path, _, _) in relaxed_maps(student.config).items():
+            shared = encoder.layer_at(i).get_submodule(path).weight.float()
+            target = layers[layer_map[i] - 1].get_submodule(_BERT_LAYER_MAP[path]).weight.float()
+            U, S, Vh = torch.linalg.svd(target - shared, full_matrices=False)
+            root = S[:rank].sqrt()
+            deltas.maps[name].up.copy_(U[:, :rank] * root)
+            deltas.maps[name].down.copy_(root[:, None] * Vh[:rank])
+            energy, total = energy + float((S[:rank] ** 2).sum()), total + float((S ** 2).sum())
+        kept.append(round(energy / total, 4) if total > 0 else 1.0)
+    return kept
 
 
 @torch.no_grad()

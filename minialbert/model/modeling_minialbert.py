@@ -225,11 +225,12 @@ class MiniAlbertEncoder(nn.Module):
         # One shared layer (`layer`); with g > 1 groups, a list of g layers named as BERT's are.
         g = config.num_hidden_groups
         self.layer = MiniAlbertLayer(config) if g == 1 else nn.ModuleList(MiniAlbertLayer(config) for _ in range(g))
-        self.deltas = (nn.ModuleList(IterationDeltas(config) for _ in range(config.num_hidden_layers))
-                       if config.relaxation_rank else None)
         self.adapters = MiniAlbertAdapters(config) if config.use_adapters else None
         self.named_adapters = nn.ModuleDict()
         self.active_adapter = DEFAULT_ADAPTER
+        # registered last: a strict student's parameters draw the same random numbers as before
+        self.deltas = (nn.ModuleList(IterationDeltas(config) for _ in range(config.num_hidden_layers))
+                       if config.relaxation_rank else None)
 
     def adapter_names(self) -> list[str]:
         return ([DEFAULT_ADAPTER] if self.adapters is not None else []) + list(self.named_adapters)

@@ -24,7 +24,8 @@ def parameter_breakdown(model) -> dict[str, int]:
     counts = {
         "base": _count(base),
         "embeddings": embeddings,
-        "shared_layer": _count(base.encoder.layer),
+        "shared_layer": _count(base.encoder.layer),  # every layer group's, for g > 1
+        "relaxation_deltas": _count(base.encoder.deltas),
         "adapters": _count(base.encoder.adapters),
         "adapter_tuning_trainable_without_head": adapter_parameter_count(base.config),
         "total_with_head": _count(model),

@@ -38,14 +38,15 @@ def _generic(names) -> bool:
     return all(str(n).upper().startswith("LABEL_") for n in names)
 
 
-def check_teacher(name: str, ner: bool, tokenizer):
-    """The checks that need no task data (run before any is read): the teacher is a classifier of
-    the right kind with the student's vocabulary. Returns (folder, config, is a bi-encoder)."""
+def check_teacher(path: str, ner: bool, tokenizer, name: str | None = None):
+    """The checks that need no task data (run before any is read): the teacher at `path` (its
+    resolved folder; `name`: as the user gave it, for messages) is a classifier of the right kind
+    with the student's vocabulary. Returns (config, is a bi-encoder)."""
     from transformers import AutoConfig, AutoTokenizer
 
     from ..model.modeling_bi_encoder import is_bi_encoder
 
-    path = resolve_teacher_folder(name)
+    name = name or path
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
@@ -68,20 +69,22 @@ def check_teacher(name: str, ner: bool, tokenizer):
         raise MiniAlbertError(f"--teacher {name} has another vocabulary than the student ({len(teacher_vocab):,} vs "
                               f"{len(tokenizer.get_vocab()):,} entries, or the same size with other ids): token-level "
                               "distillation needs the same tokenizer on both sides.")
-    return path, config, bi
+    return config, bi
 
 
-def load_task_teacher(name: str, data, tokenizer, attentions: bool = False):
-    """The fine-tuned teacher (a `finetune` folder, a saved model, a bi-encoder or any Hugging Face
-    sequence/token classifier), frozen, in eval mode. Returns (model, pair_encoding). A teacher with
-    another label set, label order or vocabulary than the student's task is refused."""
+def load_task_teacher(path: str, data, tokenizer, attentions: bool = False, name: str | None = None):
+    """The fine-tuned teacher at `path` (its resolved folder: a saved model, a bi-encoder or any
+    Hugging Face sequence/token classifier; `name` as the user gave it), frozen, in eval mode.
+    Returns (model, pair_encoding). A teacher with another label set, label order or vocabulary than
+    the student's task is refused."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from ..hf_utils import quiet_transformers
     from ..model.modeling_bi_encoder import load_bi_encoder
 
     ner = data.kind == "ner"
-    path, config, bi = check_teacher(name, ner, tokenizer)
+    name = name or path
+    config, bi = check_teacher(path, ner, tokenizer, name)
     if config.num_labels != data.num_labels:
         raise MiniAlbertError(f"--teacher {name} has {config.num_labels} labels but the task has {data.num_labels} "
                               f"({data.label_names}); give a teacher fine-tuned on this task.")

@@ -120,13 +120,15 @@ class IntermediateDistillationTrainer(Trainer):
         return (total, out) if return_outputs else total
 
 
-def run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir: Path, pair_encoding: str):
+def run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir: Path, pair_encoding: str,
+                          teacher_path: str):
     """Stage 1 (when `opts.intermediate_epochs` > 0) then stage 2 on the labelled transfer set
     (`data.train`); returns the stage-2 trainer, which evaluates as a plain one does. `opts`: the
-    TaskDistillationOptions (or the fine-tuning options that carry them)."""
+    TaskDistillationOptions (or the fine-tuning options that carry them); `teacher_path`: the
+    teacher's resolved folder."""
     args = dataclasses.replace(args, remove_unused_columns=False)  # teacher_logits/has_label reach the loss
     if opts.intermediate_epochs:
-        teacher, _ = load_task_teacher(opts.teacher, data, tokenizer, attentions=True)
+        teacher, _ = load_task_teacher(teacher_path, data, tokenizer, attentions=True, name=opts.teacher)
         stage1 = intermediate_model(model.base_model, teacher.base_model, opts.project_hidden, opts.average_heads)
         stage1_args = dataclasses.replace(args, output_dir=str(run_dir / "trainer-stage1"),
                                           learning_rate=opts.intermediate_lr, num_train_epochs=opts.intermediate_epochs,

@@ -9,10 +9,10 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoints import resolve_model_name
-from ..data.glue import GlueSplit, get_task
+from ..data.glue import GlueSplit, GlueTask
 from ..data.ner import NerSplit
 from ..data.tasks import DataOptions, data_identity, task_collator
 from ..data.transfer import read_transfer_data, split_words
@@ -20,23 +20,32 @@ from ..fingerprint import fields_identity, options_hash, path_identity
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
-from .teacher import label_with_teacher, load_task_teacher, resolve_teacher_folder
+from .teacher import label_with_teacher, load_task_teacher
 
 logger = logging.getLogger(__name__)
 
 
-def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, model: str, vocab_size: int) -> str:
+@dataclass(frozen=True)
+class TransferSources:
+    """What a transfer set is built from, resolved once by the caller (finetune's plan)."""
+    task: GlueTask | None          # None for NER
+    teacher_path: str              # the teacher's folder
+    mlm_path: str | None = None    # the masked LM that augments (with --augment)
+
+
+def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources,
+                 vocab_size: int) -> str:
     """What the labelled transfer set depends on: the task data and its encoding (every field of
     DataOptions), the teacher, the fields marked `transfer` (augmentation, transfer data), the
     masked LM that augments, and the student's vocabulary."""
-    paths = {"teacher": lambda t: path_identity(resolve_teacher_folder(t)), "transfer_data": path_identity,
-             "augment_mlm": lambda m: path_identity(resolve_model_name(m or model)) if opts.augment else None}
-    return options_hash({**fields_identity(data_opts, {"data_dir": lambda d: data_identity(data_opts.task, d)}),
+    paths = {"teacher": lambda _: path_identity(sources.teacher_path), "transfer_data": path_identity,
+             "augment_mlm": lambda _: path_identity(sources.mlm_path) if opts.augment else None}
+    return options_hash({**fields_identity(data_opts, {"data_dir": lambda d: data_identity(sources.task, d)}),
                          **fields_identity(opts, paths, keep=lambda f: f.metadata.get("transfer")),
                          "model_vocab": vocab_size})
 
 
-def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, model: str, data, tokenizer):
+def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources, data, tokenizer):
     """(split of every row, per-row has_label, sizes): labelled rows first, then augmented copies,
     then transfer examples. NER rows are word lists with tags (all 'O' where no gold exists)."""
     ner = data.kind == "ner"
@@ -49,8 +58,7 @@ def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, model: str,
     has = [1] * len(rows)
     sizes = {"labelled": len(rows), "augmented": 0, "transfer": 0}
     if opts.augment:
-        name = opts.augment_mlm or model
-        mlm = load_mlm(resolve_model_name(name), name)
+        mlm = load_mlm(sources.mlm_path, opts.augment_mlm or sources.mlm_path)
         copies = augment(examples, opts.augment, mlm, tokenizer, opts.augment_probability, data_opts.seed,
                          max_length=data_opts.max_length, device=resolve_device("auto"))
         rows += [ex for ex, _ in copies]
@@ -58,8 +66,7 @@ def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, model: str,
         has += [0] * len(copies)
         sizes["augmented"] = len(copies)
     if opts.transfer_data:
-        extra = read_transfer_data(opts.transfer_data, None if ner else get_task(data_opts.task),
-                                   opts.max_transfer_samples)
+        extra = read_transfer_data(opts.transfer_data, sources.task, opts.max_transfer_samples)
         if ner:
             extra = [(split_words(e[0]),) for e in extra]
             rows += [e for e in extra if e[0]]
@@ -74,20 +81,20 @@ def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, model: str,
     return GlueSplit([tuple(" ".join(w) for w in r) for r in rows], labels, "transfer set"), has, sizes
 
 
-def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, model: str, data, tokenizer, out: Path):
+def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources, data,
+                       tokenizer, out: Path):
     """The training Dataset of task distillation (student encoding, `teacher_logits`, `has_label`)
-    and a description of it; read from OUT/transfer/<key> when an identical one was built before.
-    `model`: the student (the default masked LM of augmentation)."""
+    and a description of it; read from OUT/transfer/<key> when an identical one was built before."""
     import datasets
 
-    folder = out / "transfer" / transfer_key(opts, data_opts, model, len(tokenizer))
+    folder = out / "transfer" / transfer_key(opts, data_opts, sources, len(tokenizer))
     if (folder / "transfer.json").is_file():
         logger.info("Transfer set: reusing %s", folder)
         return datasets.load_from_disk(str(folder / "data")), json.loads((folder / "transfer.json").read_text())
-    split, has, sizes = _raw_rows(opts, data_opts, model, data, tokenizer)
+    split, has, sizes = _raw_rows(opts, data_opts, sources, data, tokenizer)
     pair_encoding = data_opts.pair_encoding
     student = data.encode(split, pair_encoding)
-    teacher, teacher_encoding = load_task_teacher(opts.teacher, data, tokenizer)
+    teacher, teacher_encoding = load_task_teacher(sources.teacher_path, data, tokenizer, name=opts.teacher)
     for_teacher = student if teacher_encoding == pair_encoding else data.encode(split, teacher_encoding)
     if data.kind == "ner":
         has = [has[s] for s in student["sentence"]]  # a long sentence becomes several features
@@ -97,7 +104,7 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, mo
     labelled = student.add_column("teacher_logits", logits).add_column("has_label", has)
     info = {"rows": len(labelled), **sizes, "teacher": opts.teacher, "teacher_pair_encoding": teacher_encoding,
             "augment": opts.augment, "augment_probability": opts.augment_probability if opts.augment else None,
-            "augment_mlm": (opts.augment_mlm or model) if opts.augment else None,
+            "augment_mlm": (opts.augment_mlm or sources.mlm_path) if opts.augment else None,
             "transfer_data": opts.transfer_data, "examples": _examples(split, sizes)}
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

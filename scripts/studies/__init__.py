@@ -7,4 +7,5 @@ builds its summary and tables from the committed files only:
     python -m scripts.studies embedding-curve NAME=RUN ...             # section 7
     python -m scripts.studies task-distillation run|summary|table|augment-probe   # section 8
     python -m scripts.studies retention run|summary|table              # section 9: the released student
+    python -m scripts.studies frontier run|speed|summary               # section 10: recursive or plain
 """

@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import budget_curve, distillation_start, docs, embedding_curve, pair_encoding, retention, task_distillation
+from . import (budget_curve, distillation_start, docs, embedding_curve, frontier, pair_encoding, retention,
+               task_distillation)
 from .common import BIOMED, GLUE_DIR, NER_DIR
 
 STUDIES = {"budget-curve": budget_curve, "pair-encoding": pair_encoding, "embedding-curve": embedding_curve,
-           "task-distillation": task_distillation, "distillation-start": distillation_start, "retention": retention,
+           "task-distillation": task_distillation, "distillation-start": distillation_start, "retention": retention, "frontier": frontier,
            "docs": docs}
 
 

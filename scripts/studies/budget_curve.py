@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .common import FIGURES, RESULTS, copy_results, read_score, save_figure, task_label
+from .common import FIGURES, RESULTS, copy_results, protocol_argv, read_score, save_figure, task_label
 from .jobs import Job, run_jobs
 
 TASKS = ["sst2", "mrpc", "stsb", "rte", "cola", "ner:NCBI-disease", "ner:BC5CDR-chem"]
@@ -58,17 +58,10 @@ def plan(args) -> list[Job]:
 
     def finetune(model_label, model, lrs, after, adapter=False):
         for task in args.tasks:
-            ner = task.startswith("ner:")
-            data = str(Path(args.ner_dir) / task[4:]) if ner else args.glue_dir
-            sst2 = task == "sst2"
             out = f"ft/{model_label}{'-adapter' if adapter else ''}/{task.replace(':', '-')}"
-            argv = ["finetune", "--model", model, "--task", "ner" if ner else task, "--data-dir", data,
-                    "--lr", *lrs, "--seeds-at-best", "1" if sst2 else "3", "--epochs", "1" if sst2 else "3",
-                    "--save-models", "none", "--pair-encoding", "cross", "--out", out]
-            if adapter:
-                argv.append("--adapter-tuning")
-            if args.max_train_samples:
-                argv += ["--max-train-samples", str(args.max_train_samples)]
+            flags = (["--adapter-tuning"] if adapter else []) + (
+                ["--max-train-samples", str(args.max_train_samples)] if args.max_train_samples else [])
+            argv = protocol_argv(args, model, task, out, flags, lrs=lrs, seeds=3, seed_flag="--seeds-at-best")
             jobs.append(Job(f"ft-{out[3:]}", argv, f"{out}/results.json", after))
 
     finetune("teacher", "minilm", TEACHER_LRS, [])

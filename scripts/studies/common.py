@@ -55,6 +55,29 @@ def glue_or_ner_args(task: str, glue_dir, ner_dir) -> list[str]:
     return ["--task", task, "--data-dir", str(glue_dir)]
 
 
+def glue_folder(task: str) -> str:
+    """A GLUE task's folder in the official layout (e.g. STS-B for stsb)."""
+    from minialbert.data.glue import get_task
+
+    return get_task(task).folder
+
+
+def protocol_argv(args, model: str, task: str, out: str, flags=(), teacher: str = "", lrs=("1e-4",), seeds: int = 1,
+                  seed_flag: str = "--runs", save: str = "none") -> list[str]:
+    """The one study protocol of a fine-tuning row, which every study's numbers come from: 3 epochs at
+    batch 16 (SST-2: 1 epoch at batch 32, one seed: the large task), `seeds` seeds by `seed_flag`
+    (--runs: every learning rate; --seeds-at-best: the best one), the pipeline's `flags` with
+    {teacher} (the teaching model's folder) and {transfer} (the task's own text, or for NER the
+    biomedical corpus) filled in, cross-encoding unless the pipeline says otherwise."""
+    sst2 = task == "sst2"
+    transfer = args.biomed if task.startswith("ner:") else str(Path(args.glue_dir) / glue_folder(task))
+    flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
+    argv = ["finetune", "--model", model, *glue_or_ner_args(task, args.glue_dir, args.ner_dir), "--lr", *lrs,
+            seed_flag, str(1 if sst2 else seeds), "--epochs", "1" if sst2 else "3",
+            "--batch-size", "32" if sst2 else "16", "--out", out, *flags, "--save-models", save]
+    return argv if "--pair-encoding" in flags else [*argv, "--pair-encoding", "cross"]
+
+
 def format_score(score: Score | None) -> str:
     if score is None:
         return ""

@@ -20,12 +20,13 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- 
 
 
 def generators() -> dict:
-    from . import distillation_start, pair_encoding, retention, task_distillation
+    from . import distillation_start, frontier, pair_encoding, retention, task_distillation
 
     return {"task-distillation-table": task_distillation.table, "pair-encoding-table": pair_encoding.table,
             "retention-table": retention.table, "retention-headline": retention.headline,
             "retention-embeddings": retention.embeddings_table, "embedding-goals": retention.embedding_goals,
-            "start-curve": distillation_start.table}
+            "start-curve": distillation_start.table, "frontier-table": frontier.committed_table,
+            "frontier-pick": frontier.committed_pick}
 
 
 def render(text: str, make: dict) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .common import RESULTS, printing, results_table
+from .common import RESULTS, printing, protocol_argv, results_table
 from .jobs import Job, run_jobs
 
 PAIR_TASKS = ["stsb", "mrpc", "rte"]
@@ -21,10 +21,8 @@ def plan(args) -> list[Job]:
         for task in PAIR_TASKS:
             for encoding in ("bi", "cross"):
                 out = f"{label}-{encoding}/{task}"
-                jobs.append(Job(out, ["finetune", "--model", model, "--task", task, "--data-dir", args.glue_dir,
-                                      "--pair-encoding", encoding, "--lr", "1e-4", "--epochs", "3", "--batch-size",
-                                      "16", "--runs", str(args.seeds), "--save-models", "none", "--out", out],
-                                f"{out}/results.json"))
+                jobs.append(Job(out, protocol_argv(args, model, task, out, ["--pair-encoding", encoding],
+                                                   seeds=args.seeds), f"{out}/results.json"))
     return jobs
 
 

@@ -15,16 +15,14 @@ of both averages. The plain ratio of the averages is reported beside it."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
 from minialbert.finetune.report import gain_kept
 
-from .common import RESULTS, ROW_FOLDER, glue_or_ner_args, printing, task_folder
+from .common import RESULTS, ROW_FOLDER, printing, protocol_argv, task_folder
 from .jobs import Job, run_jobs
 from .task_distillation import PIPELINES, choose, parse_folder, read_rows
 
@@ -45,20 +43,8 @@ CANDIDATES = {
 
 
 def _finetune(args, model: str, task: str, out: str, lrs: list[str], flags, seeds: int, save: str) -> list[str]:
-    sst2 = task == "sst2"
-    teacher = f"teaching-cross/{task_folder(task)}"
-    transfer = args.biomed if task.startswith("ner:") else str(Path(args.glue_dir) / _glue_folder(task))
-    flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
-    argv = ["finetune", "--model", model, *glue_or_ner_args(task, args.glue_dir, args.ner_dir), "--lr", *lrs,
-            "--seeds-at-best", str(1 if sst2 else seeds), "--epochs", "1" if sst2 else "3",
-            "--batch-size", "32" if sst2 else "16", "--out", out, *flags, "--save-models", save]
-    return argv if "--pair-encoding" in flags else [*argv, "--pair-encoding", "cross"]
-
-
-def _glue_folder(task: str) -> str:
-    from minialbert.data.glue import get_task
-
-    return get_task(task).folder
+    return protocol_argv(args, model, task, out, flags, f"teaching-cross/{task_folder(task)}", lrs, seeds,
+                         "--seeds-at-best", save)
 
 
 def plan(args, who: str) -> list[Job]:

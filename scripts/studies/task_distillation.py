@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, glue_or_ner_args, printing, read_score, results_table,
+from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, printing, protocol_argv, read_score, results_table,
                      save_figure, task_folder, task_label)
 from .jobs import Job, run_jobs
 
@@ -114,19 +114,11 @@ def plan(args) -> list[Job]:
     jobs = []
 
     def job(label, model, task, flags, seeds=None):
-        transfer = args.biomed if task.startswith("ner:") else str(Path(args.glue_dir) / _glue_folder(task))
-        sst2 = task == "sst2"
-        teacher = f"teacher-cross/{task_folder(task)}"
-        flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
         row = label if seeds is None else f"{label}-{seeds}seeds"
         runs = seeds or (2 if (*label.split("-", 1), task) in TWO_SEED_ROWS else 1)
         out = f"{row}/{task_folder(task)}"
-        argv = ["finetune", "--model", model, *glue_or_ner_args(task, args.glue_dir, args.ner_dir), "--lr", "1e-4",
-                "--epochs", "1" if sst2 else "3", "--batch-size", "32" if sst2 else "16",
-                "--runs", str(1 if sst2 else runs), "--out", out, *flags,
-                "--save-models", "best" if label == "teacher-cross" else "none"]
-        if "--pair-encoding" not in flags:
-            argv += ["--pair-encoding", "cross"]
+        argv = protocol_argv(args, model, task, out, flags, f"teacher-cross/{task_folder(task)}", seeds=runs,
+                             save="best" if label == "teacher-cross" else "none")
         after = [f"teacher-cross/{task}"] if "--teacher" in flags and label != "teacher-cross" else []
         jobs.append(Job(f"{row}/{task}", argv, f"{out}/results.json", after))
 
@@ -151,12 +143,6 @@ def plan(args) -> list[Job]:
     jobs.append(Job("teacher-mlm", ["fit-head", "--teacher", "minilm", "--max-steps", "400", "--batch-size", "32",
                                     "--out", "teacher-mlm"], "teacher-mlm/fit_head.json"))  # --augment-mlm candidate
     return jobs
-
-
-def _glue_folder(task: str) -> str:
-    from minialbert.data.glue import get_task
-
-    return get_task(task).folder
 
 
 def run(args) -> int:

@@ -1,0 +1,353 @@
+"""Recursive or plain, at my size? (docs/RESULTS.md section 10): students of every kind distilled
+at equal tokens from the packaged MiniLM teacher with the `cpu-2h` recipe's corpus and losses
+(600 steps, 1.23 M tokens, seed 42), each then scored zero-shot on STS-B (train pairs, to choose
+on; dev, to report) and by two fine-tuned probes on the weak tasks (CoLA, NCBI-disease: lr 5e-4,
+batch 16, 3 epochs, seed 42, full training sets). One point's distillation is repeated with seed 43
+for the spread. Speed: one `bench embed --compare` over every point and the teacher, run after the
+grid with nothing else running (`speed`).
+
+    python -m scripts.studies frontier run [--only NAME,...] [--parallel 2 --threads 1]
+    python -m scripts.studies frontier speed        # sentences/s of every point and the teacher
+    python -m scripts.studies frontier summary      # frontier.json, the figure, the README table
+
+Each point's result file (docs/results/frontier/points/NAME.json) is written as its last job
+ends; `run` skips finished jobs, so an interrupted grid resumes job by job."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from .common import FIGURES, RESULTS, protocol_argv, save_figure
+from .jobs import Job, run_jobs
+
+RESULTS_DIR = RESULTS / "frontier"
+STEPS = 600  # x 16 windows x 128 tokens, packed: 1.23 M tokens, the r-a probe's budget
+# The probes: the one study protocol (3 epochs, batch 16, seed 42, cross-encoder) at one fixed rate,
+# the retention study's pick for the released student on both tasks.
+PROBE_LR = ("5e-4",)
+PROBES = ("cola", "ner:NCBI-disease")
+RELAXED = ["--layer-map", "2,4,6", "--shared-layer-init", "average"]  # deltas differ only between distinct layers
+
+# name -> (kind, relaxation, distill flags on top of `--recipe cpu-2h`). Recursive points start as
+# the released recipe does (shared layer = teacher layer 6, map 6,6,6); relaxed points and their
+# rank-0 control map iterations to distinct layers 2,4,6 (1..6 for N = 6) with the shared layer the
+# mean of those; plain points copy their k layers from the uniform map (k = 1: 6; 2: 3,6; 3: 2,4,6).
+POINTS: dict[str, tuple[str, str, list[str]]] = {
+    "rec-n3-e128": ("recursive", "none", []),
+    "rec-n3-e128-s43": ("recursive", "none", ["--seed", "43"]),
+    "rec-n3-e256": ("recursive", "none", ["--embedding-size", "256"]),
+    "rec-n6-e128": ("recursive", "none", ["--iterations", "6", "--layer-map", "6,6,6,6,6,6"]),
+    "rec-n3-e128-adapters4": ("recursive", "bigger adapters (H/4)", ["--adapter-reduction-factor", "4"]),
+    "rec-n3-e128-map246": ("recursive", "none (map 2,4,6, mean init)", RELAXED),
+    "rel-n3-e128-r32": ("recursive", "low-rank r=32", [*RELAXED, "--relaxation-rank", "32"]),
+    "rel-n3-e128-r128": ("recursive", "low-rank r=128", [*RELAXED, "--relaxation-rank", "128"]),
+    "rel-n3-e256-r32": ("recursive", "low-rank r=32", [*RELAXED, "--relaxation-rank", "32", "--embedding-size", "256"]),
+    "rel-n6-e128-r32": ("recursive", "low-rank r=32", ["--iterations", "6", "--layer-map", "1,2,3,4,5,6",
+                                                      "--shared-layer-init", "average", "--relaxation-rank", "32"]),
+    "plain-1-e128": ("plain", "none", ["--iterations", "1", "--layer-groups", "1", "--no-adapters", "--layer-map", "6"]),
+    "plain-2-e128": ("plain", "none", ["--iterations", "2", "--layer-groups", "2", "--no-adapters",
+                                       "--layer-map", "3,6"]),
+    "plain-3-e128": ("plain", "none", ["--iterations", "3", "--layer-groups", "3", "--no-adapters",
+                                       "--layer-map", "2,4,6"]),
+    "plain-1-e256": ("plain", "none", ["--iterations", "1", "--layer-groups", "1", "--no-adapters", "--layer-map", "6",
+                                       "--embedding-size", "256"]),
+    "plain-2-e256": ("plain", "none", ["--iterations", "2", "--layer-groups", "2", "--no-adapters",
+                                       "--layer-map", "3,6", "--embedding-size", "256"]),
+    "plain-3-e256": ("plain", "none", ["--iterations", "3", "--layer-groups", "3", "--no-adapters",
+                                       "--layer-map", "2,4,6", "--embedding-size", "256"]),
+}
+SPREAD_PAIR = ("rec-n3-e128", "rec-n3-e128-s43")
+
+
+def distill_argv(name: str, biomed: str, steps: int = STEPS) -> list[str]:
+    return ["distill", "--recipe", "cpu-2h", "--corpus", f"wiki-offline+{biomed}", "--max-steps", str(steps),
+            "--save-steps", "0.5", "--out", f"{name}/student", "--resume", *POINTS[name][2]]
+
+
+def plan(args, names) -> list[Job]:
+    jobs = []
+    for name in names:
+        model = f"{name}/student/final"
+        jobs.append(Job(f"{name}/distill", distill_argv(name, args.biomed, args.steps),
+                        f"{name}/student/final/distillation.json"))
+        for split in ("dev", "train"):
+            jobs.append(Job(f"{name}/embed-{split}", ["bench", "embed", "--model", model, "--data-dir", args.glue_dir,
+                                                      "--split", split, "--device", "auto", "--out", f"{name}/embed-{split}.json"],
+                            f"{name}/embed-{split}.json", [f"{name}/distill"]))
+        for task in PROBES:
+            folder = f"{name}/{task.replace(':', '-')}"
+            subset = ["--max-train-samples", str(args.probe_samples)] if args.probe_samples else []
+            jobs.append(Job(folder, protocol_argv(args, model, task, folder, subset, lrs=PROBE_LR),
+                            f"{folder}/results.json", [f"{name}/distill"]))
+    return jobs
+
+
+def point_result(work: Path, name: str) -> dict | None:
+    """One point's row, from the files its jobs wrote (None until every job has finished)."""
+    from minialbert.finetune.report import task_score
+
+    folder = work / name
+    files = [folder / "student/final/distillation.json", folder / "embed-dev.json", folder / "embed-train.json",
+             *[folder / t.replace(":", "-") / "results.json" for t in PROBES]]
+    if not all(f.exists() for f in files):
+        return None
+    info = json.loads(files[0].read_text())
+    shape = info["student"]
+    kind, relaxation, flags = POINTS[name]
+    dev, train = (json.loads(f.read_text()) for f in files[1:3])
+    probes = {t: round(task_score(json.loads(f.read_text()))[0], 2) for t, f in zip(PROBES, files[3:])}
+    return {"name": name, "kind": kind, "parameters": shape["base_parameters"],
+            "fp16_megabytes": shape["fp16_megabytes"], "iterations": shape["iterations"],
+            "layer_groups": shape["layer_groups"], "embedding_size": shape["embedding_size"],
+            "relaxation": relaxation, "relaxation_rank": shape["relaxation_rank"],
+            "adapters": shape["adapters"], "adapter_reduction_factor": shape["adapter_reduction_factor"],
+            "layer_map": info["layer_map"], "initialisation": info["initialisation"], "seed": info["seed"],
+            "tokens": info["distilled_tokens"], "steps": info["steps"], "dtype": info["dtype"],
+            "machine": info["machine"], "train_seconds": info["train_seconds_total"],
+            "zero_shot": dev["spearman"], "zero_shot_train": train["spearman"], "probes": probes,
+            "flags": flags}
+
+
+def run(args) -> int:
+    names = args.only or list(POINTS)
+    unknown = sorted(set(names) - set(POINTS))
+    if unknown:
+        raise SystemExit(f"unknown points {unknown}; points: {', '.join(POINTS)}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.results) / "points"
+
+    def on_done(job):  # a point's file appears as its last job ends
+        name = job.name.split("/")[0]
+        row = point_result(work, name)
+        if row is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
+            print(f"point {name}: zero-shot train {row['zero_shot_train']}, dev {row['zero_shot']}, "
+                  f"probes {row['probes']}", flush=True)
+
+    for name in names:  # points finished by an earlier invocation
+        if point_result(work, name) is not None and not (out / f"{name}.json").exists():
+            on_done(Job(f"{name}/distill", [], ""))
+    return run_jobs(plan(args, names), work, args.parallel, args.threads, on_done=on_done)
+
+
+def speed(args) -> int:
+    """Sentences/s of every point and the teacher in ONE `bench embed --compare` run (nothing else
+    may run meanwhile). Speed does not depend on the weights' values: a point whose trained folder
+    is not on this machine (a grid run elsewhere) is timed as its step-0 student of the same shape,
+    and the result says so."""
+    work = Path(args.work).resolve()  # the jobs run inside it: every path they get is absolute
+    folders, built = {}, []
+    for name in POINTS:
+        trained = work / name / "student" / "final"
+        if (trained / "config.json").exists():
+            folders[name] = trained
+            continue
+        start = work / "speed" / name
+        if not (start / "final" / "config.json").exists():
+            argv = distill_argv(name, args.biomed, 0)
+            argv[argv.index("--out") + 1] = str(start)
+            if run_jobs([Job(f"speed-{name}", argv, f"{start}/final/config.json")], work, 1, args.threads):
+                return 1
+        folders[name] = start / "final"
+        built.append(name)
+    names = list(folders)
+    target = work / "speed.json"
+    argv = ["bench", "embed", "--model", str(folders[names[0]]), "--data-dir", args.glue_dir, "--compare",
+            *[str(folders[n]) for n in names[1:]], "minilm", "--out", str(target)]
+    target.unlink(missing_ok=True)
+    if run_jobs([Job("speed", argv, str(target))], work, 1, args.threads):
+        return 1
+    write_speeds(json.loads(target.read_text()), {n: str(f) for n, f in folders.items()}, built, Path(args.results))
+    return 0
+
+
+def write_speeds(result: dict, folders: dict, built: list, results: Path) -> None:
+    """speed.json from one `bench embed --compare` result: sentences/s per point and the teacher."""
+    names = list(folders)
+    rows = {names[0]: result["sentences_per_s"]}
+    rows.update({n: result["compare"][folders[n]]["sentences_per_s"] for n in names[1:]})
+    speeds = {"bench": "bench embed --compare over every point and the teacher (STS-B dev sentences)",
+              "threads": result["threads"], "machine": _machine(), "teacher": result["compare"]["minilm"]["sentences_per_s"],
+              "points": rows, "timed_at_step_0": built}
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "speed.json").write_text(json.dumps(speeds, indent=2) + "\n")
+    print(json.dumps(speeds, indent=2))
+
+
+def _machine() -> dict:
+    from minialbert.runtime import machine_description
+
+    return machine_description()
+
+
+def load_points(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "points").glob("*.json"))]
+
+
+def summary(args) -> int:
+    """frontier.json (every point, its speed, the teacher), the figure and the generated table."""
+    results = Path(args.results)
+    points = load_points(results)
+    if not points:
+        raise SystemExit(f"no points in {results / 'points'}: run `python -m scripts.studies frontier run` first")
+    speeds = json.loads((results / "speed.json").read_text()) if (results / "speed.json").exists() else {}
+    teacher = json.loads((RESULTS / "retention" / "embed.json").read_text())
+    for p in points:
+        p["sentences_per_s"] = speeds.get("points", {}).get(p["name"])
+    spread = seed_spread(points)
+    doc = {"study": "frontier", "teacher": {"name": "minilm", "parameters": teacher["compare"]["minilm"]["parameters"],
+                                            "zero_shot": teacher["compare"]["minilm"]["spearman"],
+                                            "sentences_per_s": speeds.get("teacher")},
+           "protocol": {"steps": STEPS, "recipe": "cpu-2h (corpus wiki-offline + biomedical sentences, its losses)",
+                        "probe": f"finetune --lr {PROBE_LR[0]}, 3 epochs, batch 16, seed 42, full training sets",
+                        "probe_tasks": list(PROBES),
+                        "pick": "zero-shot STS-B train pairs and the probes; dev is reported only"},
+           "seed_spread": spread, "speed": {k: v for k, v in speeds.items() if k != "points"},
+           "run": args.run_note, "points": points}
+    doc["pick"] = {"30": pick(doc, 30), "50": pick(doc, 50)}
+    (results / "frontier.json").write_text(json.dumps(doc, indent=2) + "\n")
+    figure(doc, Path(args.figure))
+    print(table(doc))
+    return 0
+
+
+def seed_spread(points: list[dict]) -> dict:
+    """The difference between the two seeds of the repeated point, per measure: a difference between
+    points under twice this is reported as none."""
+    by_name = {p["name"]: p for p in points}
+    a, b = (by_name.get(n) for n in SPREAD_PAIR)
+    if not (a and b):
+        return {}
+    measures = {"zero_shot": (a["zero_shot"], b["zero_shot"]), "zero_shot_train": (a["zero_shot_train"], b["zero_shot_train"]),
+                **{f"probe:{t}": (a["probes"][t], b["probes"][t]) for t in PROBES}}
+    return {"points": list(SPREAD_PAIR), **{k: round(abs(x - y), 2) for k, (x, y) in measures.items()}}
+
+
+def figure(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    teacher = doc["teacher"]
+    styles = {"recursive": ("o", "tab:blue"), "plain": ("s", "tab:orange")}
+    for ax, measure, label in ((axes[0], "zero_shot", "zero-shot STS-B dev (Spearman x 100)"),
+                               (axes[1], "probe_mean", "probe mean: CoLA MCC, NCBI-disease F1 (x 100)")):
+        for kind, (marker, colour) in styles.items():
+            pts = [p for p in doc["points"] if p["kind"] == kind and not p["name"].endswith("-s43")]
+            xs = [100 * p["parameters"] / teacher["parameters"] for p in pts]
+            ys = [statistics.fmean(p["probes"].values()) if measure == "probe_mean" else p[measure] for p in pts]
+            sizes = [20 + (p["sentences_per_s"] or 0) / 5 for p in pts]
+            ax.scatter(xs, ys, s=sizes, marker=marker, color=colour, alpha=0.7, label=f"{kind} (area ~ speed)")
+            for p, x, y in zip(pts, xs, ys):
+                ax.annotate(p["name"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if measure == "zero_shot":
+            ax.axhline(teacher["zero_shot"], color="grey", ls="--", lw=1, label=f"teacher {teacher['zero_shot']}")
+        ax.axvline(30, color="grey", ls=":", lw=1)
+        save_figure(fig, ax, path, "", "parameters (% of the teacher's)", label)
+    fig.suptitle(f"Students at equal tokens ({doc['protocol']['steps']} steps of cpu-2h); dotted: 30% of the teacher")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(doc: dict) -> str:
+    """The README's table: every point by size, then at each size band who wins and by how much."""
+    spread = doc.get("seed_spread", {})
+    lines = ["| point | kind | relaxation | params (% teacher) | fp16 MB | sentences/s | zero-shot train | "
+             "zero-shot dev | CoLA | NCBI-disease |", "|" + "---|" * 10]
+    T = doc["teacher"]["parameters"]
+    for p in sorted(doc["points"], key=lambda p: p["parameters"]):
+        lines.append(f"| {p['name']} | {p['kind']} | {p['relaxation']} | {p['parameters'] / 1e6:.1f}M "
+                     f"({100 * p['parameters'] / T:.0f}%) | {p['fp16_megabytes']:.1f} | "
+                     f"{p['sentences_per_s'] or '–'} | {p['zero_shot_train']:.2f} | {p['zero_shot']:.2f} | "
+                     f"{p['probes']['cola']:.2f} | {p['probes']['ner:NCBI-disease']:.2f} |")
+    lines += ["", verdicts(doc, spread)]
+    return "\n".join(lines)
+
+
+MEASURES = {"zero-shot train": lambda p: p["zero_shot_train"], "zero-shot dev": lambda p: p["zero_shot"],
+            "CoLA": lambda p: p["probes"]["cola"], "NCBI-disease": lambda p: p["probes"]["ner:NCBI-disease"]}
+NOISE = {"zero-shot train": "zero_shot_train", "zero-shot dev": "zero_shot", "CoLA": "probe:cola",
+         "NCBI-disease": "probe:ner:NCBI-disease"}
+
+
+def verdicts(doc: dict, spread: dict) -> str:
+    """At equal parameters (within 15%): each plain point against the best recursive point of its
+    size (by zero-shot train, the pick's measure), per measure the difference, called a win only
+    beyond twice the seed spread of the repeated point."""
+    T = doc["teacher"]["parameters"]
+    points = [p for p in doc["points"] if not p["name"].endswith("-s43")]
+    lines = ["| size (plain point) | best recursive of that size | " + " | ".join(MEASURES) + " |",
+             "|" + "---|" * (2 + len(MEASURES))]
+    for plain in sorted((p for p in points if p["kind"] == "plain"), key=lambda p: p["parameters"]):
+        peers = [p for p in points if p["kind"] == "recursive" and abs(p["parameters"] / plain["parameters"] - 1) <= 0.15]
+        if not peers:
+            continue
+        rec = max(peers, key=MEASURES["zero-shot train"])
+        cells = []
+        for name, measure in MEASURES.items():
+            gap, noise = measure(rec) - measure(plain), 2 * spread.get(NOISE[name], 0.0)
+            cells.append("no difference" if abs(gap) <= noise else f"{'recursive' if gap > 0 else 'plain'} +{abs(gap):.2f}")
+        lines.append(f"| {100 * plain['parameters'] / T:.0f}% ({plain['name']}) | {rec['name']} "
+                     f"({100 * rec['parameters'] / T:.0f}%) | " + " | ".join(cells) + " |")
+    noise = ", ".join(f"{k} {v}" for k, v in spread.items() if k != "points")
+    lines.append(f"\nA difference within twice the seed spread (seeds 42 and 43 of {' / '.join(spread.get('points', []))}: "
+                 f"{noise}) is reported as no difference.")
+    return "\n".join(lines)
+
+
+def pick(doc: dict, band: float = 30) -> dict:
+    """The release pick inside `band` % of the teacher's parameters: the highest mean of zero-shot
+    STS-B train and the probes' mean (dev is only reported, so the pick is not tuned to it)."""
+    T = doc["teacher"]["parameters"]
+    inside = [p for p in doc["points"] if 100 * p["parameters"] / T <= band and not p["name"].endswith("-s43")]
+    score = lambda p: (p["zero_shot_train"] + statistics.fmean(p["probes"].values())) / 2
+    ranked = sorted(inside, key=score, reverse=True)
+    return {"band_percent": band, "criterion": "mean of zero-shot STS-B train and the probe mean",
+            "ranking": [{"name": p["name"], "score": round(score(p), 2)} for p in ranked]}
+
+
+def committed() -> dict:
+    return json.loads((RESULTS_DIR / "frontier.json").read_text())
+
+
+def committed_table() -> str:
+    """The README's and RESULTS.md's frontier table, from the committed frontier.json."""
+    return table(committed())
+
+
+def committed_pick() -> str:
+    doc = committed()
+    lines = []
+    for band, result in doc["pick"].items():
+        ranking = ", ".join(f"{r['name']} {r['score']:.2f}" for r in result["ranking"])
+        lines.append(f"   - <= {band}% of the teacher ({result['criterion']}): {ranking}")
+    return "\n".join(lines)
+
+
+def add_commands(sub, defaults) -> None:
+    r = sub.add_parser("run", help="distil, score and probe every point (or --only some); resumable job by job")
+    defaults(r, work="runs/frontier")
+    r.add_argument("--only", type=lambda s: s.split(","), default=None, help="comma-separated point names")
+    r.add_argument("--parallel", type=int, default=2, help="jobs at a time (2 cores: 2 jobs of one thread)")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--steps", type=int, default=STEPS, help="distillation steps per point (the study: 600)")
+    r.add_argument("--probe-samples", type=int, default=None, help="probe on a subset (tests only)")
+    r.add_argument("--results", default=str(RESULTS_DIR))
+    r.set_defaults(func=run)
+    s = sub.add_parser("speed", help="sentences/s of every point and the teacher in one bench embed --compare run")
+    defaults(s, work="runs/frontier")
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--results", default=str(RESULTS_DIR))
+    s.set_defaults(func=speed)
+    m = sub.add_parser("summary", help="frontier.json, the figure and the table from the committed point files")
+    m.add_argument("--results", default=str(RESULTS_DIR))
+    m.add_argument("--figure", default=str(FIGURES / "frontier.png"))
+    m.add_argument("--run-note", default="", help="where and how the grid ran (device, precision), for frontier.json")
+    m.set_defaults(func=summary)
