@@ -16,8 +16,7 @@ NUMBER = (int, float)
 
 # What readers rely on in `finetune`'s files (the rest is informative).
 RESULTS_FIELDS = {"task": str, "model": str, "adapter_tuning": bool, "score": NUMBER, "best": dict,
-                  "best.best_run": str, "best.mean_score": NUMBER, "best.learning_rate": NUMBER, "best.runs": int,
-                  "best.run_ids": list, "configs": list, "base_parameters": int, "trainable_parameters": int}
+                  "base_parameters": int, "trainable_parameters": int}
 RUN_RECORD_FIELDS = {"run_id": str, "task": str, "seed": int, "score": NUMBER, "metrics": dict,
                      "hyperparameters": dict, "hyperparameters.learning_rate": NUMBER,
                      "hyperparameters.batch_size": int, "identity": dict, "train_seconds": NUMBER,

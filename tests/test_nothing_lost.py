@@ -75,7 +75,8 @@ def test_seeds_at_best_after_a_grid_of_three_seeds_counts_each_seed_once(tmp_pat
 
     calls = []
 
-    def fake_run_one(opts, spec, data, tokenizer, run_dir, dtype):  # the planning is under test, not training
+    def fake_run_one(plan, spec, data, run_dir):  # the planning is under test, not training
+        opts = plan.opts
         calls.append((spec.learning_rate, spec.seed))
         score = 0.5 + spec.learning_rate + spec.seed / 1e4
         return {"task": "rte", "model": opts.model, "adapter_tuning": False, "seed": spec.seed, "score": score,
@@ -101,8 +102,8 @@ def test_seeds_at_best_after_a_grid_of_three_seeds_counts_each_seed_once(tmp_pat
 # --- 5. damaged files are named --------------------------------------------------------------------
 
 RESULTS = {"task": "rte", "model": "m", "adapter_tuning": False, "score": 0.6, "configs": [],
-           "best": {"best_run": "r", "mean_score": 0.6, "learning_rate": 1e-4, "runs": 1, "run_ids": ["r"]},
-           "base_parameters": 1, "trainable_parameters": 1}
+           "best": {"best_run": "r", "mean_score": 0.6, "learning_rate": 1e-4, "runs": 1, "run_ids": ["r"],
+                    "train_seconds_mean": 1.0}, "base_parameters": 1, "trainable_parameters": 1}
 
 
 @pytest.mark.parametrize("damage,needle", [
