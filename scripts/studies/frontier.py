@@ -199,6 +199,12 @@ def summary(args) -> int:
     for p in points:
         p["sentences_per_s"] = speeds.get("points", {}).get(p["name"])
     spread = seed_spread(points)
+    shapes: dict = {}
+    for p in points:  # points of one shape run the same computation: their speeds differ by noise only
+        shapes.setdefault(p["parameters"], []).append(p["sentences_per_s"])
+    same = [sorted(v) for v in shapes.values() if len(v) > 1 and None not in v]
+    if same:
+        speeds["noise"] = {"same_shape_sentences_per_s": same, "largest_ratio": round(max(v[-1] / v[0] for v in same), 2)}
     doc = {"study": "frontier", "teacher": {"name": "minilm", "parameters": teacher["compare"]["minilm"]["parameters"],
                                             "zero_shot": teacher["compare"]["minilm"]["spearman"],
                                             "sentences_per_s": speeds.get("teacher")},
