@@ -102,3 +102,18 @@ def test_the_retention_plan_tunes_both_models_and_runs_only_the_candidates_asked
     lrs = {name: argv[argv.index("--lr") + 1:argv.index("--seeds-at-best")] for name, argv in finals.items()}
     assert lrs == {"teacher-cross-3seeds/rte": ["2e-05"], "teacher-bi-3seeds/stsb": retention.GRID["teacher"]}
     assert all(argv[argv.index("--seeds-at-best") + 1] == "3" for argv in finals.values())
+
+
+def test_the_retention_table_marks_rows_at_majority_and_one_seed_rows():
+    """A student row within its seed spread of the majority baseline is marked, a one-seed row says
+    its spread was not measured (never '± 0.00'), and the summary counts the tasks really learned."""
+    from scripts.studies import retention
+
+    summary = json.loads((retention.RESULTS_DIR / "summary.json").read_text())
+    lines = {line.split(" | ")[0].strip("| "): line for line in retention.table().splitlines()[2:]}
+    for task, entry in summary["per_task"].items():
+        learned = entry["student_beats_majority_by_more_than_its_spread"]
+        assert ("within its spread of majority" in lines[task]) == (learned is False), task
+        assert ("spread not measured" in lines[task]) == (entry["student"]["seeds"] == 1), task
+    assert summary["tasks_learned"] == [t for t, e in summary["per_task"].items()
+                                        if e["student_beats_majority_by_more_than_its_spread"]]

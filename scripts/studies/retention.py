@@ -149,7 +149,7 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         split = "test" if t.startswith("ner:") else "dev"
         baseline = _majority(results_dir, t, split)
         gain = gain_kept(s.score.mean, te.score.mean, te.score.std, baseline)
-        entry = {"student": _score(s), "teacher": _score(te), "majority": round(baseline, 2),
+        entry = {"student": _score(s, results_dir), "teacher": _score(te, results_dir), "majority": round(baseline, 2),
                  "majority_split": split, "teacher_gain": round(te.score.mean - baseline, 2)}
         if gain is None:
             excluded[t] = (f"the teacher ({te.score.mean:.2f} ± {te.score.std:.2f}) does not beat the majority "
@@ -157,7 +157,8 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         else:
             entry["gain_kept"] = round(gain, 4)
             entry["ratio"] = round(s.score.mean / te.score.mean, 4)
-        entry["student_beats_majority_by_more_than_its_spread"] = s.score.mean - baseline > s.score.std
+        entry["student_beats_majority_by_more_than_its_spread"] = (
+            s.score.mean - baseline > s.score.std if s.score.seeds > 1 else None)  # one seed: spread not measured
         per_task[t] = entry
     included = [t for t in tasks if t not in excluded]
     s_avg = statistics.fmean(student[t].score.mean for t in included) if included else None
@@ -172,6 +173,9 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         "student_average": round(s_avg, 2) if included else None,
         "teacher_average": round(t_avg, 2) if included else None,
         "tasks": tasks, "included_tasks": included, "excluded_tasks": excluded,
+        "tasks_learned": [t for t in tasks if per_task[t]["student_beats_majority_by_more_than_its_spread"]],
+        "tasks_spread_not_measured": [t for t in tasks if per_task[t]["student_beats_majority_by_more_than_its_spread"]
+                                      is None],
         "student_parameters": student[tasks[0]].score.parameters if tasks else None,
         "teacher_parameters": teacher[tasks[0]].score.parameters if tasks else None,
         "zero_shot_spearman": (zero_shot or {}).get("student"),
@@ -180,23 +184,24 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         "candidates": {who: {t: sorted(r.pipeline for r in rows.values() if (r.model, r.task) == (who, t))
                              for t in tasks} for who in ("student", "teacher")},
         "models": {student_name: {"pipeline": {t: student[t].pipeline for t in tasks},
-                                  "scores": {t: _score(student[t]) for t in tasks}},
+                                  "scores": {t: _score(student[t], results_dir) for t in tasks}},
                    "teacher": {"pipeline": {t: teacher[t].pipeline for t in tasks},
-                               "scores": {t: _score(teacher[t]) for t in tasks}}},
+                               "scores": {t: _score(teacher[t], results_dir) for t in tasks}}},
     }
     if tasks:
         summary["parameter_ratio"] = round(summary["student_parameters"] / summary["teacher_parameters"], 4)
     return summary
 
 
-def _score(row) -> dict:
+def _score(row, results_dir: Path) -> dict:
     return {"mean": round(row.score.mean, 2), "std": round(row.score.std, 2), "seeds": row.score.seeds,
             "pipeline": row.pipeline, "selected_on_dev": round(row.selected_on, 2),
-            "learning_rate": _picked_lr(row)}
+            "learning_rate": _picked_lr(row, results_dir)}
 
 
-def _picked_lr(row):
-    folder = RESULTS_DIR / f"{row.model}-{row.pipeline}-3seeds" / task_folder(row.task) / "results.json"
+def _picked_lr(row, results_dir: Path):
+    """The learning rate the seeded row ran with, read from the folder of the study given."""
+    folder = results_dir / f"{row.model}-{row.pipeline}-3seeds" / task_folder(row.task) / "results.json"
     return json.loads(folder.read_text())["best"]["learning_rate"] if folder.exists() else None
 
 
@@ -234,9 +239,16 @@ def table() -> str:
             s, te = student[t].score, teacher[t].score
             gain = gain_kept(s.mean, te.mean, te.std, base)
             kept = "teacher at majority" if gain is None else f"{gain:.2f}"
-            lines.append(f"| {t} | {base:.2f} | `{student[t].pipeline}` | {s.mean:.2f} ± {s.std:.2f} ({s.seeds}) | "
-                         f"`{teacher[t].pipeline}` | {te.mean:.2f} ± {te.std:.2f} ({te.seeds}) | {kept} |")
+            mark = ("" if s.seeds < 2 or s.mean - base > s.std else " (within its spread of majority)")
+            lines.append(f"| {t} | {base:.2f} | `{student[t].pipeline}` | {_cell(s)}{mark} | "
+                         f"`{teacher[t].pipeline}` | {_cell(te)} | {kept} |")
     return "\n".join(lines)
+
+
+def _cell(score) -> str:
+    """mean ± sample std (seeds); one seed: its spread was not measured, so none is printed."""
+    return f"{score.mean:.2f} ± {score.std:.2f} ({score.seeds})" if score.seeds > 1 else \
+        f"{score.mean:.2f} (1 seed: spread not measured)"
 
 
 
@@ -275,7 +287,10 @@ def headline() -> str:
             f"The plain ratio of the averages is {s['retention']:.3f} ({s['student_average']:.2f} against "
             f"{s['teacher_average']:.2f}), with {s['student_parameters'] / 1e6:.2f} M parameters, "
             f"{100 * s['parameter_ratio']:.0f}% of the teacher's. Zero-shot STS-B: {s['zero_shot_spearman']:.2f} "
-            f"(teacher {s['teacher_zero_shot_spearman']:.2f}).")
+            f"(teacher {s['teacher_zero_shot_spearman']:.2f}). Tasks the student really learned (above its majority "
+            f"baseline by more than its seed spread): {len(s['tasks_learned'])} of {len(s['tasks'])}"
+            + (f" ({', '.join(s['tasks_learned'])}); spread not measured (one seed): "
+               f"{', '.join(s['tasks_spread_not_measured']) or 'none'}." if s['tasks_learned'] else "."))
 
 
 def embeddings_table() -> str:
