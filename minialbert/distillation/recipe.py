@@ -85,6 +85,11 @@ class DistillRecipe:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def shared_layer_from_teacher(self) -> bool:
+        """Whether the shared layer (or each layer group) starts from teacher layers (0/None: random)."""
+        return self.shared_layer_init not in (None, 0, "0", "")
+
     def validate(self) -> "DistillRecipe":
         """Cheap checks before anything is loaded; each names its flag and how to fix it."""
         positive_ints = {"batch_size": "examples per device per step", "gradient_accumulation_steps": "",
@@ -95,7 +100,7 @@ class DistillRecipe:
             require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}){': ' + what if what else ''}.")
         require(self.relaxation_rank >= 0, f"--relaxation-rank must be 0 (strict sharing) or more (got "
                                            f"{self.relaxation_rank}).")
-        require(not self.relaxation_rank or self.shared_layer_init not in (None, 0, "0", ""),
+        require(not self.relaxation_rank or self.shared_layer_from_teacher,
                 "--relaxation-rank starts each iteration's deltas from (its teacher layer - the shared layer); "
                 "give --shared-layer-init (a teacher layer or 'average'), not a random shared layer.")
         for name in ("iterations", "embedding_size", "hidden_size", "num_attention_heads", "layer_groups",

@@ -81,13 +81,13 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
                 "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
         init_embeddings_from_module(student, source)
         inherited.append("minialbert.embeddings")
-    if recipe.shared_layer_init not in (None, 0, "0", "") and config.num_hidden_groups > 1:
-        info["layer_groups_init"] = init_layer_groups_from_teacher(student, teacher.model, layer_map)
-        inherited.append("minialbert.encoder.layer")
-    elif recipe.shared_layer_init not in (None, 0, "0", ""):
-        layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
-        init_shared_layer_from_teacher(student, teacher.model, layers)
-        info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
+    if recipe.shared_layer_from_teacher:
+        if config.num_hidden_groups > 1:  # each group from the teacher layers its iterations imitate
+            info["layer_groups_init"] = init_layer_groups_from_teacher(student, teacher.model, layer_map)
+        else:
+            layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
+            init_shared_layer_from_teacher(student, teacher.model, layers)
+            info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
         inherited.append("minialbert.encoder.layer")
     if config.relaxation_rank:
         info["relaxation_energy_kept"] = init_relaxation_from_teacher(student, teacher.model, layer_map)

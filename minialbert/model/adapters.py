@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import MiniAlbertError
+from ..records import read_json
 
 ADAPTER_WEIGHTS = "minialbert_adapter.safetensors"
 ADAPTER_CONFIG = "minialbert_adapter.json"
@@ -51,9 +52,11 @@ HEADS = (*_HEADS, "bi-encoder")
 FORMAT = "minialbert-adapter-task"
 
 
+REWRITE_HINT = "Write the task file again with `minialbert finetune --adapter-tuning`, or fix the field by hand."
+
+
 def _bad(folder, message: str) -> MiniAlbertError:
-    return MiniAlbertError(f"{Path(folder) / ADAPTER_CONFIG}: {message} Write the task file again with "
-                           "`minialbert finetune --adapter-tuning`, or fix the field by hand.")
+    return MiniAlbertError(f"{Path(folder) / ADAPTER_CONFIG}: {message} {REWRITE_HINT}")
 
 
 @dataclass
@@ -104,10 +107,7 @@ class AdapterTaskConfig:
         if not is_adapter_task(folder):
             raise MiniAlbertError(f"{folder} has no {ADAPTER_CONFIG}; give a folder written by adapter tuning.")
         path = folder / ADAPTER_CONFIG if (folder / ADAPTER_CONFIG).is_file() else folder / _LEGACY[0]
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _bad(folder, f"not readable JSON ({e}).") from None
+        data = read_json(path, hint=REWRITE_HINT)
         if not isinstance(data, dict):
             raise _bad(folder, "not a JSON object.")
         known = {f.name for f in fields(cls)}
