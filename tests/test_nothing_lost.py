@@ -214,6 +214,27 @@ def test_a_finetune_run_identity_holds_no_path_and_survives_a_copy_of_the_data(t
     assert one == two and str(tmp_path) not in json.dumps(one) and str(glue) not in json.dumps(one)
 
 
+def test_records_copied_to_another_machine_are_reused_and_the_kept_model_is_rebuilt(tmp_path):
+    """A study resumed elsewhere starts from the committed run records alone: finetune reuses the
+    runs it can (their records untouched) and runs again the best one, whose model --save-models
+    best promises and a task-distillation row reads."""
+    glue = str(shared_path("data", "glue"))
+    student = save_tiny_student(tmp_path / "s")
+    argv = ["finetune", "--model", student, "--task", "rte", "--data-dir", glue, "--max-steps", "2", "--lr", "1e-3",
+            "5e-4", "--max-length", "32", "--dtype", "fp32", "--save-models", "best"]
+    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    best = json.loads((tmp_path / "first" / "results.json").read_text())["best"]["best_run"]
+    (tmp_path / "again" / "runs").mkdir(parents=True)
+    for record in (tmp_path / "first" / "runs").glob("*.json"):  # the records, as committed: no model
+        shutil.copyfile(record, tmp_path / "again" / "runs" / record.name)
+    other = next(p for p in (tmp_path / "again" / "runs").glob("*.json") if p.stem != best)
+    stamp = other.stat().st_mtime_ns
+    assert main([*argv, "--out", str(tmp_path / "again")]) == 0
+    assert other.stat().st_mtime_ns == stamp  # reused, not recomputed
+    assert (tmp_path / "again" / "runs" / best / "model" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "again" / "results.json").read_text())["best"]["best_run"] == best
+
+
 # --- 8. the seed draws NER subsets -------------------------------------------------------------------
 
 def test_the_seed_draws_the_ner_subset(tmp_path):

@@ -86,9 +86,9 @@ def test_the_retention_plan_tunes_both_models_and_runs_only_the_candidates_asked
 
     monkeypatch.setattr(retention, "RESULTS_DIR", tmp_path)
     args = argparse.Namespace(student=str(tmp_path / "student"), tasks=["stsb", "rte"], pipelines=["bi", "cross"],
-                              glue_dir="glue", ner_dir="ner", biomed="biomed.txt")
+                              glue_dir="glue", ner_dir="ner", biomed="biomed.txt", fit_head_steps=400)
     student = {job.name: job.argv for job in retention.plan(args, "student")}
-    assert set(student) == {"student-bi/stsb", "student-cross/rte", "student-bi/rte"}  # td rows left out
+    assert set(student) == {"student-bi/stsb", "student-cross/stsb", "student-cross/rte", "student-bi/rte"}  # no td
     assert all(argv[argv.index("--lr") + 1] == retention.EXPLORATORY_LR for argv in student.values())
     # the picks: the teacher's cross-encoder takes its rate from the teaching model's grid, the rest run the grid
     write_result(tmp_path, "teacher-cross", "rte", 54.5)
@@ -97,23 +97,134 @@ def test_the_retention_plan_tunes_both_models_and_runs_only_the_candidates_asked
     write_result(tmp_path, "teacher-cross", "stsb", 85.2)
     (tmp_path / "teaching-cross" / "rte").mkdir(parents=True)
     (tmp_path / "teaching-cross" / "rte" / "results.json").write_text(json.dumps({"best": {"learning_rate": 2e-5}}))
-    finals = {job.name: job.argv for job in retention.plan_finals(args, "teacher")}
+    finals = {job.name: job.argv for job in retention.plan_finals(args, "teacher", tmp_path)
+              if job.name.startswith("teacher-")}
     assert set(finals) == {"teacher-cross-3seeds/rte", "teacher-bi-3seeds/stsb"}
     lrs = {name: argv[argv.index("--lr") + 1:argv.index("--seeds-at-best")] for name, argv in finals.items()}
     assert lrs == {"teacher-cross-3seeds/rte": ["2e-05"], "teacher-bi-3seeds/stsb": retention.GRID["teacher"]}
     assert all(argv[argv.index("--seeds-at-best") + 1] == "3" for argv in finals.values())
 
 
-def test_the_retention_table_marks_rows_at_majority_and_one_seed_rows():
+def test_the_retention_table_marks_rows_at_majority_and_one_seed_rows(tmp_path):
     """A student row within its seed spread of the majority baseline is marked, a one-seed row says
     its spread was not measured (never '± 0.00'), and the summary counts the tasks really learned."""
     from scripts.studies import retention
 
-    summary = json.loads((retention.RESULTS_DIR / "summary.json").read_text())
-    lines = {line.split(" | ")[0].strip("| "): line for line in retention.table().splitlines()[2:]}
+    def row(name, task, dev, seeds, std, majority):
+        write_result(tmp_path, name, task, dev, seeds=seeds, std=std)
+        f = tmp_path / name / common.task_folder(task) / "results.json"
+        r = json.loads(f.read_text())
+        r["best"]["learning_rate"] = 1e-4
+        f.write_text(json.dumps({**r, "majority_baseline": {"dev": majority / 100}}))
+
+    for task, student, seeds, std, majority in (("cola", 3.0, 3, 6.0, 0.0), ("stsb", 86.0, 3, 0.1, 0.0),
+                                                ("sst2", 82.0, 1, 0.0, 50.9)):
+        for name in ("student-cross", "student-cross-3seeds"):
+            row(name, task, student, seeds, std, majority)
+        for name in ("teacher-cross", "teacher-cross-3seeds"):
+            row(name, task, 90.0, seeds, 0.5, majority)
+    summary = retention.summarise_rows(tmp_path, "s", "s", study_tasks=["stsb", "cola", "sst2"])
+    lines = {line.split(" | ")[0].strip("| "): line for line in retention.table(tmp_path).splitlines()[2:]}
+    assert [summary["per_task"][t]["student_beats_majority_by_more_than_its_spread"] for t in ("cola", "stsb", "sst2")] \
+        == [False, True, None]
     for task, entry in summary["per_task"].items():
         learned = entry["student_beats_majority_by_more_than_its_spread"]
         assert ("within its spread of majority" in lines[task]) == (learned is False), task
         assert ("spread not measured" in lines[task]) == (entry["student"]["seeds"] == 1), task
-    assert summary["tasks_learned"] == [t for t, e in summary["per_task"].items()
-                                        if e["student_beats_majority_by_more_than_its_spread"]]
+    assert summary["tasks_learned"] == ["stsb"] and summary["tasks_spread_not_measured"] == ["sst2"]
+
+
+def retention_args(tmp_path, **kw):
+    return argparse.Namespace(**{"student": str(tmp_path / "student"), "tasks": list(TASKS), "pipelines": None,
+                                 "glue_dir": "glue", "ner_dir": "ner", "biomed": "biomed.txt", "fit_head_steps": 400,
+                                 "who": ["teacher", "student"], **kw})
+
+
+TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+
+
+def test_every_task_has_a_task_distillation_candidate_and_each_row_waits_for_what_it_reads(tmp_path):
+    from scripts.studies import retention
+
+    jobs = {job.name: job for job in retention.plan(retention_args(tmp_path), "student")}
+    for task in TASKS:
+        folder = common.task_folder(task)
+        distilling = [n for n, j in jobs.items() if n.endswith(f"/{folder}") and "--teacher" in j.argv
+                      and n.startswith("student-")]
+        assert distilling, task
+        for name in distilling:  # taught by the tuned teacher of its task, which runs in the same plan
+            argv = jobs[name].argv
+            assert argv[argv.index("--teacher") + 1] == f"teaching-cross/{folder}"
+            assert f"teaching-cross/{folder}" in jobs[name].after and f"teaching-cross/{folder}" in jobs
+    assert set(jobs["student-td2-aug4/cola"].after) == {"teaching-cross/cola", "teacher-mlm"}
+    argv = jobs["student-td2-aug4/sst2"].argv
+    assert argv[argv.index("--augment-mlm") + 1] == "teacher-mlm"  # the released student has no MLM head
+    assert "student-td2-transfer/ner-NCBI-disease" in jobs["student-td12-transfer/ner-NCBI-disease"].after
+    assert {p for n in jobs if n.endswith("/sst2") and n.startswith("student-")
+            for p in [n.split("/")[0][8:]]} == {"cross", "td2", "td2-aug4"}
+
+
+def test_a_teaching_stage_is_finished_only_when_its_weights_are_there(tmp_path):
+    """The done file alone (results.json, fit_head.json) is not a finished teaching model: a lost
+    model is rebuilt before any row that reads it starts."""
+    from scripts.studies import retention
+
+    jobs = {job.name: job for job in retention.plan(retention_args(tmp_path, tasks=["cola"]), "student")}
+    teaching, mlm = jobs["teaching-cross/cola"], jobs["teacher-mlm"]
+    folder = tmp_path / "teaching-cross" / "cola"
+    (folder / "runs" / "best-run" / "model").mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"best": {"best_run": "best-run"}}))
+    (tmp_path / "teacher-mlm").mkdir()
+    (tmp_path / "teacher-mlm" / "fit_head.json").write_text("{}")
+    assert not teaching.finished(tmp_path) and not mlm.finished(tmp_path)
+    (folder / "runs" / "best-run" / "model" / "model.safetensors").write_bytes(b"w")
+    (tmp_path / "teacher-mlm" / "model.safetensors").write_bytes(b"w")
+    assert teaching.finished(tmp_path) and mlm.finished(tmp_path)
+
+
+def test_a_task_is_picked_only_once_every_candidate_row_is_in(tmp_path):
+    from scripts.studies import retention
+
+    args = retention_args(tmp_path, tasks=["cola"])
+    write_result(tmp_path, "student-cross", "cola", 20.0)
+    write_result(tmp_path, "student-td2", "cola", 30.0)
+    assert not [j for j in retention.plan_finals(args, "student", tmp_path) if "3seeds" in j.name]
+    write_result(tmp_path, "student-td2-aug4", "cola", 25.0)
+    assert [j.name for j in retention.plan_finals(args, "student", tmp_path) if "3seeds" in j.name] == \
+        ["student-td2-3seeds/cola"]
+
+
+def test_a_missing_seeded_row_is_an_error_that_names_it(tmp_path):
+    from scripts.studies import retention
+
+    for row, dev in (("student-cross", 20.0), ("student-td2", 30.0), ("teacher-cross", 50.0),
+                     ("teacher-cross-3seeds", 51.0)):
+        write_result(tmp_path, row, "cola", dev)
+    with pytest.raises(SystemExit, match="student-td2-3seeds/cola"):
+        retention.summarise_rows(tmp_path, "s", "s", study_tasks=["cola"])
+    result = tmp_path / "student-td2" / "cola" / "results.json"
+    result.write_text(json.dumps({**json.loads(result.read_text()), "majority_baseline": {"dev": 0.0}}))
+    row = retention.table(tmp_path).splitlines()[-1]  # the table shows the pick as what it is
+    assert row.startswith("| cola |") and "not yet: the student's pick not yet repeated with seeds" in row
+
+
+def test_rows_without_their_run_records_are_removed_to_be_rerun(tmp_path):
+    from scripts.studies import retention
+
+    for row in ("student-cross", "student-td2"):
+        folder = tmp_path / row / "cola"
+        (folder / "runs").mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"configs": [{"run_ids": ["a", "b"]}]}))
+        (folder / "runs" / "a.json").write_text("{}")
+    (tmp_path / "student-td2" / "cola" / "runs" / "b.json").write_text("{}")
+    (tmp_path / "summary.json").write_text("{}")
+    assert retention.unrecorded_rows(tmp_path) == [tmp_path / "student-cross" / "cola" / "results.json"]
+    retention.prune_unrecorded(tmp_path)
+    assert not (tmp_path / "student-cross" / "cola").exists() and (tmp_path / "student-td2" / "cola").exists()
+    assert not (tmp_path / "summary.json").exists()  # built from a row that is gone
+
+
+def test_every_committed_retention_row_has_its_run_records_beside_it():
+    from scripts.studies import retention
+
+    assert retention.unrecorded_rows(retention.RESULTS_DIR) == []

@@ -156,9 +156,11 @@ def run_finetune(opts: FinetuneOptions) -> dict:
         # reported score is its mean over seeds (a lucky single-seed configuration cannot take over).
         best = summarise(opts, results)["best"]
         chosen = config_key(best)
-        results += [_run_or_reuse(plan, spec, data, label=f"seed {spec.seed}")
-                    for spec in plan_seeds_at_best(opts, best, results)]
+        specs += plan_seeds_at_best(opts, best, results)
+        results += [_run_or_reuse(plan, spec, data, label=f"seed {spec.seed}") for spec in specs[len(results):]]
     summary = summarise(opts, results, chosen)
+    if _rebuild_kept_models(plan, specs, results, summary["best"]["best_run"], data):
+        summary = summarise(opts, results, chosen)
     summary["pair_encoding_choice"] = plan.pair_choice
     summary["majority_baseline"] = majority_baseline(data, opts.task.lower())
     if transfer:
@@ -172,11 +174,31 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     return summary
 
 
-def _run_or_reuse(plan: FinetunePlan, spec: RunSpec, data: TaskData, label: str) -> dict:
+def _rebuild_kept_models(plan: FinetunePlan, specs: list[RunSpec], results: list[dict], best_run: str,
+                         data: TaskData) -> bool:
+    """A run reused from its record has no model when that was deleted or never copied (a record
+    committed beside a study's results, a grid finished with --save-models none): the runs whose
+    model --save-models keeps are run again, so the folder always holds what it promises (a
+    teacher for --teacher, a model for predict). Returns whether any run was redone."""
+    opts, out = plan.opts, Path(plan.opts.out)
+    if opts.save_models == "none":
+        return False
+    kept = "adapter" if opts.adapter_tuning else "model"
+    redone = False
+    for i, (spec, result) in enumerate(zip(specs, results)):
+        run_id = result["run_id"]
+        if (opts.save_models == "all" or run_id == best_run) and not (out / "runs" / run_id / kept).is_dir():
+            logger.info("%s: its record has no %s folder; running it again to keep its %s", run_id, kept, kept)
+            results[i] = _run_or_reuse(plan, spec, data, label="rebuild", reuse=False)
+            redone = True
+    return redone
+
+
+def _run_or_reuse(plan: FinetunePlan, spec: RunSpec, data: TaskData, label: str, reuse: bool = True) -> dict:
     opts, out, identity = plan.opts, Path(plan.opts.out), plan.identity
     run_id = spec.run_id(opts.task.lower(), opts.adapter_tuning, options_hash(identity))
     record = out / "runs" / f"{run_id}.json"
-    if record.exists():  # interrupted grids resume without redoing finished runs
+    if reuse and record.exists():  # interrupted grids resume without redoing finished runs
         done = read_json(record, RUN_RECORD_FIELDS, f"Delete {record} to run it again.")
         if done.get("identity") != identity:  # only a hash collision or a hand-edited file gets here
             raise MiniAlbertError(f"{record} was computed with other options than this run's; move it away or "

@@ -88,7 +88,7 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     import datasets
 
     folder = out / "transfer" / transfer_key(opts, data_opts, sources, len(tokenizer))
-    if (folder / "transfer.json").is_file():
+    if (folder / "transfer.json").is_file() and (folder / "data").is_dir():  # a description alone is rebuilt
         logger.info("Transfer set: reusing %s", folder)
         return datasets.load_from_disk(str(folder / "data")), json.loads((folder / "transfer.json").read_text())
     split, has, sizes = _raw_rows(opts, data_opts, sources, data, tokenizer)

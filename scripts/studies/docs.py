@@ -23,7 +23,8 @@ def generators() -> dict:
     from . import distillation_start, frontier, pair_encoding, retention, task_distillation
 
     return {"task-distillation-table": task_distillation.table, "pair-encoding-table": pair_encoding.table,
-            "retention-table": retention.table, "retention-headline": retention.headline,
+            "retention-table": retention.table,
+            "retention-task-distillation": retention.task_distillation_table, "retention-headline": retention.headline,
             "retention-embeddings": retention.embeddings_table, "embedding-goals": retention.embedding_goals,
             "start-curve": distillation_start.table, "frontier-table": frontier.committed_table,
             "frontier-pick": frontier.committed_pick}

@@ -1,6 +1,9 @@
 """The one job runner of every study: `minialbert` commands run in a work folder, several at a
 time, each after the jobs it depends on, and the one resume rule: a job whose `done` file exists
-is finished and skipped (each `minialbert` command writes that file last and atomically)."""
+is finished and skipped (each `minialbert` command writes that file last and atomically). A job
+whose output another job reads (a teaching model's weights, a transfer set) says so with
+`complete`: it is finished only when that output is there, so a lost output is rebuilt before any
+job that reads it starts."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass
@@ -18,6 +22,11 @@ class Job:
     argv: list[str]  # the `minialbert` command line, without the program name
     done: str  # the file (relative to the work folder) that exists once the job has finished
     after: list[str] = field(default_factory=list)  # names of the jobs it needs first
+    # what the jobs after it read, beyond `done` (e.g. the weights): work folder -> present
+    complete: Callable[[Path], bool] | None = None
+
+    def finished(self, work: Path) -> bool:
+        return (work / self.done).exists() and (self.complete is None or self.complete(work))
 
 
 def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None) -> int:
@@ -26,7 +35,7 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
     `on_start(job)` just before it starts (e.g. to give it the finished runs it may reuse).
     Returns 1 when a job failed, else 0."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    pending = [j for j in jobs if not (work / j.done).exists()]
+    pending = [j for j in jobs if not j.finished(work)]
     finished = {j.name for j in jobs if j not in pending}
     scheduled = {j.name for j in jobs}  # a dependency not planned here is not waited for (e.g. a final
     # row whose teacher ran in an earlier invocation; without that teacher the job fails, naming it)
@@ -39,7 +48,7 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 continue
             log.close()
             del running[name]
-            ok = proc.returncode == 0 and (work / job.done).exists()
+            ok = proc.returncode == 0 and job.finished(work)
             (finished if ok else failed).add(name)
             if ok and on_done:
                 on_done(job)
@@ -52,7 +61,7 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 pending.remove(job)
                 failed.add(job.name)
                 continue
-            if (work / job.done).exists():  # finished meanwhile by another invocation
+            if job.finished(work):  # finished meanwhile by another invocation
                 pending.remove(job)
                 finished.add(job.name)
                 continue

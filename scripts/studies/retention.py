@@ -16,8 +16,10 @@ of both averages. The plain ratio of the averages is reported beside it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 from minialbert.finetune.report import gain_kept
@@ -31,118 +33,278 @@ TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-
 GRID = {"teacher": ["2e-5", "5e-5", "1e-4"], "student": ["5e-5", "1e-4", "5e-4"]}
 EXPLORATORY_LR = "1e-4"
 RELEASED_NAME = "minialbert-minilm"  # the student this study measures (minialbert/released/NAME)
-# The candidate pipelines per task: for the student, those the task-distillation study found best
-# or close (docs/RESULTS.md section 8), plus the cross-encoder everywhere; the teacher cannot
-# distil from itself, so it has the cross- and (sentence pairs) the bi-encoder.
+PREVIOUS_STUDY = ("commit 6a70e5a: cross- and bi-encoder candidates only, gain retention 0.522, plain retention "
+                  "0.834, 3 of 7 tasks learned")  # what the README says while a rerun is in progress
+# The candidate pipelines per task, as the task-distillation study defines them (docs/RESULTS.md
+# section 8): for the student every pipeline on every task, task distillation included; the teacher
+# cannot distil from itself, so it has the cross- and (sentence pairs) the bi-encoder.
 CANDIDATES = {
-    "student": {"stsb": ["bi", "bi-td2"], "mrpc": ["bi", "bi-td2", "cross"], "rte": ["cross", "td12", "bi"],
-                "cola": ["cross", "td2-aug4"], "sst2": ["cross"], "ner:NCBI-disease": ["cross", "td12-transfer"],
-                "ner:BC5CDR-chem": ["cross", "td12-transfer"]},
+    "student": {"stsb": ["cross", "bi", "td2", "bi-td2", "td12"], "mrpc": ["cross", "bi", "td2", "bi-td2"],
+                "rte": ["cross", "bi", "td2", "bi-td2", "td12"], "cola": ["cross", "td2", "td2-aug4"],
+                "sst2": ["cross", "td2", "td2-aug4"], "ner:NCBI-disease": ["cross", "td2-transfer", "td12-transfer"],
+                "ner:BC5CDR-chem": ["cross", "td2-transfer", "td12-transfer"]},
     "teacher": {t: ["cross", "bi"] if t in ("stsb", "mrpc", "rte") else ["cross"] for t in TASKS},
 }
+# The teaching models, stages of the study: the teacher's cross-encoder tuned per task (its best
+# run's weights teach every task-distillation row) and the teacher completed with a masked-LM head
+# (`fit-head`: the released student has none, so it proposes the augmentation's replacement words).
+TEACHING = "teaching-cross"
+TEACHER_MLM = "teacher-mlm"
+
+
+def _kept_model(folder: str):
+    """Completion of a teaching model: its best run's weights are there (not only its results)."""
+    def complete(work: Path) -> bool:
+        try:
+            best = json.loads((work / folder / "results.json").read_text())["best"]["best_run"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return any((work / folder / "runs" / best / "model").glob("*.safetensors"))
+    return complete
+
+
+def _has_weights(folder: str):
+    return lambda work: any((work / folder).glob("*.safetensors"))
+
+
+def _has_transfer_set(folder: str):
+    """Completion of a row that builds the transfer set another row reads: its labelled rows are there."""
+    return lambda work: any(d.is_dir() for d in (work / folder).glob("transfer/*/data"))
+
+
+def _model(args, who: str) -> str:
+    return "minilm" if who == "teacher" else str(Path(args.student).resolve())
 
 
 def _finetune(args, model: str, task: str, out: str, lrs: list[str], flags, seeds: int, save: str) -> list[str]:
-    return protocol_argv(args, model, task, out, flags, f"teaching-cross/{task_folder(task)}", lrs, seeds,
+    argv = protocol_argv(args, model, task, out, flags, f"{TEACHING}/{task_folder(task)}", lrs, seeds,
                          "--seeds-at-best", save)
+    if "--augment" in flags:
+        argv += ["--augment-mlm", TEACHER_MLM]
+    for flag in ("max_train_samples", "max_transfer_samples"):  # small subsets: trying the stages out
+        if getattr(args, flag, None) and (flag == "max_train_samples" or "--transfer-data" in flags):
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return argv
+
+
+def _pipelines(args, who: str, task: str) -> list[str]:
+    return [p for p in CANDIDATES[who][task] if args.pipelines is None or p in args.pipelines]
+
+
+def teaching_jobs(args, who: str) -> list[Job]:
+    """The teaching stages `who`'s rows read: the tuned teacher per task (the teacher's own
+    cross-encoder row takes its pick from there; every task-distillation row is taught by it) and
+    the fit-head teacher when a row augments. Finished only when their weights are there."""
+    jobs = []
+    if who == "student" and any("--augment" in PIPELINES[p].flags for t in args.tasks for p in _pipelines(args, who, t)):
+        jobs.append(Job(TEACHER_MLM, ["fit-head", "--teacher", "minilm", "--max-steps", str(args.fit_head_steps),
+                                      "--batch-size", "32", "--out", TEACHER_MLM],
+                        f"{TEACHER_MLM}/fit_head.json", complete=_has_weights(TEACHER_MLM)))
+    for task in args.tasks:
+        distils = any("--teacher" in PIPELINES[p].flags for p in _pipelines(args, who, task))
+        if who == "teacher" or distils:
+            grid = f"{TEACHING}/{task_folder(task)}"
+            jobs.append(Job(grid, _finetune(args, "minilm", task, grid, GRID["teacher"], PIPELINES["cross"].flags,
+                                            1, "best"), f"{grid}/results.json", complete=_kept_model(grid)))
+    return jobs
 
 
 def plan(args, who: str) -> list[Job]:
-    """The exploratory jobs of `who` (and, for the teacher, the tuned teaching cross-encoders first;
-    the student's distillation rows wait for them)."""
-    model = "minilm" if who == "teacher" else str(Path(args.student).resolve())
-    jobs = []
+    """`who`'s teaching stages, then its exploratory rows (one seed, lr 1e-4), each waiting for what
+    it reads: a task-distillation row for its task's teacher, an augmenting row for the fit-head
+    teacher, td12-transfer for the transfer set td2-transfer labelled."""
+    jobs = teaching_jobs(args, who)
     for task in args.tasks:
-        grid = f"teaching-cross/{task_folder(task)}"
-        if who == "teacher":
-            jobs.append(Job(grid, _finetune(args, model, task, grid, GRID["teacher"], PIPELINES["cross"].flags, 1,
-                                            "best"), f"{grid}/results.json"))
-        for pipeline in [p for p in CANDIDATES[who][task] if args.pipelines is None or p in args.pipelines]:
-            out = f"{who}-{pipeline}/{task_folder(task)}"
-            flags = PIPELINES[pipeline].flags
-            after = [grid] if "--teacher" in flags or pipeline == "cross" and who == "teacher" else []
-            jobs.append(Job(out, _finetune(args, model, task, out, [EXPLORATORY_LR], flags, 1, "none"),
-                            f"{out}/results.json", after))
+        tf = task_folder(task)
+        for pipeline in _pipelines(args, who, task):
+            out, flags = f"{who}-{pipeline}/{tf}", PIPELINES[pipeline].flags
+            after = [f"{TEACHING}/{tf}"] if "--teacher" in flags or (who, pipeline) == ("teacher", "cross") else []
+            after += [TEACHER_MLM] if "--augment" in flags else []
+            after += [f"{who}-td2-transfer/{tf}"] if pipeline == "td12-transfer" else []
+            complete = _has_transfer_set(out) if pipeline == "td2-transfer" else None
+            jobs.append(Job(out, _finetune(args, _model(args, who), task, out, [EXPLORATORY_LR], flags, 1, "none"),
+                            f"{out}/results.json", after, complete))
     return jobs
 
 
-def plan_finals(args, who: str) -> list[Job]:
-    """The picked pipeline of each task (best exploratory dev score), on the grid and then with seeds."""
-    model = "minilm" if who == "teacher" else str(Path(args.student).resolve())
-    jobs = []
-    for task, row in choose(read_rows(RESULTS_DIR), who).items():
-        if task not in args.tasks:
+def plan_finals(args, who: str, results_dir: Path | None = None) -> list[Job]:
+    """The picked pipeline of each task (best exploratory dev score), on the grid and then with seeds.
+    A task is picked only once every candidate's exploratory row is in: a pick among some is no pick."""
+    results_dir = results_dir or RESULTS_DIR
+    rows = read_rows(results_dir)
+    jobs = teaching_jobs(args, who)
+    for task, row in choose(rows, who).items():
+        missing = [p for p in _pipelines(args, who, task) if (who, p, task) not in rows]
+        if task not in args.tasks or missing:
+            if task in args.tasks:
+                print(f"{who} {task}: not picked yet, no exploratory row of {', '.join(missing)}", flush=True)
             continue
-        out = f"{who}-{row.pipeline}-3seeds/{task_folder(task)}"
-        jobs.append(Job(out, _finetune(args, model, task, out, _final_grid(who, row.pipeline, task),
-                                       PIPELINES[row.pipeline].flags, 3, "none"), f"{out}/results.json"))
+        tf, flags = task_folder(task), PIPELINES[row.pipeline].flags
+        out = f"{who}-{row.pipeline}-3seeds/{tf}"
+        after = [f"{TEACHING}/{tf}"] if "--teacher" in flags else []
+        after += [TEACHER_MLM] if "--augment" in flags else []
+        jobs.append(Job(out, _finetune(args, _model(args, who), task, out,
+                                       _final_grid(who, row.pipeline, task, results_dir), flags, 3, "none"),
+                        f"{out}/results.json", after))
     return jobs
 
 
-def _final_grid(who: str, pipeline: str, task: str) -> list[str]:
+def _final_grid(who: str, pipeline: str, task: str, results_dir: Path) -> list[str]:
     """The learning rates of a final row. The teacher's cross-encoder has been through the grid
     already, as the teaching model (the same command line but for the models it saves, seed 42):
     its final row runs the rate picked there, with the seeds; every other row runs the grid."""
-    teaching = RESULTS_DIR / "teaching-cross" / task_folder(task) / "results.json"
+    teaching = results_dir / TEACHING / task_folder(task) / "results.json"
     if (who, pipeline) == ("teacher", "cross") and teaching.is_file():
         return [f"{json.loads(teaching.read_text())['best']['learning_rate']:g}"]
     return GRID[who]
 
 
-def _reuse_runs(work: Path, job: Job) -> None:
-    """A job starts with the finished runs of its exploratory row (and, for the teacher's
-    cross-encoder, of the teaching model's grid) and with every transfer set its model has for the
-    task: finetune reuses a run or a transfer set only where its identity is the same."""
+def _reuse_runs(work: Path, results_dir: Path, job: Job) -> None:
+    """A job starts with every finished run it may reuse: the records committed beside its own row
+    (a study resumed on another machine reuses them: run identities come from content), those of its
+    exploratory row, for the teacher's cross-encoder those of the teaching model's grid, and the
+    transfer set its exploratory row (td12-transfer: td2-transfer's) labelled. finetune reuses a run or a transfer set only
+    where its identity is the same, and runs again a run whose kept model is missing."""
+    if job.name == TEACHER_MLM:
+        return
     target = work / Path(job.done).parent
-    if ROW_FOLDER.match(target.parent.name):
-        model, pipeline, _ = parse_folder(target.parent.name)
-        runs = [work / f"{model}-{pipeline}" / target.name]
+    row = target.parent.name
+    sources = [Path(row) / target.name]
+    if ROW_FOLDER.match(row):
+        model, pipeline, _ = parse_folder(row)
+        sources.append(Path(f"{model}-{pipeline}") / target.name)
         if (model, pipeline) == ("teacher", "cross"):
-            runs.append(work / "teaching-cross" / target.name)
-        skip = shutil.ignore_patterns("model", "adapter", "tensorboard", "trainer*")
-        for source in runs:
-            if source != target and (source / "runs").is_dir():
-                shutil.copytree(source / "runs", target / "runs", dirs_exist_ok=True, ignore=skip)
-        for built in sorted(work.glob(f"{model}-*/{target.name}/transfer/*/transfer.json")):
+            sources.append(Path(TEACHING) / target.name)
+    (target / "runs").mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        for root in (results_dir, work):
+            for record in sorted((root / source / "runs").glob("*.json")):
+                if not (target / "runs" / record.name).exists():
+                    shutil.copyfile(record, target / "runs" / record.name)
+    if ROW_FOLDER.match(row):  # the labelled set of its exploratory row, or td2-transfer's for td12-transfer
+        same_set = [f"{model}-{pipeline}"] + ([f"{model}-td2-transfer"] if pipeline == "td12-transfer" else [])
+        for built in sorted(b for name in same_set for b in work.glob(f"{name}/{target.name}/transfer/*/data")):
             if not (target / "transfer" / built.parent.name).exists():
                 shutil.copytree(built.parent, target / "transfer" / built.parent.name)
 
 
-def _keep(work: Path):
+def _keep(work: Path, results_dir: Path, started: dict):
+    """On a job's end: its results.json and every run record and transfer-set description beside it
+    go into the repository's folder (a teaching stage's fit_head.json too), and its wall seconds are
+    added to `jobs.json` (one thread a job: the study's CPU time is their sum, over every session
+    and every rebuild); the summary of an older set of rows no longer holds, so it goes."""
     def keep(job):
+        if job.name in started:
+            timings_file = results_dir / "jobs.json"
+            timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+            entry = timings.setdefault(job.name, {"seconds": 0.0, "runs": 0})
+            entry["seconds"] = round(entry["seconds"] + time.time() - started.pop(job.name), 1)
+            entry["runs"] += 1
+            results_dir.mkdir(parents=True, exist_ok=True)
+            tmp = timings_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
+            os.replace(tmp, timings_file)
         folder = work / Path(job.done).parent
-        for f in [work / job.done, *folder.glob("runs/*.json"), *folder.glob("transfer/*/transfer.json")]:
-            target = RESULTS_DIR / f.relative_to(work)
+        records = [folder / "runs" / f"{i}.json" for i in _run_ids(work / job.done)]  # the row's own runs only
+        for f in [work / job.done, *records, *folder.glob("transfer/*/transfer.json")]:
+            target = results_dir / f.relative_to(work)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
+        (results_dir / "summary.json").unlink(missing_ok=True)
     return keep
 
 
-def run(args) -> int:
-    """Run (or continue) the study for --who (teacher, student or both): the exploratory rows, then
-    the picks on the grid with seeds. Every finished job's small files go into the repository."""
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    code = 0
+def _run_ids(results: Path) -> list[str]:
+    """The runs a results.json reports (none for another done file, such as fit_head.json)."""
+    if results.name != "results.json":
+        return []
+    return [i for c in json.loads(results.read_text()).get("configs", []) for i in c.get("run_ids", [])]
+
+
+def unrecorded_rows(results_dir: Path) -> list[Path]:
+    """The results.json files under `results_dir` that a run record of theirs is missing beside."""
+    stale = []
+    for f in sorted(results_dir.glob("*/*/results.json")):
+        run_ids = _run_ids(f)
+        if not run_ids or any(not (f.parent / "runs" / f"{i}.json").is_file() for i in run_ids):
+            stale.append(f)
+    return stale
+
+
+def prune_unrecorded(results_dir: Path) -> None:
+    """Rows that cannot be audited (a run record of theirs is missing) are removed, to be rerun."""
+    stale = unrecorded_rows(results_dir)
+    for f in stale:
+        print(f"no run records beside {f.relative_to(results_dir)}: removed, it is rerun", flush=True)
+        shutil.rmtree(f.parent)
+    if stale:
+        (results_dir / "summary.json").unlink(missing_ok=True)
+
+
+def study_complete(args, results_dir: Path) -> list[str]:
+    """The rows the summary still needs (empty when the study is complete)."""
+    rows = read_rows(results_dir)
+    missing = []
     for who in args.who:
-        for phase in (plan, plan_finals):
+        for task in args.tasks:
+            missing += [f"{who}-{p}/{task_folder(task)}" for p in _pipelines(args, who, task) if (who, p, task) not in rows]
+        picks = choose(rows, who)
+        missing += [f"{who}-{r.pipeline}-3seeds/{task_folder(t)}" for t, r in picks.items()
+                    if t in args.tasks and not (results_dir / f"{who}-{r.pipeline}-3seeds" / task_folder(t)
+                                                / "results.json").is_file()]
+    return missing
+
+
+def run(args) -> int:
+    """Run (or continue) the study, in one command from a fresh clone: for the teacher and then the
+    student, the teaching stages, the exploratory rows, then the picks on the grid with seeds; every
+    finished job's small files go into the repository as it ends, and the summary is written once
+    the last row is in."""
+    work, results_dir = Path(args.work), Path(args.results)
+    work.mkdir(parents=True, exist_ok=True)
+    prune_unrecorded(results_dir)
+    started: dict = {}
+    keep, code = _keep(work, results_dir, started), 0
+
+    def start(job):
+        started[job.name] = time.time()
+        _reuse_runs(work, results_dir, job)
+
+    for who in args.who:
+        for phase in (plan, lambda a, w: plan_finals(a, w, results_dir)):
             jobs = phase(args, who)
             for job in jobs:
-                if (work / job.done).exists():
-                    _keep(work)(job)
-            code = run_jobs(jobs, work, args.jobs, args.threads, on_done=_keep(work),
-                            on_start=lambda job: _reuse_runs(work, job)) or code
-    print(table())
+                if job.finished(work) and not (results_dir / job.done).exists():
+                    keep(job)
+            code = run_jobs(jobs, work, args.jobs, args.threads, on_done=keep, on_start=start) or code
+    missing = study_complete(args, results_dir)
+    if missing:
+        print(f"the study is not complete; still missing: {', '.join(missing)}", flush=True)
+        return code or 1
+    result = summarise_rows(results_dir, args.name, args.student_path, _zero_shot(Path(args.embed)), args.tasks)
+    _write_summary(results_dir / "summary.json", result)
+    print(table(results_dir))
     return code
 
 
-def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero_shot: dict | None = None) -> dict:
+def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero_shot: dict | None = None,
+                   study_tasks: list[str] = TASKS) -> dict:
     """The study's summary from its committed rows: per task the picks of both models, the majority
     baseline (from results.json), the share of the teacher's gain kept; the averages over the tasks
     where the teacher beats the baseline by more than its seed spread."""
     rows = read_rows(results_dir)
     student, teacher = choose(rows, "student"), choose(rows, "teacher")
-    tasks = [t for t in TASKS if t in student and t in teacher]
+    tasks = [t for t in study_tasks if t in student and t in teacher]
+    absent = [f"{who} {t}" for t in study_tasks for who, picks in (("student", student), ("teacher", teacher))
+              if t not in picks]
+    if absent:
+        raise SystemExit(f"{results_dir}: no results.json of {', '.join(absent)}; run `python -m scripts.studies "
+                         "retention run --student ...` to finish the study (it resumes).")
+    unseeded = [f"{r.model}-{r.pipeline}-3seeds/{task_folder(t)}" for t in tasks for r in (student[t], teacher[t])
+                if not (results_dir / f"{r.model}-{r.pipeline}-3seeds" / task_folder(t) / "results.json").is_file()]
+    if unseeded:  # never a silent fallback to the exploratory row's single seed
+        raise SystemExit(f"{results_dir}: the picked pipeline has no seeded row in {', '.join(unseeded)}; run "
+                         "`python -m scripts.studies retention run --student ...` to finish the study (it resumes).")
     per_task, excluded = {}, {}
     for t in tasks:
         s, te = student[t], teacher[t]
@@ -190,7 +352,29 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
     }
     if tasks:
         summary["parameter_ratio"] = round(summary["student_parameters"] / summary["teacher_parameters"], 4)
+    summary["task_distillation_added"] = _task_distillation_added(rows, student, tasks)
+    timings = results_dir / "jobs.json"
+    if timings.is_file():  # every job's wall seconds at one thread, over all sessions: the study's CPU time
+        summary["cpu_hours"] = round(sum(j["seconds"] for j in json.loads(timings.read_text()).values()) / 3600, 2)
     return summary
+
+
+def _task_distillation_added(rows: dict, picks: dict, tasks: list[str]) -> dict:
+    """Per task, the student's best task-distillation row against its best row without a teacher,
+    both exploratory (seed 42, lr 1e-4, dev), with the seed spread of the task's pick beside it as
+    the yardstick of noise (one seed: not measured)."""
+    added = {}
+    for t in tasks:
+        mine = [r for r in rows.values() if (r.model, r.task) == ("student", t)]
+        td = [r for r in mine if "--teacher" in PIPELINES[r.pipeline].flags]
+        plain = [r for r in mine if "--teacher" not in PIPELINES[r.pipeline].flags]
+        if td and plain:
+            a, b = max(td, key=lambda r: r.selected_on), max(plain, key=lambda r: r.selected_on)
+            added[t] = {"task_distillation": a.pipeline, "dev": round(a.selected_on, 2), "without": b.pipeline,
+                        "without_dev": round(b.selected_on, 2), "difference": round(a.selected_on - b.selected_on, 2) + 0.0}
+            if picks[t].score.seeds > 1:  # one seed (SST-2): the spread was not measured, so none is given
+                added[t]["seed_spread_of_the_pick"] = round(picks[t].score.std, 2)
+    return added
 
 
 def _score(row, results_dir: Path) -> dict:
@@ -215,34 +399,62 @@ def _majority(results_dir: Path, task: str, split: str) -> float:
     raise SystemExit(f"no results.json of {task} records its majority baseline")
 
 
-def summary(args) -> int:
-    zero_shot = None
-    if Path(args.embed).is_file():
-        e = json.loads(Path(args.embed).read_text())
-        zero_shot = {"student": e["spearman"], "teacher": e.get("compare", {}).get("minilm", {}).get("spearman")}
-    result = summarise_rows(RESULTS_DIR, args.name, args.student_path, zero_shot)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+def _zero_shot(embed: Path) -> dict | None:
+    if not embed.is_file():
+        return None
+    e = json.loads(embed.read_text())
+    return {"student": e["spearman"], "teacher": e.get("compare", {}).get("minilm", {}).get("spearman")}
+
+
+def _write_summary(path: Path, result: dict) -> None:
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("per_task", "models")}, indent=2))
+
+
+def summary(args) -> int:
+    results_dir = Path(args.results)
+    result = summarise_rows(results_dir, args.name, args.student_path, _zero_shot(Path(args.embed)))
+    _write_summary(Path(args.out) if args.out else results_dir / "summary.json", result)
     return 0
 
 
-def table() -> str:
-    """Per task: the picks, the majority baseline, the gain kept (markdown)."""
-    rows = read_rows(RESULTS_DIR)
+def table(results_dir: Path | None = None) -> str:
+    """Per task: the picks, the majority baseline, the gain kept (markdown). A pick not yet repeated
+    with seeds is shown as what it is, its exploratory row, and no gain is computed from it."""
+    results_dir = results_dir or RESULTS_DIR
+    rows = read_rows(results_dir)
     student, teacher = choose(rows, "student"), choose(rows, "teacher")
     lines = ["| task | majority | student pipeline | student | teacher pipeline | teacher | gain kept |",
              "|---|---|---|---|---|---|---|"]
     for t in TASKS:
         if t in student and t in teacher:
             split = "test" if t.startswith("ner:") else "dev"
-            base = _majority(RESULTS_DIR, t, split)
+            base = _majority(results_dir, t, split)
             s, te = student[t].score, teacher[t].score
+            unseeded = [r for r in (student[t], teacher[t]) if not (
+                results_dir / f"{r.model}-{r.pipeline}-3seeds" / task_folder(t) / "results.json").is_file()]
             gain = gain_kept(s.mean, te.mean, te.std, base)
-            kept = "teacher at majority" if gain is None else f"{gain:.2f}"
+            kept = ("not yet: " + " and ".join(f"the {r.model}'s pick" for r in unseeded) + " not yet repeated with "
+                    "seeds" if unseeded else "teacher at majority" if gain is None else f"{gain:.2f}")
             mark = ("" if s.seeds < 2 or s.mean - base > s.std else " (within its spread of majority)")
             lines.append(f"| {t} | {base:.2f} | `{student[t].pipeline}` | {_cell(s)}{mark} | "
                          f"`{teacher[t].pipeline}` | {_cell(te)} | {kept} |")
     return "\n".join(lines)
+
+
+def task_distillation_table(results_dir: Path | None = None) -> str:
+    """What task distillation adds for the student, per task, from the exploratory rows in (markdown)."""
+    results_dir = results_dir or RESULTS_DIR
+    rows = read_rows(results_dir)
+    picks = choose(rows, "student")
+    added = _task_distillation_added(rows, picks, [t for t in TASKS if t in picks])
+    lines = ["| task | best with task distillation | dev | best without | dev | difference | seed spread of the pick |",
+             "|---|---|---|---|---|---|---|"]
+    for t, a in added.items():
+        spread = f"{a['seed_spread_of_the_pick']:.2f}" if "seed_spread_of_the_pick" in a else "not measured"
+        lines.append(f"| {t} | `{a['task_distillation']}` | {a['dev']:.2f} | `{a['without']}` | {a['without_dev']:.2f} "
+                     f"| {a['difference']:+.2f} | {spread} |")
+    return "\n".join(lines) if added else "No task has both kinds of rows yet."
 
 
 def _cell(score) -> str:
@@ -252,24 +464,38 @@ def _cell(score) -> str:
 
 
 
+def _summary_arguments(p) -> None:
+    p.add_argument("--results", default=str(RESULTS_DIR),
+                   help="the folder of the study's rows (the repository's; another one to try the stages out)")
+    p.add_argument("--name", default=RELEASED_NAME, help="the student's name in the summary")
+    p.add_argument("--student-path", default=f"minialbert/released/{RELEASED_NAME}")
+    p.add_argument("--embed", default=str(RESULTS_DIR / "embed.json"),
+                   help="the `bench embed --compare` result of the student")
+
+
 def add_commands(sub, defaults) -> None:
-    r = sub.add_parser("run", help="run (or continue) the study, teacher first (resumable, job by job)")
+    r = sub.add_parser("run", help="run (or continue) the whole study from a fresh clone: teaching stages, "
+                                   "exploratory rows, picks with seeds, summary (resumable, job by job)")
     r.add_argument("--student", required=True, help="the released student's folder")
     defaults(r, work="runs/retention")
+    _summary_arguments(r)
     r.add_argument("--who", type=lambda s: s.split(","), default=["teacher", "student"])
     r.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
     r.add_argument("--pipelines", type=lambda s: s.split(","), default=None,
                    help="run only these candidate pipelines (comma-separated; default: every candidate); the "
                         "summary lists the candidates that were run per task")
+    r.add_argument("--max-train-samples", type=int, default=None,
+                   help="try the stages out on N training examples per task (with --results elsewhere)")
+    r.add_argument("--max-transfer-samples", type=int, default=None,
+                   help="try the stages out on N transfer examples (the study's own: 20,000)")
+    r.add_argument("--fit-head-steps", type=int, default=400, help="steps of the fit-head teacher that augments")
     r.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(func=run)
-    s = sub.add_parser("summary", help="summary.json from the committed results")
-    s.add_argument("--name", default=RELEASED_NAME, help="the student's name in the summary")
-    s.add_argument("--student-path", default=f"minialbert/released/{RELEASED_NAME}")
-    s.add_argument("--embed", default=str(RESULTS_DIR / "embed.json"),
-                   help="the `bench embed --compare` result of the student")
-    s.add_argument("--out", default=str(RESULTS_DIR / "summary.json"))
+    s = sub.add_parser("summary", help="summary.json from the committed results (every pick seeded, or an error "
+                                       "naming the missing row)")
+    _summary_arguments(s)
+    s.add_argument("--out", default=None, help="default: summary.json in --results")
     s.set_defaults(func=summary)
     sub.add_parser("table", help="the per-task table from the committed results").set_defaults(func=printing(table))
 
@@ -279,7 +505,13 @@ def _summary() -> dict:
 
 
 def headline() -> str:
-    """The study's headline, from summary.json."""
+    """The study's headline, from summary.json; while a rerun is in progress (no summary: it is
+    written once the last row is in), what is done and the previous complete study."""
+    if not (RESULTS_DIR / "summary.json").is_file():
+        done = len(list(RESULTS_DIR.glob("*/*/results.json")))
+        return (f"**The retention study is being rerun** with every pipeline as a candidate on every task "
+                f"(task distillation included); {done} result folders are in so far (the table below), its "
+                f"summary comes with the last row. The previous complete study ({PREVIOUS_STUDY}) is in git history.")
     s = _summary()
     left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items()) or "no task left out"
     return (f"**Gain retention {s['gain_retention']:.3f}**: the student `{s['student']}` keeps that share of the "
