@@ -89,13 +89,13 @@ def test_seeds_at_best_after_a_grid_of_three_seeds_counts_each_seed_once(tmp_pat
     student = save_tiny_student(tmp_path / "s")
     summary = runner.run_finetune(runner.FinetuneOptions(
         model=student, task="rte", data_dir=str(shared_path("data", "glue")), grid="paper", learning_rates=[1e-4],
-        seeds_at_best=3, out=str(tmp_path / "ft"), dtype="fp32"))
+        seeds_at_best=3, out=str(tmp_path / "ft"), dtype="fp32", save_models="none"))  # the fake keeps no model
     assert calls == [(1e-4, 42), (1e-4, 43), (1e-4, 44)]
     assert summary["best"]["runs"] == 3 and len(set(summary["best"]["run_ids"])) == 3
     calls.clear()
     summary = runner.run_finetune(runner.FinetuneOptions(
         model=student, task="rte", data_dir=str(shared_path("data", "glue")), grid="paper", learning_rates=[1e-4],
-        seeds_at_best=5, out=str(tmp_path / "ft"), dtype="fp32"))
+        seeds_at_best=5, out=str(tmp_path / "ft"), dtype="fp32", save_models="none"))
     assert calls == [(1e-4, 45), (1e-4, 46)] and summary["best"]["runs"] == 5
 
 

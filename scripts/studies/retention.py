@@ -476,7 +476,8 @@ def _summary_arguments(p) -> None:
 def add_commands(sub, defaults) -> None:
     r = sub.add_parser("run", help="run (or continue) the whole study from a fresh clone: teaching stages, "
                                    "exploratory rows, picks with seeds, summary (resumable, job by job)")
-    r.add_argument("--student", required=True, help="the released student's folder")
+    r.add_argument("--student", default=f"minialbert/released/{RELEASED_NAME}",
+                   help="the student's folder (default: the released student)")
     defaults(r, work="runs/retention")
     _summary_arguments(r)
     r.add_argument("--who", type=lambda s: s.split(","), default=["teacher", "student"])
