@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench release release-code task-distillation clean
+.PHONY: setup demo test bench release release-code task-distillation retention clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,12 @@ task-distillation: $(STAMP)
 	test -f runs/demo/final/config.json || $(MAKE) demo
 	$(PY) -m scripts.studies task-distillation run --student runs/demo/final --final $(TD_FINALS)
 	$(PY) -m scripts.studies task-distillation summary
+
+# The retention study of docs/RESULTS.md section 9 on the released student, from a fresh clone: the
+# teaching models, every pipeline on every task for the student and the teacher, the picks with seeds,
+# summary.json (10 hours or more on 2 cores; resumable job by job, results into docs/results/retention).
+retention: $(STAMP)
+	$(PY) -m scripts.studies retention run
 
 TD_FINALS = $(shell $(PY) -c "from scripts.studies.task_distillation import COMMITTED_FINALS as f; print(' '.join(f))")
 
