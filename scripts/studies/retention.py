@@ -3,9 +3,12 @@ teacher alike, per task, each candidate pipeline runs once (seed 42, lr 1e-4: th
 the pipeline is picked once on dev; its learning rate is then picked on dev with seed 42 from a
 grid of three (the teacher's {2e-5, 5e-5, 1e-4}, the student's {5e-5, 1e-4, 5e-4}) and it is repeated
 with seeds 42-44 (SST-2: one seed). The teacher's cross-encoder that teaches the distillation rows is
-tuned on the same grid, and the teacher's cross-encoder row takes its pick from there. Results in docs/results/retention/, one folder per row: MODEL-PIPELINE
-(exploratory), MODEL-PIPELINE-3seeds (the pick: grid, then seeds), teaching-cross (the teaching
-model: the teacher's cross-encoder on the grid).
+tuned on the same grid, and the teacher's cross-encoder row takes its pick from there. Results in
+docs/results/retention/, one folder per row, each results.json with its run records (runs/*.json):
+MODEL-PIPELINE (exploratory), MODEL-PIPELINE-3seeds (the pick: grid, then seeds), teaching-cross
+(the teaching model: the teacher's cross-encoder on the grid), teacher-mlm (fit_head.json of the
+teacher that proposes augmentation words); jobs.json holds every job's wall seconds (one thread).
+The work folder (runs/retention) holds the weights and transfer sets, never committed.
 
 The summary reports first the share of the teacher's gain over the majority class that the student
 keeps, (student - majority) / (teacher - majority) averaged over tasks, with the majority baseline of
