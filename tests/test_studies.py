@@ -228,3 +228,14 @@ def test_every_committed_retention_row_has_its_run_records_beside_it():
     from scripts.studies import retention
 
     assert retention.unrecorded_rows(retention.RESULTS_DIR) == []
+
+
+@pytest.mark.parametrize("flag,value", [("--tasks", "bogus"), ("--pipelines", "nope"), ("--who", "both")])
+def test_retention_run_refuses_an_unknown_name_before_any_job_starts(flag, value, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "scripts.studies", "retention", "run", flag, value,
+                           "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and f"unknown {value}; choose among" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "work").exists()

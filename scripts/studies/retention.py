@@ -18,6 +18,7 @@ of both averages. The plain ratio of the averages is reported beside it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -25,7 +26,9 @@ import statistics
 import time
 from pathlib import Path
 
+from minialbert.errors import MiniAlbertError
 from minialbert.finetune.report import gain_kept
+from minialbert.taskdistill.teacher import resolve_teacher_folder
 
 from .common import RESULTS, ROW_FOLDER, printing, protocol_argv, task_folder
 from .jobs import Job, run_jobs
@@ -56,13 +59,13 @@ TEACHER_MLM = "teacher-mlm"
 
 
 def _kept_model(folder: str):
-    """Completion of a teaching model: its best run's weights are there (not only its results)."""
+    """Completion of a teaching model: its best run's weights are there (not only its results),
+    found as --teacher finds them."""
     def complete(work: Path) -> bool:
         try:
-            best = json.loads((work / folder / "results.json").read_text())["best"]["best_run"]
-        except (OSError, ValueError, KeyError, TypeError):
+            return any(Path(resolve_teacher_folder(str(work / folder))).glob("*.safetensors"))
+        except MiniAlbertError:  # no kept model, or a damaged results.json
             return False
-        return any((work / folder / "runs" / best / "model").glob("*.safetensors"))
     return complete
 
 
@@ -88,6 +91,17 @@ def _finetune(args, model: str, task: str, out: str, lrs: list[str], flags, seed
         if getattr(args, flag, None) and (flag == "max_train_samples" or "--transfer-data" in flags):
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     return argv
+
+
+def _reads(flags, tf: str) -> list[str]:
+    """The teaching stages a row with these finetune flags reads (job names)."""
+    reads = [f"{TEACHING}/{tf}"] if "--teacher" in flags else []
+    return reads + ([TEACHER_MLM] if "--augment" in flags else [])
+
+
+def _seeded(results_dir: Path, model: str, pipeline: str, task: str) -> Path:
+    """The results.json of a pick repeated with seeds (the final row)."""
+    return results_dir / f"{model}-{pipeline}-3seeds" / task_folder(task) / "results.json"
 
 
 def _pipelines(args, who: str, task: str) -> list[str]:
@@ -121,9 +135,11 @@ def plan(args, who: str) -> list[Job]:
         tf = task_folder(task)
         for pipeline in _pipelines(args, who, task):
             out, flags = f"{who}-{pipeline}/{tf}", PIPELINES[pipeline].flags
-            after = [f"{TEACHING}/{tf}"] if "--teacher" in flags or (who, pipeline) == ("teacher", "cross") else []
-            after += [TEACHER_MLM] if "--augment" in flags else []
-            after += [f"{who}-td2-transfer/{tf}"] if pipeline == "td12-transfer" else []
+            after = _reads(flags, tf)
+            if (who, pipeline) == ("teacher", "cross"):  # its run is the teaching grid's, reused
+                after.append(f"{TEACHING}/{tf}")
+            if pipeline == "td12-transfer":  # reads the set td2-transfer labelled
+                after.append(f"{who}-td2-transfer/{tf}")
             complete = _has_transfer_set(out) if pipeline == "td2-transfer" else None
             jobs.append(Job(out, _finetune(args, _model(args, who), task, out, [EXPLORATORY_LR], flags, 1, "none"),
                             f"{out}/results.json", after, complete))
@@ -144,11 +160,9 @@ def plan_finals(args, who: str, results_dir: Path | None = None) -> list[Job]:
             continue
         tf, flags = task_folder(task), PIPELINES[row.pipeline].flags
         out = f"{who}-{row.pipeline}-3seeds/{tf}"
-        after = [f"{TEACHING}/{tf}"] if "--teacher" in flags else []
-        after += [TEACHER_MLM] if "--augment" in flags else []
         jobs.append(Job(out, _finetune(args, _model(args, who), task, out,
                                        _final_grid(who, row.pipeline, task, results_dir), flags, 3, "none"),
-                        f"{out}/results.json", after))
+                        f"{out}/results.json", _reads(flags, tf)))
     return jobs
 
 
@@ -253,8 +267,7 @@ def study_complete(args, results_dir: Path) -> list[str]:
             missing += [f"{who}-{p}/{task_folder(task)}" for p in _pipelines(args, who, task) if (who, p, task) not in rows]
         picks = choose(rows, who)
         missing += [f"{who}-{r.pipeline}-3seeds/{task_folder(t)}" for t, r in picks.items()
-                    if t in args.tasks and not (results_dir / f"{who}-{r.pipeline}-3seeds" / task_folder(t)
-                                                / "results.json").is_file()]
+                    if t in args.tasks and not _seeded(results_dir, who, r.pipeline, t).is_file()]
     return missing
 
 
@@ -304,7 +317,7 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         raise SystemExit(f"{results_dir}: no results.json of {', '.join(absent)}; run `python -m scripts.studies "
                          "retention run --student ...` to finish the study (it resumes).")
     unseeded = [f"{r.model}-{r.pipeline}-3seeds/{task_folder(t)}" for t in tasks for r in (student[t], teacher[t])
-                if not (results_dir / f"{r.model}-{r.pipeline}-3seeds" / task_folder(t) / "results.json").is_file()]
+                if not _seeded(results_dir, r.model, r.pipeline, t).is_file()]
     if unseeded:  # never a silent fallback to the exploratory row's single seed
         raise SystemExit(f"{results_dir}: the picked pipeline has no seeded row in {', '.join(unseeded)}; run "
                          "`python -m scripts.studies retention run --student ...` to finish the study (it resumes).")
@@ -388,8 +401,8 @@ def _score(row, results_dir: Path) -> dict:
 
 def _picked_lr(row, results_dir: Path):
     """The learning rate the seeded row ran with, read from the folder of the study given."""
-    folder = results_dir / f"{row.model}-{row.pipeline}-3seeds" / task_folder(row.task) / "results.json"
-    return json.loads(folder.read_text())["best"]["learning_rate"] if folder.exists() else None
+    seeded = _seeded(results_dir, row.model, row.pipeline, row.task)
+    return json.loads(seeded.read_text())["best"]["learning_rate"] if seeded.exists() else None
 
 
 def _majority(results_dir: Path, task: str, split: str) -> float:
@@ -434,8 +447,7 @@ def table(results_dir: Path | None = None) -> str:
             split = "test" if t.startswith("ner:") else "dev"
             base = _majority(results_dir, t, split)
             s, te = student[t].score, teacher[t].score
-            unseeded = [r for r in (student[t], teacher[t]) if not (
-                results_dir / f"{r.model}-{r.pipeline}-3seeds" / task_folder(t) / "results.json").is_file()]
+            unseeded = [r for r in (student[t], teacher[t]) if not _seeded(results_dir, r.model, r.pipeline, t).is_file()]
             gain = gain_kept(s.mean, te.mean, te.std, base)
             kept = ("not yet: " + " and ".join(f"the {r.model}'s pick" for r in unseeded) + " not yet repeated with "
                     "seeds" if unseeded else "teacher at majority" if gain is None else f"{gain:.2f}")
@@ -467,6 +479,18 @@ def _cell(score) -> str:
 
 
 
+def _names_of(known: list[str]):
+    """An argparse type: a comma-separated list, each name one of `known` (else a clear error, exit 2)."""
+    def parse(text: str) -> list[str]:
+        names = [n for n in text.split(",") if n]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or 'empty list'}; choose among "
+                                             f"{', '.join(known)} (comma-separated)")
+        return names
+    return parse
+
+
 def _summary_arguments(p) -> None:
     p.add_argument("--results", default=str(RESULTS_DIR),
                    help="the folder of the study's rows (the repository's; another one to try the stages out)")
@@ -483,9 +507,10 @@ def add_commands(sub, defaults) -> None:
                    help="the student's folder (default: the released student)")
     defaults(r, work="runs/retention")
     _summary_arguments(r)
-    r.add_argument("--who", type=lambda s: s.split(","), default=["teacher", "student"])
-    r.add_argument("--tasks", type=lambda s: s.split(","), default=TASKS)
-    r.add_argument("--pipelines", type=lambda s: s.split(","), default=None,
+    r.add_argument("--who", type=_names_of(["teacher", "student"]), default=["teacher", "student"])
+    r.add_argument("--tasks", type=_names_of(TASKS), default=TASKS)
+    r.add_argument("--pipelines", type=_names_of(sorted({p for c in CANDIDATES.values() for ps in c.values()
+                                                         for p in ps})), default=None,
                    help="run only these candidate pipelines (comma-separated; default: every candidate); the "
                         "summary lists the candidates that were run per task")
     r.add_argument("--max-train-samples", type=int, default=None,
