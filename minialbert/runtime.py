@@ -136,4 +136,6 @@ def training_arguments(output_dir, dtype: str, seed: int, **settings):
 
     return TrainingArguments(output_dir=str(output_dir), use_cpu=not torch.cuda.is_available(),
                              bf16=dtype == "bf16", fp16=dtype == "fp16", seed=seed, data_seed=seed,
-                             report_to="none", **settings)
+                             report_to="none",
+                             # a resumed run gets back its callbacks' state (resumable.py: its clock, its epoch's order)
+                             restore_callback_states_from_checkpoint=True, **settings)

@@ -294,7 +294,8 @@ def test_run_identity_is_every_option_field_but_those_marked_unable_to_change_nu
     taught = run_identity(dataclasses.replace(opts, teacher=student_dir), student_dir, rte, student_dir)
     assert set(taught) == set(identity) | {"distillation"} and set(taught["distillation"]) == distillation
     assert marked == {"out", "save_models", "learning_rates", "batch_size", "epochs", "max_steps", "runs", "grid",
-                      "seeds_at_best"}  # each is in the run id itself, or only says what is kept where
+                      "seeds_at_best", "checkpoint_minutes"}  # each is in the run id itself, or only says what is
+    # kept where (a resumed run has the numbers of an uninterrupted one: test_task_distillation.py)
     assert identity["seed"] == 42  # the subset and the augmented copies are drawn with it
     with pytest.raises(ValueError):
         run_identity(FinetuneOptions(model=student_dir, task="rte", out="x"), student_dir, rte)  # 'auto' unresolved

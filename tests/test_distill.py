@@ -183,6 +183,8 @@ def test_kill_9_twice_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((out / "final" / "distillation.json").read_text())
     assert info["steps"] == 40 and info["resumed_from"].endswith(newest.name)
+    # the clock counts the killed parts too (restored from the checkpoint), not only the last process
+    assert info["train_seconds_total"] > info["train_seconds_this_run"] + 0.5
     assert f"Skipping {planted}" in result.stderr
     assert run_cli("distill", "--out", str(straight), *common).returncode == 0
     resumed_log, straight_log = log_rows(out), log_rows(straight)

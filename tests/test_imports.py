@@ -47,7 +47,7 @@ def test_reading_glue_leaves_the_csv_limit_as_it_was(tmp_path):
 # The layers, from the command line down to the model and the small helpers beneath it: a module may
 # import its own layer or any layer below it, never one above.
 LAYERS = ["__main__", "cli", "analysis", "finetune", "taskdistill", "distillation", "inference", "data",
-          "model_card", "runtime", "model", "checkpoints", "packaged", "fingerprint", "options", "compat",
+          "model_card", "runtime", "model", "resumable", "checkpoints", "packaged", "fingerprint", "options", "compat",
           "hf_utils", "allocator", "records", "errors"]
 
 

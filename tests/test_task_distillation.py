@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, Trainer
 
 from minialbert.cli import main
 from minialbert.data.transfer import read_transfer_data
@@ -280,3 +280,52 @@ def test_kill_9_during_a_distillation_grid_then_resume_equals_an_uninterrupted_r
     a, b = (json.loads((f / "results.json").read_text()) for f in (out, straight))
     assert [c["mean_score"] for c in a["configs"]] == pytest.approx([c["mean_score"] for c in b["configs"]], abs=1e-6)
     assert a["transfer_set"] == b["transfer_set"]
+
+
+class _Cut(Exception):
+    """Stands for kill -9 right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize("pipeline", ["plain", "td-2-stages"])
+def test_a_run_cut_midway_resumes_from_its_checkpoint_with_the_numbers_of_an_uninterrupted_run(
+        pipeline, student_dir, teachers, tmp_path, monkeypatch):
+    """A fine-tuning run checkpoints as it trains (--checkpoint-minutes) and a rerun of the command
+    continues it: the cut falls in the second epoch of a length-grouped order (the epoch's order must
+    come back, not only the RNG state of the checkpoint), and for task distillation in stage 2, which
+    must not repeat stage 1. The student has no dropout, so only the data order can differ."""
+    from minialbert import resumable
+    from minialbert.taskdistill import trainers
+
+    glue = str(shared_path("data", "glue"))
+    args = ["finetune", "--model", student_dir, "--task", "stsb", "--data-dir", glue, "--max-train-samples", "24",
+            "--batch-size", "4", "--epochs", "2", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32",
+            "--pair-encoding", "cross", "--checkpoint-minutes", "1e-9"]  # a checkpoint after every step
+    if pipeline != "plain":
+        args += ["--teacher", teachers["stsb"], "--intermediate-epochs", "1"]
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+
+    saved = resumable.SaveEveryCallback.on_save
+    cut_at = 9  # of 12 steps: epoch 2 (of stage 2)
+
+    def cut(self, args_, state, control, **kw):
+        saved(self, args_, state, control, **kw)
+        if state.global_step == cut_at and not args_.output_dir.endswith("stage1"):
+            raise _Cut()
+
+    monkeypatch.setattr(resumable.SaveEveryCallback, "on_save", cut)
+    with pytest.raises(_Cut):
+        main([*args, "--out", str(tmp_path / "cut")])
+    run_dir = next(p for p in (tmp_path / "cut" / "runs").iterdir() if p.is_dir())
+    assert (run_dir / "trainer" / f"checkpoint-{cut_at}" / "trainer_state.json").is_file()
+    assert not list((tmp_path / "cut" / "runs").glob("*.json"))  # no record: the run is not finished
+    monkeypatch.setattr(resumable.SaveEveryCallback, "on_save", saved)
+    stage1_runs = []
+    monkeypatch.setattr(trainers.IntermediateDistillationTrainer, "train",
+                        lambda self, **kw: stage1_runs.append(kw) or Trainer.train(self, **kw))
+    assert main([*args, "--out", str(tmp_path / "cut")]) == 0
+    assert stage1_runs == []  # stage 2 resumed: stage 1 is not repeated
+    record, straight = (json.loads(next((tmp_path / f / "runs").glob("*.json")).read_text()) for f in ("cut", "straight"))
+    assert record["run_id"] == straight["run_id"] and record["train_steps"] == straight["train_steps"] == 12
+    for split, metrics in straight["metrics"].items():
+        assert record["metrics"][split] == pytest.approx(metrics, abs=1e-6), split
+    assert record["train_seconds"] > 0 and not (run_dir / "trainer").exists()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 
 logger = logging.getLogger(__name__)
 COMPONENTS = ("mlm", "attention", "hidden", "output", "embedding", "sentence")
@@ -67,20 +65,3 @@ class ZeroShotCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._score(state, model)
 
-
-class WallClockCallback(TrainerCallback, ExportableState):
-    """Training seconds summed over every run of one output folder: the total is stored in each
-    checkpoint (the Trainer's stateful callbacks), so a resumed run adds to what the interrupted
-    runs spent, and `distillation.json` reports the whole budget."""
-
-    def __init__(self, seconds: float = 0.0):
-        self.seconds, self._start = seconds, None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.time()
-
-    def total(self) -> float:
-        return self.seconds + (time.time() - self._start if self._start is not None else 0.0)
-
-    def state(self) -> dict:
-        return {"args": {"seconds": round(self.total(), 1)}, "attributes": {}}

@@ -29,7 +29,8 @@ from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, write_model_card
 from ..records import DISTILLATION_FIELDS, read_json
 from ..runtime import machine_description, resolve_dtype, training_arguments
-from .callbacks import COMPONENTS, JsonlLogCallback, WallClockCallback, ZeroShotCallback
+from ..resumable import WallClockCallback, training_seconds
+from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
 from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, mlm_loss, output_loss, sentence_loss
 from .masking import IndexedWindows, MaskingEpochCallback, SeededMaskingCollator
 from .recipe import DistillRecipe
@@ -277,14 +278,12 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     from accelerate.utils import gather_object
 
     first_windows = gather_object([collator.first_windows])  # one list per process: shards must differ
-    clock = next(c for c in trainer.callback_handler.callbacks if isinstance(c, WallClockCallback))  # a resume
-    # restores it from the checkpoint as a new object
 
     summary = {
         "teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(), **provenance,
         "layer_map": layer_map, "initialisation": init_info, "steps": trainer.state.global_step,
         "seed": recipe.seed, "train_seconds_this_run": round(elapsed, 1),
-        "train_seconds_total": round(clock.total(), 1), "machine": machine_description(),
+        "train_seconds_total": round(training_seconds(trainer), 1), "machine": machine_description(),
         "distilled_tokens": trainer.state.num_input_tokens_seen, "world_size": args.world_size,
         "dtype": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "windows": len(windows) if hasattr(windows, "__len__") else None,

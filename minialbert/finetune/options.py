@@ -68,6 +68,9 @@ class FinetuneOptions(TaskDistillationOptions):
                                                                           "--seed"})
     save_models: str = field(default="best", metadata={**NOT_IDENTITY, "choices": ["best", "all", "none"],
                                                        "help": "which runs keep their model or adapter files"})
+    checkpoint_minutes: float = field(default=10, metadata={**NOT_IDENTITY, "help":
+        "save a checkpoint of the run in training every N minutes (RUN/trainer, deleted when it ends); re-running "
+        "the command resumes an interrupted run from it, on its own epoch's data order; 0: never"})
 
     def validate(self) -> "FinetuneOptions":
         """Cheap checks before the model or the data is loaded; each names its flag."""
@@ -78,6 +81,7 @@ class FinetuneOptions(TaskDistillationOptions):
             require(value is None or value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
         require(self.epochs is None or self.epochs > 0, f"--epochs must be positive (got {self.epochs}).")
         require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1 (got {self.max_steps}).")
+        require(self.checkpoint_minutes >= 0, f"--checkpoint-minutes must be 0 or more (got {self.checkpoint_minutes}).")
         require(self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length}).")
         require(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio}).")
         require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..errors import MiniAlbertError
 from ..fingerprint import options_hash
 from ..model.adapters import save_adapter_task
 from ..records import RUN_RECORD_FIELDS, read_json
+from ..resumable import resumable_callbacks, resume_point, training_seconds
 from ..runtime import training_arguments
 from ..taskdistill.trainers import run_task_distillation
 from ..taskdistill.transfer_set import TransferSources, build_transfer_set
@@ -69,21 +69,22 @@ def run_one(plan: FinetunePlan, spec: RunSpec, data: TaskData, run_dir: Path) ->
         run_dir / "trainer", dtype, spec.seed, per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
         lr_scheduler_type="linear", **warmup_fraction(opts.warmup_ratio),
-        num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1, save_strategy="no", logging_steps=50,
+        num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1, logging_steps=50,
+        save_strategy="no", save_total_limit=1,  # checkpoints come from SaveEveryCallback, by time
         disable_tqdm=False, optim="adamw_torch_fused", **length_grouping(opts.group_by_length))
     collator = task_collator(data.kind, opts.pair_encoding, tokenizer)
-    start = time.time()
     if opts.teacher:
         trainer = run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir, opts.pair_encoding,
-                                        plan.teacher_path)
+                                        plan.teacher_path, opts.checkpoint_minutes)
     else:
-        trainer = ordered_evaluation(Trainer)(model=model, args=args, train_dataset=data.train,
-                                              data_collator=collator,
-                                              callbacks=[tensorboard_callback(run_dir / "tensorboard")])
-        trainer.train()
-    seconds = time.time() - start
+        trainer = ordered_evaluation(Trainer)(
+            model=model, args=args, train_dataset=data.train, data_collator=collator,
+            callbacks=[tensorboard_callback(run_dir / "tensorboard"), *resumable_callbacks(opts.checkpoint_minutes)])
+        trainer.train(resume_from_checkpoint=resume_point(run_dir / "trainer"))
+    seconds = training_seconds(trainer)  # summed over an interrupted run's parts
     result = evaluate(trainer, data, plan.task)
-    shutil.rmtree(run_dir / "trainer", ignore_errors=True)
+    for checkpoints in ("trainer", "trainer-stage1"):
+        shutil.rmtree(run_dir / checkpoints, ignore_errors=True)
     if opts.save_models != "none":
         folder = run_dir / ("adapter" if opts.adapter_tuning else "model")
         if opts.adapter_tuning:

@@ -16,6 +16,7 @@ from transformers import Trainer
 
 from ..compat import ordered_evaluation, tensorboard_callback
 from ..distillation.losses import alignment_setup
+from ..resumable import resumable_callbacks, resume_point, training_seconds
 from .losses import intermediate_losses, prediction_loss
 from .teacher import TEACHER_FIELDS, load_task_teacher
 
@@ -121,29 +122,38 @@ class IntermediateDistillationTrainer(Trainer):
 
 
 def run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir: Path, pair_encoding: str,
-                          teacher_path: str):
+                          teacher_path: str, checkpoint_minutes: float = 0):
     """Stage 1 (when `opts.intermediate_epochs` > 0) then stage 2 on the labelled transfer set
     (`data.train`); returns the stage-2 trainer, which evaluates as a plain one does. `opts`: the
     TaskDistillationOptions (or the fine-tuning options that carry them); `teacher_path`: the
-    teacher's resolved folder."""
+    teacher's resolved folder. Each stage checkpoints every `checkpoint_minutes` into
+    RUN/trainer-stage1 and RUN/trainer (the caller deletes them), and a rerun resumes: stage 1 also
+    checkpoints its last step, so a run cut in stage 2 never repeats it."""
     args = dataclasses.replace(args, remove_unused_columns=False)  # teacher_logits/has_label reach the loss
-    if opts.intermediate_epochs:
+    stage2_from = resume_point(run_dir / "trainer")
+    stage1_seconds = 0.0
+    if opts.intermediate_epochs and stage2_from is None:
         teacher, _ = load_task_teacher(teacher_path, data, tokenizer, attentions=True, name=opts.teacher)
         stage1 = intermediate_model(model.base_model, teacher.base_model, opts.project_hidden, opts.average_heads)
         stage1_args = dataclasses.replace(args, output_dir=str(run_dir / "trainer-stage1"),
                                           learning_rate=opts.intermediate_lr, num_train_epochs=opts.intermediate_epochs,
                                           max_steps=-1)
         strip = ("labels", *TEACHER_FIELDS)
-        IntermediateDistillationTrainer(
+        trainer = IntermediateDistillationTrainer(
             model=stage1, args=stage1_args, train_dataset=data.train, teacher_encoder=teacher.base_model,
             data_collator=lambda rows: collator([{k: v for k, v in r.items() if k not in strip} for r in rows]),
-            callbacks=[tensorboard_callback(run_dir / "tensorboard" / "stage1")]).train()
-        shutil.rmtree(run_dir / "trainer-stage1", ignore_errors=True)
-        del teacher
+            callbacks=[tensorboard_callback(run_dir / "tensorboard" / "stage1"),
+                       *resumable_callbacks(checkpoint_minutes, save_last_step=True)])
+        # loads the stage's weights into the student it shares with `model` (a finished stage 1 only that)
+        trainer.train(resume_from_checkpoint=resume_point(run_dir / "trainer-stage1"))
+        stage1_seconds = training_seconds(trainer)
+        del teacher, trainer
     scale = getattr(model.config, "similarity_scale", 1.0) if pair_encoding == "bi" else 1.0
+    callbacks = resumable_callbacks(checkpoint_minutes)
+    callbacks[0].seconds = stage1_seconds  # the run's clock counts both stages (a resumed stage 2 restores it)
     trainer = ordered_evaluation(PredictionDistillationTrainer)(
         model=model, args=args, train_dataset=data.train, data_collator=TeacherFieldsCollator(collator),
-        callbacks=[tensorboard_callback(run_dir / "tensorboard")], temperature=opts.temperature,
+        callbacks=[tensorboard_callback(run_dir / "tensorboard"), *callbacks], temperature=opts.temperature,
         hard_weight=opts.hard_weight, regression_scale=scale)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=stage2_from)
     return trainer
