@@ -239,3 +239,31 @@ def test_retention_run_refuses_an_unknown_name_before_any_job_starts(flag, value
                            "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and f"unknown {value}; choose among" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "work").exists()
+
+
+def test_a_jobs_cpu_seconds_are_read_from_the_os_and_every_attempt_counts_once(tmp_path, monkeypatch):
+    """The study's CPU time: jobs.py reads each job's CPU seconds as it runs (a job that mostly
+    waits costs little CPU whatever its wall time); an attempt cut earlier (a kill, a session's end)
+    stays in the work folder's ledger, and jobs.json merges attempts by start time: counting twice
+    changes nothing, attempts made on another machine are kept."""
+    import sys
+
+    from scripts.studies import jobs, retention
+
+    script = ("import sys, time, pathlib\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
+              "time.sleep(1.0)\npathlib.Path(sys.argv[1]).write_text('done')")
+    monkeypatch.setattr(jobs, "COMMAND", [sys.executable, "-c", script])
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / jobs.LEDGER).write_text(json.dumps({"row": {"1": {"wall": 100.0, "cpu": 90.0}}}))  # a cut attempt
+    assert jobs.run_jobs([jobs.Job("row", ["done.txt"], "done.txt")], work) == 0
+    attempts = jobs.job_attempts(work, "row")
+    assert len(attempts) == 2 and attempts["1"] == {"wall": 100.0, "cpu": 90.0}
+    new = next(a for k, a in attempts.items() if k != "1")
+    assert 0.9 <= new["cpu"] <= 1.8 and new["wall"] >= 1.9  # the sleep is wall time, not CPU time
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps({"row": {"attempts": {"0": {"wall": 5.0, "cpu": 4.0}}}}))  # another machine's
+    for _ in range(2):
+        retention.count_seconds(path, "row", attempts)
+    entry = json.loads(path.read_text())["row"]
+    assert len(entry["attempts"]) == 3 and entry["cpu"] == pytest.approx(94.0 + new["cpu"], abs=0.1)

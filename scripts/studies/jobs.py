@@ -3,10 +3,12 @@ time, each after the jobs it depends on, and the one resume rule: a job whose `d
 is finished and skipped (each `minialbert` command writes that file last and atomically). A job
 whose output another job reads (a teaching model's weights, a transfer set) says so with
 `complete`: it is finished only when that output is there, so a lost output is rebuilt before any
-job that reads it starts."""
+job that reads it starts. Each job's wall and CPU seconds are kept per attempt in the work folder
+(`job-seconds.json`), so a job cut by a kill or a machine's end still counts what it spent."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import psutil
+
+COMMAND = [sys.executable, "-m", "minialbert"]  # a job's argv follows
+LEDGER = "job-seconds.json"  # in the work folder: {job: {attempt start: {"wall": s, "cpu": s}}}
+LEDGER_EVERY = 15  # seconds between writes of the ledger (a kill loses at most that much of the count)
 
 
 @dataclass
@@ -29,6 +37,39 @@ class Job:
         return (work / self.done).exists() and (self.complete is None or self.complete(work))
 
 
+class Ledger:
+    """Wall and CPU seconds (user + system, the process and its children, read from the OS: what a
+    job costs, whatever else the machine was doing) of every attempt of every job; written to the
+    work folder every LEDGER_EVERY seconds and when a job ends."""
+
+    def __init__(self, work: Path):
+        self.path, self.written = work / LEDGER, time.time()
+        self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def measure(self, name: str, proc: subprocess.Popen, started: float) -> None:
+        try:
+            t = psutil.Process(proc.pid).cpu_times()
+        except psutil.Error:  # it has just ended: its last reading (at most a second old) stands
+            return
+        attempt = self.entries.setdefault(name, {}).setdefault(f"{started:.0f}", {})
+        attempt.update(wall=round(time.time() - started, 1),
+                       cpu=round(t.user + t.system + t.children_user + t.children_system, 1))
+
+    def write(self, force: bool = False) -> None:
+        if force or time.time() - self.written >= LEDGER_EVERY:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.entries, indent=1) + "\n")
+            os.replace(tmp, self.path)
+            self.written = time.time()
+
+
+def job_attempts(work: Path, name: str) -> dict:
+    """A job's attempts so far (attempt start -> wall and CPU seconds): a kill, a rebuild and
+    another session each add one."""
+    path = work / LEDGER
+    return (json.loads(path.read_text()) if path.is_file() else {}).get(name, {})
+
+
 def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None) -> int:
     """Run `jobs` in `work`, `parallel` at a time, each after the jobs it depends on; `on_done(job)`
     runs as each job finishes (e.g. to copy its small result files into the repository at once),
@@ -42,12 +83,15 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
     failed, running = set(), {}
     print(f"{len(jobs)} jobs, {len(finished)} already done, {len(pending)} to run, {parallel} at a time", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+    ledger = Ledger(work)
     while pending or running:
         for name, (job, proc, log, started) in list(running.items()):
+            ledger.measure(name, proc, started)
             if proc.poll() is None:
                 continue
             log.close()
             del running[name]
+            ledger.write(force=True)  # before on_done, which reads it
             ok = proc.returncode == 0 and job.finished(work)
             (finished if ok else failed).add(name)
             if ok and on_done:
@@ -70,10 +114,11 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 if on_start:
                     on_start(job)
                 log = (work / "logs" / f"{job.name.replace('/', '_')}.log").open("w")
-                proc = subprocess.Popen([sys.executable, "-m", "minialbert", *job.argv], cwd=work, env=env,
+                proc = subprocess.Popen([*COMMAND, *job.argv], cwd=work, env=env,
                                         stdout=log, stderr=subprocess.STDOUT)
                 running[job.name] = (job, proc, log, time.time())
                 print(f"{time.strftime('%H:%M:%S')} start {job.name}", flush=True)
+        ledger.write()
         time.sleep(1)
     print(f"finished {len(finished)}, failed {sorted(failed) or 'none'}", flush=True)
     return 1 if failed else 0

@@ -7,7 +7,8 @@ tuned on the same grid, and the teacher's cross-encoder row takes its pick from 
 docs/results/retention/, one folder per row, each results.json with its run records (runs/*.json):
 MODEL-PIPELINE (exploratory), MODEL-PIPELINE-3seeds (the pick: grid, then seeds), teaching-cross
 (the teaching model: the teacher's cross-encoder on the grid), teacher-mlm (fit_head.json of the
-teacher that proposes augmentation words); jobs.json holds every job's wall seconds (one thread).
+teacher that proposes augmentation words); jobs.json holds every attempt of every job with its wall and
+CPU seconds (jobs.py measures them).
 The work folder (runs/retention) holds the weights and transfer sets, never committed.
 
 The summary reports first the share of the teacher's gain over the majority class that the student
@@ -19,11 +20,11 @@ of both averages. The plain ratio of the averages is reported beside it."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 from minialbert.errors import MiniAlbertError
@@ -31,7 +32,7 @@ from minialbert.finetune.report import gain_kept
 from minialbert.taskdistill.teacher import resolve_teacher_folder
 
 from .common import RESULTS, ROW_FOLDER, printing, protocol_argv, task_folder
-from .jobs import Job, run_jobs
+from .jobs import Job, job_attempts, run_jobs
 from .task_distillation import PIPELINES, choose, parse_folder, read_rows
 
 RESULTS_DIR = RESULTS / "retention"
@@ -205,22 +206,12 @@ def _reuse_runs(work: Path, results_dir: Path, job: Job) -> None:
                 shutil.copytree(built.parent, target / "transfer" / built.parent.name)
 
 
-def _keep(work: Path, results_dir: Path, started: dict):
+def _keep(work: Path, results_dir: Path):
     """On a job's end: its results.json and every run record and transfer-set description beside it
-    go into the repository's folder (a teaching stage's fit_head.json too), and its wall seconds are
-    added to `jobs.json` (one thread a job: the study's CPU time is their sum, over every session
-    and every rebuild); the summary of an older set of rows no longer holds, so it goes."""
+    go into the repository's folder (a teaching stage's fit_head.json too), its seconds into
+    `jobs.json`; the summary of an older set of rows no longer holds, so it goes."""
     def keep(job):
-        if job.name in started:
-            timings_file = results_dir / "jobs.json"
-            timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
-            entry = timings.setdefault(job.name, {"seconds": 0.0, "runs": 0})
-            entry["seconds"] = round(entry["seconds"] + time.time() - started.pop(job.name), 1)
-            entry["runs"] += 1
-            results_dir.mkdir(parents=True, exist_ok=True)
-            tmp = timings_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
-            os.replace(tmp, timings_file)
+        count_seconds(results_dir / "jobs.json", job.name, job_attempts(work, job.name))
         folder = work / Path(job.done).parent
         records = [folder / "runs" / f"{i}.json" for i in _run_ids(work / job.done)]  # the row's own runs only
         for f in [work / job.done, *records, *folder.glob("transfer/*/transfer.json")]:
@@ -229,6 +220,23 @@ def _keep(work: Path, results_dir: Path, started: dict):
             shutil.copyfile(f, target)
         (results_dir / "summary.json").unlink(missing_ok=True)
     return keep
+
+
+def count_seconds(path: Path, name: str, attempts: dict) -> None:
+    """jobs.json: every attempt of every job (jobs.py's ledger: wall and CPU seconds; a job cut by a
+    kill or a session's end is several attempts), merged by start time, so counting twice changes
+    nothing and attempts made on another machine stay; `wall` and `cpu` are the job's totals."""
+    if not attempts:
+        return
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    entry = timings.setdefault(name, {})
+    entry["attempts"] = merged = {**entry.get("attempts", {}), **attempts}
+    for kind in ("wall", "cpu"):
+        entry[kind] = round(sum(a.get(kind, 0.0) for a in merged.values()), 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def _run_ids(results: Path) -> list[str]:
@@ -279,13 +287,8 @@ def run(args) -> int:
     work, results_dir = Path(args.work), Path(args.results)
     work.mkdir(parents=True, exist_ok=True)
     prune_unrecorded(results_dir)
-    started: dict = {}
-    keep, code = _keep(work, results_dir, started), 0
-
-    def start(job):
-        started[job.name] = time.time()
-        _reuse_runs(work, results_dir, job)
-
+    keep, code = _keep(work, results_dir), 0
+    start = functools.partial(_reuse_runs, work, results_dir)
     for who in args.who:
         for phase in (plan, lambda a, w: plan_finals(a, w, results_dir)):
             jobs = phase(args, who)
@@ -370,8 +373,8 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         summary["parameter_ratio"] = round(summary["student_parameters"] / summary["teacher_parameters"], 4)
     summary["task_distillation_added"] = _task_distillation_added(rows, student, tasks)
     timings = results_dir / "jobs.json"
-    if timings.is_file():  # every job's wall seconds at one thread, over all sessions: the study's CPU time
-        summary["cpu_hours"] = round(sum(j["seconds"] for j in json.loads(timings.read_text()).values()) / 3600, 2)
+    if timings.is_file():  # every job's CPU seconds, over all its attempts and sessions
+        summary["cpu_hours"] = round(sum(j["cpu"] for j in json.loads(timings.read_text()).values()) / 3600, 2)
     return summary
 
 
