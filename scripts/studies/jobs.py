@@ -113,7 +113,9 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 pending.remove(job)
                 if on_start:
                     on_start(job)
-                log = (work / "logs" / f"{job.name.replace('/', '_')}.log").open("w")
+                log = (work / "logs" / f"{job.name.replace('/', '_')}.log").open("a")  # an earlier attempt's stays
+                log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: minialbert {' '.join(job.argv)}\n")
+                log.flush()
                 proc = subprocess.Popen([*COMMAND, *job.argv], cwd=work, env=env,
                                         stdout=log, stderr=subprocess.STDOUT)
                 running[job.name] = (job, proc, log, time.time())
