@@ -38,24 +38,41 @@ class WallClockCallback(TrainerCallback, ExportableState):
 
 
 class SaveEveryCallback(TrainerCallback):
-    """A checkpoint once `minutes` of training have passed since the last one (a step count would
-    mean seconds on a GPU and an hour on a small CPU); 0 turns it off. `save_last_step`: also one
-    at the end, for a stage whose result a later stage builds on."""
+    """A checkpoint about every `minutes` of training (0: never): the interval is counted in steps,
+    from the speed of the first CALIBRATION_STEPS steps, and is the same on every process (the
+    smallest of theirs), since the processes of a distributed run must save at the same steps. Why
+    not `save_steps`: a step count would mean seconds on a GPU and an hour on a small CPU.
+    `save_last_step`: also one at the end, for a stage whose result a later stage builds on."""
+
+    CALIBRATION_STEPS = 5
 
     def __init__(self, minutes: float, save_last_step: bool = False):
-        self.seconds, self.save_last_step, self._last = 60 * minutes, save_last_step, time.time()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._last = time.time()
+        self.seconds, self.save_last_step = 60 * minutes, save_last_step
+        self.every = self._first = self._start = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        due = time.time() - self._last >= self.seconds or (self.save_last_step and state.global_step >= state.max_steps)
-        if self.seconds > 0 and due:
+        if self.seconds <= 0:
+            return control
+        if self._first is None:  # the first step of this process (a resumed run starts midway)
+            self._first, self._start = state.global_step - 1, time.time()
+        done = state.global_step - self._first
+        if self.every is None and done > self.CALIBRATION_STEPS:
+            per_step = (time.time() - self._start) / (done - 1)
+            self.every = _smallest_on_every_process(max(1, round(self.seconds / per_step)), args.device)
+            logger.info("A checkpoint every %d steps (about %g minutes).", self.every, self.seconds / 60)
+        if (self.every and done % self.every == 0) or (self.save_last_step and state.global_step >= state.max_steps):
             control.should_save = True
         return control
 
-    def on_save(self, args, state, control, **kwargs):
-        self._last = time.time()
+
+def _smallest_on_every_process(value: int, device) -> int:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
 
 
 class EpochOrderCallback(TrainerCallback, ExportableState):

@@ -347,3 +347,29 @@ def test_report_averages_only_complete_rows_and_tasks_selects_columns(tmp_path, 
     (json_dir / "results.json").write_text(json.dumps(results[0]))
     assert main(["report", str(json_dir), "--tasks", "rte"]) != 0
     assert "no results for that task" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_finetune_checkpoints_at_the_same_steps_and_finishes(tmp_path):
+    """Under torchrun the processes must checkpoint at the same steps (a collective save would
+    otherwise wait forever): the interval is calibrated per process, then the smallest is shared."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    student = save_tiny_student(tmp_path / "s")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29541", "-m", "minialbert",
+                             "finetune", "--model", student, "--task", "rte", "--data-dir",
+                             str(shared_path("data", "glue")), "--max-train-samples", "48", "--batch-size", "4",
+                             "--epochs", "2", "--lr", "1e-3", "--max-length", "32", "--dtype", "fp32",
+                             "--checkpoint-minutes", "0.001", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    intervals = {line.split("A checkpoint every ")[1].split(" steps")[0]
+                 for line in (result.stdout + result.stderr).splitlines() if "A checkpoint every " in line}
+    assert len(intervals) == 1  # one interval, logged by both processes
+    record = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert record["train_steps"] == 12
