@@ -267,3 +267,24 @@ def test_a_jobs_cpu_seconds_are_read_from_the_os_and_every_attempt_counts_once(t
         retention.count_seconds(path, "row", attempts)
     entry = json.loads(path.read_text())["row"]
     assert len(entry["attempts"]) == 3 and entry["cpu"] == pytest.approx(94.0 + new["cpu"], abs=0.1)
+
+
+def test_jobs_planned_from_finished_ones_join_the_queue_without_waiting_for_a_phase(tmp_path, monkeypatch, capsys):
+    """The picks are planned as soon as their task's rows are in (`more`), while other jobs still
+    run: no core waits for a whole phase to end."""
+    import sys
+
+    from scripts.studies import jobs
+
+    script = ("import sys, time, pathlib\ntime.sleep(float(sys.argv[2]))\npathlib.Path(sys.argv[1]).write_text('x')")
+    monkeypatch.setattr(jobs, "COMMAND", [sys.executable, "-c", script])
+    work = tmp_path / "work"
+    work.mkdir()
+    first = [jobs.Job("row", ["row.txt", "0.1"], "row.txt"), jobs.Job("long", ["long.txt", "4"], "long.txt")]
+
+    def more():
+        return [jobs.Job("pick", ["pick.txt", "0.1"], "pick.txt", ["row"])] if (work / "row.txt").exists() else []
+
+    assert jobs.run_jobs(first, work, parallel=2, more=more) == 0
+    log = [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines() if line[:2].isdigit()]
+    assert log.index("planned pick") < log.index("start pick") < next(i for i, l in enumerate(log) if l.startswith("done long"))

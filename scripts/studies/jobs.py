@@ -70,18 +70,29 @@ def job_attempts(work: Path, name: str) -> dict:
     return (json.loads(path.read_text()) if path.is_file() else {}).get(name, {})
 
 
-def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None) -> int:
+def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None,
+             more: Callable[[], list[Job]] | None = None) -> int:
     """Run `jobs` in `work`, `parallel` at a time, each after the jobs it depends on; `on_done(job)`
     runs as each job finishes (e.g. to copy its small result files into the repository at once),
-    `on_start(job)` just before it starts (e.g. to give it the finished runs it may reuse).
-    Returns 1 when a job failed, else 0."""
+    `on_start(job)` just before it starts (e.g. to give it the finished runs it may reuse);
+    `more()`, asked after each job ends, returns the jobs that can be planned now (e.g. the rows
+    chosen from finished ones): those not seen yet join the queue, so no core waits for a whole
+    phase to end. Returns 1 when a job failed, else 0."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    pending = [j for j in jobs if not j.finished(work)]
-    finished = {j.name for j in jobs if j not in pending}
-    scheduled = {j.name for j in jobs}  # a dependency not planned here is not waited for (e.g. a final
-    # row whose teacher ran in an earlier invocation; without that teacher the job fails, naming it)
+    pending, finished, scheduled = [], set(), set()  # a dependency not planned here is not waited for
+    # (e.g. a final row whose teacher ran in an earlier invocation; without it the job fails, naming it)
+
+    def add(new_jobs):
+        for j in new_jobs:
+            if j.name not in scheduled:
+                scheduled.add(j.name)
+                (finished.add(j.name) if j.finished(work) else pending.append(j))
+
+    add(jobs)
+    add(more() if more else [])
     failed, running = set(), {}
-    print(f"{len(jobs)} jobs, {len(finished)} already done, {len(pending)} to run, {parallel} at a time", flush=True)
+    print(f"{len(scheduled)} jobs, {len(finished)} already done, {len(pending)} to run, {parallel} at a time",
+          flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     ledger = Ledger(work)
     while pending or running:
@@ -98,6 +109,11 @@ def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, o
                 on_done(job)
             print(f"{time.strftime('%H:%M:%S')} {'done' if ok else 'FAILED'} {name} ({time.time() - started:.0f} s)",
                   flush=True)
+            if more:
+                before = len(pending)
+                add(more())
+                for j in pending[before:]:
+                    print(f"{time.strftime('%H:%M:%S')} planned {j.name}", flush=True)
         for job in list(pending):
             if len(running) >= parallel:
                 break

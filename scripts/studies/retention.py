@@ -147,16 +147,17 @@ def plan(args, who: str) -> list[Job]:
     return jobs
 
 
-def plan_finals(args, who: str, results_dir: Path | None = None) -> list[Job]:
+def plan_finals(args, who: str, results_dir: Path | None = None, report: bool = True) -> list[Job]:
     """The picked pipeline of each task (best exploratory dev score), on the grid and then with seeds.
-    A task is picked only once every candidate's exploratory row is in: a pick among some is no pick."""
+    A task is picked only once every candidate's exploratory row is in: a pick among some is no pick
+    (`report`: say which rows a task still waits for)."""
     results_dir = results_dir or RESULTS_DIR
     rows = read_rows(results_dir)
     jobs = teaching_jobs(args, who)
     for task, row in choose(rows, who).items():
         missing = [p for p in _pipelines(args, who, task) if (who, p, task) not in rows]
         if task not in args.tasks or missing:
-            if task in args.tasks:
+            if task in args.tasks and report:
                 print(f"{who} {task}: not picked yet, no exploratory row of {', '.join(missing)}", flush=True)
             continue
         tf, flags = task_folder(task), PIPELINES[row.pipeline].flags
@@ -289,13 +290,17 @@ def run(args) -> int:
     prune_unrecorded(results_dir)
     keep, code = _keep(work, results_dir), 0
     start = functools.partial(_reuse_runs, work, results_dir)
+
+    def finals():  # the picks whose candidates are all in, planned as soon as they are
+        return [j for who in args.who for j in plan_finals(args, who, results_dir, report=False)]
+
+    jobs = [j for who in args.who for j in plan(args, who)]
+    for job in jobs + finals():
+        if job.finished(work) and not (results_dir / job.done).exists():
+            keep(job)
+    code = run_jobs(jobs, work, args.jobs, args.threads, on_done=keep, on_start=start, more=finals)
     for who in args.who:
-        for phase in (plan, lambda a, w: plan_finals(a, w, results_dir)):
-            jobs = phase(args, who)
-            for job in jobs:
-                if job.finished(work) and not (results_dir / job.done).exists():
-                    keep(job)
-            code = run_jobs(jobs, work, args.jobs, args.threads, on_done=keep, on_start=start) or code
+        plan_finals(args, who, results_dir)  # says which picks still wait, and for what
     missing = study_complete(args, results_dir)
     if missing:
         print(f"the study is not complete; still missing: {', '.join(missing)}", flush=True)
