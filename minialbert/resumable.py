@@ -96,9 +96,10 @@ class EpochOrderCallback(TrainerCallback, ExportableState):
         return {"args": {"epoch": self.epoch, "rng": self.rng}, "attributes": {}}
 
 
-def resumable_callbacks(minutes: float, save_last_step: bool = False) -> list[TrainerCallback]:
-    """The clock (first), the timed checkpoints and the epoch's order, for one Trainer."""
-    return [WallClockCallback(), SaveEveryCallback(minutes, save_last_step), EpochOrderCallback()]
+def resumable_callbacks(minutes: float, save_last_step: bool = False, seconds: float = 0.0) -> list[TrainerCallback]:
+    """The clock (starting from `seconds` already spent), the timed checkpoints and the epoch's
+    order, for one Trainer."""
+    return [WallClockCallback(seconds), SaveEveryCallback(minutes, save_last_step), EpochOrderCallback()]
 
 
 def training_seconds(trainer) -> float:

@@ -70,7 +70,7 @@ def run_one(plan: FinetunePlan, spec: RunSpec, data: TaskData, run_dir: Path) ->
         per_device_eval_batch_size=64, learning_rate=spec.learning_rate, weight_decay=opts.weight_decay,
         lr_scheduler_type="linear", **warmup_fraction(opts.warmup_ratio),
         num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1, logging_steps=50,
-        save_strategy="no", save_total_limit=1,  # checkpoints come from SaveEveryCallback, by time
+        save_strategy="no", save_total_limit=1,  # checkpoints come from resumable.SaveEveryCallback
         disable_tqdm=False, optim="adamw_torch_fused", **length_grouping(opts.group_by_length))
     collator = task_collator(data.kind, opts.pair_encoding, tokenizer)
     if opts.teacher:

@@ -7,7 +7,6 @@ carried in the batches."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import torch
@@ -149,11 +148,12 @@ def run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir:
         stage1_seconds = training_seconds(trainer)
         del teacher, trainer
     scale = getattr(model.config, "similarity_scale", 1.0) if pair_encoding == "bi" else 1.0
-    callbacks = resumable_callbacks(checkpoint_minutes)
-    callbacks[0].seconds = stage1_seconds  # the run's clock counts both stages (a resumed stage 2 restores it)
+    # the run's clock counts both stages (a resumed stage 2 restores it from its checkpoint)
+    callbacks = [tensorboard_callback(run_dir / "tensorboard"), *resumable_callbacks(checkpoint_minutes,
+                                                                                      seconds=stage1_seconds)]
     trainer = ordered_evaluation(PredictionDistillationTrainer)(
         model=model, args=args, train_dataset=data.train, data_collator=TeacherFieldsCollator(collator),
-        callbacks=[tensorboard_callback(run_dir / "tensorboard"), *callbacks], temperature=opts.temperature,
+        callbacks=callbacks, temperature=opts.temperature,
         hard_weight=opts.hard_weight, regression_scale=scale)
     trainer.train(resume_from_checkpoint=stage2_from)
     return trainer

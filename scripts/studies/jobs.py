@@ -57,17 +57,22 @@ class Ledger:
 
     def write(self, force: bool = False) -> None:
         if force or time.time() - self.written >= LEDGER_EVERY:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.entries, indent=1) + "\n")
-            os.replace(tmp, self.path)
+            write_json(self.path, self.entries)
             self.written = time.time()
 
 
 def job_attempts(work: Path, name: str) -> dict:
     """A job's attempts so far (attempt start -> wall and CPU seconds): a kill, a rebuild and
     another session each add one."""
-    path = work / LEDGER
-    return (json.loads(path.read_text()) if path.is_file() else {}).get(name, {})
+    return Ledger(work).entries.get(name, {})
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomically (a kill never leaves half a file): the ledger, and a study's jobs.json."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None,

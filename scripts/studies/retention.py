@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import shutil
 import statistics
 from pathlib import Path
@@ -32,7 +31,7 @@ from minialbert.finetune.report import gain_kept
 from minialbert.taskdistill.teacher import resolve_teacher_folder
 
 from .common import RESULTS, ROW_FOLDER, printing, protocol_argv, task_folder
-from .jobs import Job, job_attempts, run_jobs
+from .jobs import Job, job_attempts, run_jobs, write_json
 from .task_distillation import PIPELINES, choose, parse_folder, read_rows
 
 RESULTS_DIR = RESULTS / "retention"
@@ -234,10 +233,7 @@ def count_seconds(path: Path, name: str, attempts: dict) -> None:
     entry["attempts"] = merged = {**entry.get("attempts", {}), **attempts}
     for kind in ("wall", "cpu"):
         entry[kind] = round(sum(a.get(kind, 0.0) for a in merged.values()), 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(path, dict(sorted(timings.items())))
 
 
 def _run_ids(results: Path) -> list[str]:
