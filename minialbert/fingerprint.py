@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from .records import write_json
+
 # Not inputs of any run: model cards are rewritten by export and fine-tuning, hidden files are tools'.
 _NOT_CONTENT = {"README.md"}
 _memo: dict[tuple, str] = {}
@@ -49,11 +51,7 @@ def file_sha256(path: Path) -> str:
                 h.update(block)
         cache[key] = h.hexdigest()
         try:  # best effort: a lost update only costs a re-hash
-            target = _hash_cache()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, target)
+            write_json(_hash_cache(), cache, indent=None)
         except OSError:
             pass
     _memo[key] = cache[key]

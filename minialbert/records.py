@@ -1,6 +1,7 @@
-"""Reading the JSON files that runs write (results.json, per-run records, distillation.json,
-log.jsonl): damage (a truncated copy, a missing field, a wrong type) becomes one paragraph naming
-the file and the field, never a traceback deep inside whoever reads it next.
+"""Reading and writing the JSON files that runs write (results.json, per-run records,
+distillation.json, log.jsonl). Reading: damage (a truncated copy, a missing field, a wrong type)
+becomes one paragraph naming the file and the field, never a traceback deep inside whoever reads it
+next. Writing: whole or not at all (a kill never leaves half a file).
 
 Written by hand rather than with a schema library: the schemas are a few dotted field names with
 Python types, and the message must say how to fix this project's files."""
@@ -8,6 +9,7 @@ Python types, and the message must say how to fix this project's files."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import MiniAlbertError
@@ -76,3 +78,24 @@ def read_jsonl(path, hint: str = "") -> list[dict]:
         rows.append(row)
     return rows
 
+
+
+def write_text(path, text: str) -> None:
+    """Write `text` to `path` atomically: into a temporary file beside it, then renamed over it (a
+    rename within one folder is atomic), so a kill leaves the old file or the new one, never half.
+    The temporary name carries the process id: two processes writing one cache file never mix.
+    (By hand: the standard library has no atomic write, and the one package for it is unmaintained.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, obj, indent: int | None = 2, allow_nan: bool = True) -> None:
+    """`obj` as JSON in `path`, atomically (`write_text`); allow_nan=False refuses a bare NaN, which
+    is not valid JSON for other readers."""
+    write_text(path, json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n")

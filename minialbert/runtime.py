@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from .errors import MiniAlbertError
 from .fingerprint import cache_root  # noqa: F401  (re-exported: where derived files are cached)
+from .records import write_json
 
 logger = logging.getLogger(__name__)
 DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -97,10 +97,7 @@ def cpu_dtype_probe(refresh: bool = False) -> dict:
               "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
               "choice": "bf16" if bf16 > BF16_MARGIN * fp32 else "fp32"}
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, cache)
+        write_json(cache, result)
     except OSError:  # a read-only home only costs the probe next time
         pass
     return result

@@ -1,8 +1,8 @@
 """Nothing lost, nothing silently wrong: a finished student is never replaced without --overwrite,
 seeds are planned once, task files are named by their task and tied to their base, damaged files
-are named, identities come from content, the resolved dtype is what a resume compares, the seed
-draws NER subsets, `export --release` reads what a folder is, and the released modeling code is
-the package's."""
+are named, a write cut midway leaves the old file whole, identities come from content, the
+resolved dtype is what a resume compares, the seed draws NER subsets, `export --release` reads what
+a folder is, and the released modeling code is the package's."""
 
 import json
 import shutil
@@ -163,6 +163,30 @@ def test_a_damaged_log_line_is_named(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n')
     with pytest.raises(MiniAlbertError, match="line 2 is damaged"):
         read_log(tmp_path / "log.jsonl")
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_whole_and_no_temporary_file(tmp_path, monkeypatch):
+    import os
+
+    from minialbert.records import write_json
+
+    path = tmp_path / "results.json"
+    write_json(path, {"score": 1.0})
+    old = path.read_text()
+    with pytest.raises(ValueError):  # a bare NaN is refused before anything is written
+        write_json(path, {"score": float("nan")}, allow_nan=False)
+
+    def killed(*args):  # the process dies between writing the temporary file and renaming it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"score": 2.0})
+    monkeypatch.undo()
+    assert path.read_text() == old and json.loads(old) == {"score": 1.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    write_json(path, {"score": 2.0})
+    assert json.loads(path.read_text()) == {"score": 2.0}
 
 
 # --- 6. identity from content ----------------------------------------------------------------------

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
+from ..records import write_json
 
 # variant -> recipe overrides (Table 3: alignment losses; Table 4: embedding loss, full-rank embeddings)
 VARIANTS = {
@@ -100,9 +100,7 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
     for row in rows.values():
         row["drop_vs_full"] = None if reference is None else round(row["average"] - reference, 2)
     report = {"budget_steps": budget_steps, "tasks": [t[0] for t in tasks], "variants": rows}
-    tmp = out / "ablation.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out / "ablation.json")
+    write_json(out / "ablation.json", report)
     (out / "ablation.md").write_text(render_ablation(report) + "\n")
     return report
 

@@ -13,6 +13,7 @@ from ..inference.bench import BenchInferOptions, BenchOnnxOptions
 from ..inference.depth import BenchDepthOptions
 from ..inference.embeddings import BenchEmbedOptions
 from ..options import add_dataclass_flags, options_kwargs
+from ..records import write_json
 
 
 @dataclass
@@ -173,11 +174,7 @@ def run_bench_embed(args) -> int:
 
     result = bench_embed(**options_kwargs(BenchEmbedOptions, args))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(out)
+        write_json(args.out, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -27,7 +27,7 @@ from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, write_model_card
-from ..records import DISTILLATION_FIELDS, read_json
+from ..records import DISTILLATION_FIELDS, read_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
 from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
@@ -162,9 +162,7 @@ class DistillationTrainer(Trainer):
 def _truncate_log(path: Path, step: int) -> None:
     if path.exists():
         rows = [row for row in read_log(path) if row["step"] <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, path)
+        write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def distillation_arguments(recipe: DistillRecipe, out: Path):

@@ -4,9 +4,7 @@ run with the same identity is reused, never recomputed)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collato
 from ..errors import MiniAlbertError
 from ..fingerprint import options_hash
 from ..model.adapters import save_adapter_task
-from ..records import RUN_RECORD_FIELDS, read_json
+from ..records import RUN_RECORD_FIELDS, read_json, write_json
 from ..resumable import resumable_callbacks, resume_point, training_seconds
 from ..runtime import training_arguments
 from ..taskdistill.trainers import run_task_distillation
@@ -133,12 +131,6 @@ def _model_card(folder: Path, opts: FinetuneOptions, spec: RunSpec, data: TaskDa
                      results=results, how=how, pipeline_tag="token-classification" if ner else "text-classification")
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))  # never a bare NaN: results stay valid JSON
-    os.replace(tmp, path)  # atomic: a crash never leaves half a results file
-
-
 def run_finetune(opts: FinetuneOptions) -> dict:
     plan = build_plan(opts)  # every name, config and `auto` resolved here, once
     opts, out = plan.opts, Path(opts.out)
@@ -171,7 +163,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
             if r["run_id"] != summary["best"]["best_run"]:
                 for sub in ("model", "adapter"):
                     shutil.rmtree(out / "runs" / r["run_id"] / sub, ignore_errors=True)
-    _write_json(out / "results.json", summary)
+    write_json(out / "results.json", summary, allow_nan=False)  # never a bare NaN: results stay valid JSON
     return summary
 
 
@@ -209,5 +201,5 @@ def _run_or_reuse(plan: FinetunePlan, spec: RunSpec, data: TaskData, label: str,
     logger.info("[%s] %s", label, run_id)
     result = run_one(plan, spec, data, out / "runs" / run_id)
     result["run_id"], result["identity"] = run_id, identity
-    _write_json(record, result)
+    write_json(record, result, allow_nan=False)
     return result

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import MiniAlbertError
-from ..records import read_json
+from ..records import read_json, write_json
 
 ADAPTER_WEIGHTS = "minialbert_adapter.safetensors"
 ADAPTER_CONFIG = "minialbert_adapter.json"
@@ -118,11 +118,7 @@ class AdapterTaskConfig:
         return cls(**{k: v for k, v in data.items() if k in known}).validate(folder)
 
     def save_pretrained(self, folder) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (ADAPTER_CONFIG + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(folder / ADAPTER_CONFIG)
+        write_json(Path(folder) / ADAPTER_CONFIG, asdict(self))
 
     @property
     def labels(self) -> dict:

@@ -12,12 +12,13 @@ students the paper's {5e-5, 5e-4, 1e-3}), then the picked rate repeated to 3 see
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import sys
 from collections import Counter
 from pathlib import Path
+
+from minialbert.records import write_text
 
 from .common import FIGURES, RESULTS, copy_results, protocol_argv, read_score, save_figure, task_label
 from .jobs import Job, run_jobs
@@ -86,9 +87,7 @@ def make_corpus(work: Path, biomed: Path) -> None:
     articles = json.loads(wiki_offline_json().read_text(encoding="utf-8"))
     lines = [" ".join(a.get("extract", "").split()) for a in articles.values()]
     shutil.copyfile(biomed, folder / "biomed.txt")
-    tmp = folder / "wiki.tmp"
-    tmp.write_text("\n".join(line for line in lines if line) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "wiki.txt")
+    write_text(folder / "wiki.txt", "\n".join(line for line in lines if line) + "\n")
 
 
 def run(args) -> int:

@@ -19,6 +19,8 @@ from typing import Callable
 
 import psutil
 
+from minialbert import records
+
 COMMAND = [sys.executable, "-m", "minialbert"]  # a job's argv follows
 LEDGER = "job-seconds.json"  # in the work folder: {job: {attempt start: {"wall": s, "cpu": s}}}
 LEDGER_EVERY = 15  # seconds between writes of the ledger (a kill loses at most that much of the count)
@@ -68,11 +70,8 @@ def job_attempts(work: Path, name: str) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    """Atomically (a kill never leaves half a file): the ledger, and a study's jobs.json."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    """The ledger, and a study's jobs.json (atomically: a kill never leaves half a file)."""
+    records.write_json(path, obj, indent=1)
 
 
 def run_jobs(jobs: list[Job], work: Path, parallel: int = 1, threads: int = 2, on_done=None, on_start=None,
