@@ -79,7 +79,6 @@ def read_jsonl(path, hint: str = "") -> list[dict]:
     return rows
 
 
-
 def write_text(path, text: str) -> None:
     """Write `text` to `path` atomically: into a temporary file beside it, then renamed over it (a
     rename within one folder is atomic), so a kill leaves the old file or the new one, never half.

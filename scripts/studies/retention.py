@@ -277,14 +277,14 @@ def study_complete(args, results_dir: Path) -> list[str]:
 
 
 def run(args) -> int:
-    """Run (or continue) the study, in one command from a fresh clone: for the teacher and then the
-    student, the teaching stages, the exploratory rows, then the picks on the grid with seeds; every
-    finished job's small files go into the repository as it ends, and the summary is written once
-    the last row is in."""
+    """Run (or continue) the study, in one command from a fresh clone: the teacher's and the
+    student's teaching stages and exploratory rows in one queue, each pick (the grid, then seeds)
+    joining it as soon as its task's rows are in; every finished job's small files go into the
+    repository as it ends, and the summary is written once the last row is in."""
     work, results_dir = Path(args.work), Path(args.results)
     work.mkdir(parents=True, exist_ok=True)
     prune_unrecorded(results_dir)
-    keep, code = _keep(work, results_dir), 0
+    keep = _keep(work, results_dir)
     start = functools.partial(_reuse_runs, work, results_dir)
 
     def finals():  # the picks whose candidates are all in, planned as soon as they are
