@@ -79,8 +79,8 @@ def read_jsonl(path, hint: str = "") -> list[dict]:
     return rows
 
 
-def write_text(path, text: str) -> None:
-    """Write `text` to `path` atomically: into a temporary file beside it, then renamed over it (a
+def write_bytes(path, data: bytes) -> None:
+    """Write `data` to `path` atomically: into a temporary file beside it, then renamed over it (a
     rename within one folder is atomic), so a kill leaves the old file or the new one, never half.
     The temporary name carries the process id: two processes writing one cache file never mix.
     (By hand: the standard library has no atomic write, and the one package for it is unmaintained.)"""
@@ -88,10 +88,15 @@ def write_text(path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> None:
+    """`text` (UTF-8) in `path`, atomically (`write_bytes`)."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj, indent: int | None = 2, allow_nan: bool = True) -> None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import MiniAlbertError
+from ..records import write_bytes
 from .loading import example_inputs, is_pair_model, load_model, set_depth
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -304,8 +305,6 @@ def update_model_code(model: str) -> dict:
     for name, code in model_code_files().items():
         target = folder / name
         if not target.is_file() or target.read_bytes() != code:
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_bytes(code)
-            os.replace(tmp, target)
+            write_bytes(target, code)
             changed.append(name)
     return {"model": str(folder), "updated": changed}
