@@ -482,7 +482,6 @@ def _cell(score) -> str:
         f"{score.mean:.2f} (1 seed: spread not measured)"
 
 
-
 def _names_of(known: list[str]):
     """An argparse type: a comma-separated list, each name one of `known` (else a clear error, exit 2)."""
     def parse(text: str) -> list[str]:
@@ -543,8 +542,9 @@ def headline() -> str:
     if not (RESULTS_DIR / "summary.json").is_file():
         done = len(list(RESULTS_DIR.glob("*/*/results.json")))
         return (f"**The retention study is being rerun** with every pipeline as a candidate on every task "
-                f"(task distillation included); {done} result folders are in so far (the table below), its "
-                f"summary comes with the last row. The previous complete study ({PREVIOUS_STUDY}) is in git history.")
+                f"(task distillation included); {done} result folders are in so far (docs/results/retention); the "
+                f"table below shows a task once both models have a row for it, marked until their picks are "
+                f"repeated with seeds, and the summary comes with the last row. The previous complete study ({PREVIOUS_STUDY}) is in git history.")
     s = _summary()
     left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items()) or "no task left out"
     return (f"**Gain retention {s['gain_retention']:.3f}**: the student `{s['student']}` keeps that share of the "
