@@ -544,7 +544,8 @@ def headline() -> str:
         return (f"**The retention study is being rerun** with every pipeline as a candidate on every task "
                 f"(task distillation included); {done} result folders are in so far (docs/results/retention); the "
                 f"table below shows a task once both models have a row for it, marked until their picks are "
-                f"repeated with seeds, and the summary comes with the last row. The previous complete study ({PREVIOUS_STUDY}) is in git history.")
+                f"repeated with seeds, and the summary comes with the last row. The previous complete study "
+                f"({PREVIOUS_STUDY}) is in git history.")
     s = _summary()
     left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items()) or "no task left out"
     return (f"**Gain retention {s['gain_retention']:.3f}**: the student `{s['student']}` keeps that share of the "
