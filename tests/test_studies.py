@@ -194,6 +194,20 @@ def test_a_task_is_picked_only_once_every_candidate_row_is_in(tmp_path):
         ["student-td2-3seeds/cola"]
 
 
+def test_a_tie_on_dev_goes_to_the_candidate_listed_first_not_to_the_folder_name_sorted_first(tmp_path):
+    from scripts.studies import retention
+
+    args = retention_args(tmp_path, tasks=["rte"])
+    for pipeline, dev in (("cross", 51.26), ("bi", 49.82), ("bi-td2", 54.51)):
+        write_result(tmp_path, f"student-{pipeline}", "rte", dev)
+    for pipeline in ("td12", "td2"):  # the same 155 of 277 right; "td12" sorts first, "td2" is listed first
+        write_result(tmp_path, f"student-{pipeline}", "rte", 100 * 155 / 277)
+    assert td.choose(td.read_rows(tmp_path), "student")["rte"].pipeline == "td12"  # no order: first read
+    assert [j.name for j in retention.plan_finals(args, "student", tmp_path) if "3seeds" in j.name] == \
+        ["student-td2-3seeds/rte"]
+    write_result(tmp_path, "student-td2-3seeds", "rte", 55.0, seeds=3, std=1.0)
+    assert "| `td2` | 55.96 | `cross` |" in retention.task_distillation_table(tmp_path)
+
 def test_a_missing_seeded_row_is_an_error_that_names_it(tmp_path):
     from scripts.studies import retention
 

@@ -1,9 +1,10 @@
 """The released student's retention study (docs/RESULTS.md section 9): for the student and for the
 teacher alike, per task, each candidate pipeline runs once (seed 42, lr 1e-4: the exploratory row);
-the pipeline is picked once on dev; its learning rate is then picked on dev with seed 42 from a
-grid of three (the teacher's {2e-5, 5e-5, 1e-4}, the student's {5e-5, 1e-4, 5e-4}) and it is repeated
-with seeds 42-44 (SST-2: one seed). The teacher's cross-encoder that teaches the distillation rows is
-tuned on the same grid, and the teacher's cross-encoder row takes its pick from there. Results in
+the pipeline is picked once on dev (a tie goes to the candidate listed first in CANDIDATES); its
+learning rate is then picked on dev with seed 42 from a grid of three (the teacher's {2e-5, 5e-5,
+1e-4}, the student's {5e-5, 1e-4, 5e-4}) and it is repeated with seeds 42-44 (SST-2: one seed).
+The teacher's cross-encoder that teaches the distillation rows is tuned on the same grid, and the
+teacher's cross-encoder row takes its pick from there. Results in
 docs/results/retention/, one folder per row, each results.json with its run records (runs/*.json):
 MODEL-PIPELINE (exploratory), MODEL-PIPELINE-3seeds (the pick: grid, then seeds), teaching-cross
 (the teaching model: the teacher's cross-encoder on the grid), teacher-mlm (fit_head.json of the
@@ -32,7 +33,7 @@ from minialbert.taskdistill.teacher import resolve_teacher_folder
 
 from .common import RESULTS, ROW_FOLDER, printing, protocol_argv, task_folder
 from .jobs import Job, job_attempts, run_jobs, write_json
-from .task_distillation import PIPELINES, choose, parse_folder, read_rows
+from .task_distillation import PIPELINES, best_row, choose, parse_folder, read_rows
 
 RESULTS_DIR = RESULTS / "retention"
 TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
@@ -76,6 +77,11 @@ def _has_weights(folder: str):
 def _has_transfer_set(folder: str):
     """Completion of a row that builds the transfer set another row reads: its labelled rows are there."""
     return lambda work: any(d.is_dir() for d in (work / folder).glob("transfer/*/data"))
+
+
+def _picks(rows: dict, who: str) -> dict:
+    """task -> `who`'s picked row; on a tie, the candidate listed first (CANDIDATES: simplest first)."""
+    return choose(rows, who, lambda task: CANDIDATES[who].get(task, ()))
 
 
 def _model(args, who: str) -> str:
@@ -153,7 +159,7 @@ def plan_finals(args, who: str, results_dir: Path | None = None, report: bool = 
     results_dir = results_dir or RESULTS_DIR
     rows = read_rows(results_dir)
     jobs = teaching_jobs(args, who)
-    for task, row in choose(rows, who).items():
+    for task, row in _picks(rows, who).items():
         missing = [p for p in _pipelines(args, who, task) if (who, p, task) not in rows]
         if task not in args.tasks or missing:
             if task in args.tasks and report:
@@ -270,7 +276,7 @@ def study_complete(args, results_dir: Path) -> list[str]:
     for who in args.who:
         for task in args.tasks:
             missing += [f"{who}-{p}/{task_folder(task)}" for p in _pipelines(args, who, task) if (who, p, task) not in rows]
-        picks = choose(rows, who)
+        picks = _picks(rows, who)
         missing += [f"{who}-{r.pipeline}-3seeds/{task_folder(t)}" for t, r in picks.items()
                     if t in args.tasks and not _seeded(results_dir, who, r.pipeline, t).is_file()]
     return missing
@@ -313,7 +319,7 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
     baseline (from results.json), the share of the teacher's gain kept; the averages over the tasks
     where the teacher beats the baseline by more than its seed spread."""
     rows = read_rows(results_dir)
-    student, teacher = choose(rows, "student"), choose(rows, "teacher")
+    student, teacher = _picks(rows, "student"), _picks(rows, "teacher")
     tasks = [t for t in study_tasks if t in student and t in teacher]
     absent = [f"{who} {t}" for t in study_tasks for who, picks in (("student", student), ("teacher", teacher))
               if t not in picks]
@@ -389,7 +395,7 @@ def _task_distillation_added(rows: dict, picks: dict, tasks: list[str]) -> dict:
         td = [r for r in mine if "--teacher" in PIPELINES[r.pipeline].flags]
         plain = [r for r in mine if "--teacher" not in PIPELINES[r.pipeline].flags]
         if td and plain:
-            a, b = max(td, key=lambda r: r.selected_on), max(plain, key=lambda r: r.selected_on)
+            a, b = (best_row(some, CANDIDATES["student"].get(t, ())) for some in (td, plain))
             added[t] = {"task_distillation": a.pipeline, "dev": round(a.selected_on, 2), "without": b.pipeline,
                         "without_dev": round(b.selected_on, 2), "difference": round(a.selected_on - b.selected_on, 2) + 0.0}
             if picks[t].score.seeds > 1:  # one seed (SST-2): the spread was not measured, so none is given
@@ -443,7 +449,7 @@ def table(results_dir: Path | None = None) -> str:
     with seeds is shown as what it is, its exploratory row, and no gain is computed from it."""
     results_dir = results_dir or RESULTS_DIR
     rows = read_rows(results_dir)
-    student, teacher = choose(rows, "student"), choose(rows, "teacher")
+    student, teacher = _picks(rows, "student"), _picks(rows, "teacher")
     lines = ["| task | majority | student pipeline | student | teacher pipeline | teacher | gain kept |",
              "|---|---|---|---|---|---|---|"]
     for t in TASKS:
@@ -465,7 +471,7 @@ def task_distillation_table(results_dir: Path | None = None) -> str:
     """What task distillation adds for the student, per task, from the exploratory rows in (markdown)."""
     results_dir = results_dir or RESULTS_DIR
     rows = read_rows(results_dir)
-    picks = choose(rows, "student")
+    picks = _picks(rows, "student")
     added = _task_distillation_added(rows, picks, [t for t in TASKS if t in picks])
     lines = ["| task | best with task distillation | dev | best without | dev | difference | seed spread of the pick |",
              "|---|---|---|---|---|---|---|"]

@@ -13,6 +13,7 @@ import json
 import shutil
 import statistics
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,13 +98,21 @@ def read_rows(results_dir: Path = RESULTS_DIR) -> dict[tuple[str, str, str], Row
     return rows
 
 
-def choose(rows: dict, model: str) -> dict[str, Row]:
-    """task -> the row with the best exploratory dev score (the first such row on a tie)."""
-    best: dict[str, Row] = {}
+def best_row(rows: Iterable[Row], order: Sequence[str] = ()) -> Row:
+    """The row with the best exploratory dev score. On a tie (small dev sets: RTE has 277 examples)
+    the pipeline listed first in `order` wins, the simpler and cheaper one to repeat with seeds,
+    rather than whichever folder name sorts first; pipelines not listed come after, first read first."""
+    rank = {pipeline: i for i, pipeline in enumerate(order)}
+    return max(rows, key=lambda r: (r.selected_on, -rank.get(r.pipeline, len(rank))))
+
+
+def choose(rows: dict, model: str, order: Callable[[str], Sequence[str]] = lambda task: ()) -> dict[str, Row]:
+    """task -> the best row of `model` on it (`best_row`, ties going to the first of `order(task)`)."""
+    by_task: dict[str, list[Row]] = {}
     for row in rows.values():
-        if row.model == model and (row.task not in best or row.selected_on > best[row.task].selected_on):
-            best[row.task] = row
-    return best
+        if row.model == model:
+            by_task.setdefault(row.task, []).append(row)
+    return {task: best_row(task_rows, order(task)) for task, task_rows in by_task.items()}
 
 
 def plan(args) -> list[Job]:
