@@ -40,8 +40,10 @@ task-distillation: $(STAMP)
 # The retention study of docs/RESULTS.md section 9 on the released student, from a fresh clone: the
 # teaching models, every pipeline on every task for the student and the teacher, the picks with seeds,
 # summary.json (10 hours or more on 2 cores; resumable job by job, results into docs/results/retention).
+# RETENTION_WORK: the work folder (weights, transfer sets, checkpoints); one outside the clone outlives it.
+RETENTION_WORK ?= runs/retention
 retention: $(STAMP)
-	$(PY) -m scripts.studies retention run
+	$(PY) -m scripts.studies retention run --work $(RETENTION_WORK)
 
 TD_FINALS = $(shell $(PY) -c "from scripts.studies.task_distillation import COMMITTED_FINALS as f; print(' '.join(f))")
 

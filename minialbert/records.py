@@ -103,3 +103,31 @@ def write_json(path, obj, indent: int | None = 2, allow_nan: bool = True) -> Non
     """`obj` as JSON in `path`, atomically (`write_text`); allow_nan=False refuses a bare NaN, which
     is not valid JSON for other readers."""
     write_text(path, json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n")
+
+
+def resumable_chunks(n: int, size: int, compute, folder: Path | None, key: str, progress=None) -> list:
+    """compute(start, end) over fixed chunks of `size` items of `n` ([0, size), [size, 2 size), ...),
+    concatenated. With a `folder`, each chunk's result is written there as it ends (atomically,
+    tagged with `key`, which names everything the results depend on) and read back by a rerun with
+    the same key, so a run cut by a kill or a session's end loses at most one chunk; the boundaries
+    do not depend on where a run starts, so a resumed result is the uncut one. compute returns a
+    JSON-able list (exact for Python floats); `progress` (a tqdm bar counting items, which compute
+    advances as it goes) is advanced here over the chunks read back."""
+    out = []
+    for c, start in enumerate(range(0, n, size)):
+        path = folder / f"chunk-{c:05d}.json" if folder is not None else None
+        kept = None
+        if path is not None and path.is_file():
+            try:
+                found = json.loads(path.read_text())
+                kept = found["items"] if found.get("key") == key else None
+            except (OSError, ValueError, KeyError, TypeError):  # damaged: computed again
+                kept = None
+        if kept is not None and progress is not None:
+            progress.update(min(start + size, n) - start)
+        if kept is None:
+            kept = compute(start, min(start + size, n))
+            if path is not None:
+                write_json(path, {"key": key, "items": kept}, indent=None)
+        out.extend(kept)
+    return out

@@ -223,6 +223,27 @@ def test_a_folder_corpus_edited_in_place_is_a_new_corpus(tmp_path):
     assert _fingerprint(opts, tok) != before
 
 
+def test_a_teacher_kept_by_a_finetune_run_is_that_run_not_the_library_bookkeeping_in_its_files(tmp_path):
+    """A teaching model rebuilt on another machine gives the same numbers, but its folder's bytes
+    carry the installed versions (config.json's transformers_version): the rows it taught are reused
+    by the run that made it, never by a record that names another run."""
+    from minialbert.taskdistill.teacher import teacher_identity
+
+    run = tmp_path / "teacher" / "runs" / "mrpc-full-lr5e-05-bs16-ep3-seed42-a76e023190"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text('{"transformers_version": "5.17.0"}')
+    record = {"run_id": run.name, "identity": {"seed": 42}}
+    run.with_name(run.name + ".json").write_text(json.dumps(record))
+    built_here = teacher_identity(str(run / "model"))
+    (run / "model" / "config.json").write_text('{"transformers_version": "5.25.0"}')  # rebuilt elsewhere
+    assert teacher_identity(str(run / "model")) == built_here == f"finetune-run:{run.name}"
+    loose = tmp_path / "loose-model"  # a folder no run record stands for: its content
+    shutil.copytree(run / "model", loose)
+    assert teacher_identity(str(loose)).startswith("sha256:")
+    run.with_name(run.name + ".json").write_text(json.dumps({**record, "run_id": "another-run"}))
+    assert teacher_identity(str(run / "model")).startswith("sha256:")
+
+
 def test_a_finetune_run_identity_holds_no_path_and_survives_a_copy_of_the_data(tmp_path):
     from minialbert.finetune.options import FinetuneOptions
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from minialbert.errors import MiniAlbertError
+
 from scripts.studies import common, task_distillation as td
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,7 +139,7 @@ def test_the_retention_table_marks_rows_at_majority_and_one_seed_rows(tmp_path):
 def retention_args(tmp_path, **kw):
     return argparse.Namespace(**{"student": str(tmp_path / "student"), "tasks": list(TASKS), "pipelines": None,
                                  "glue_dir": "glue", "ner_dir": "ner", "biomed": "biomed.txt", "fit_head_steps": 400,
-                                 "who": ["teacher", "student"], **kw})
+                                 "who": ["teacher", "student"], "dtype": "fp32", **kw})
 
 
 TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
@@ -162,6 +164,47 @@ def test_every_task_has_a_task_distillation_candidate_and_each_row_waits_for_wha
     assert "student-td2-transfer/ner-NCBI-disease" in jobs["student-td12-transfer/ner-NCBI-disease"].after
     assert {p for n in jobs if n.endswith("/sst2") and n.startswith("student-")
             for p in [n.split("/")[0][8:]]} == {"cross", "td2", "td2-aug4"}
+
+
+def test_a_study_keeps_the_dtype_of_its_committed_rows_and_refuses_another(tmp_path, capsys):
+    """`--dtype auto` resolves per CPU (bf16 where a probe finds it faster), so a study resumed on
+    another machine would redo its rows in another dtype: every job runs in the study's one dtype."""
+    from scripts.studies import retention
+    from scripts.studies.__main__ import main as studies
+
+    assert retention.study_dtype(tmp_path, None) == "fp32"  # a fresh study: the same numbers on every CPU
+    assert retention.study_dtype(tmp_path, "bf16") == "bf16"
+    record = tmp_path / "student-cross" / "rte" / "runs" / "rte-run.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"identity": {"dtype": "bf16"}}))
+    assert retention.study_dtype(tmp_path, None) == "bf16"
+    assert studies(["retention", "run", "--results", str(tmp_path), "--work", str(tmp_path / "work"),
+                    "--dtype", "fp32"]) == 2
+    err = capsys.readouterr().err
+    assert "--dtype fp32" in err and "ran in bf16" in err and "student-cross/rte/runs/rte-run.json" in err
+    assert "Traceback" not in err and not (tmp_path / "work").exists()  # refused before anything ran
+    (tmp_path / "teacher-mlm").mkdir()
+    (tmp_path / "teacher-mlm" / "fit_head.json").write_text(json.dumps({"dtype": "fp32"}))
+    with pytest.raises(MiniAlbertError, match="mix dtypes"):
+        retention.study_dtype(tmp_path, None)
+    jobs = retention.plan(retention_args(tmp_path, dtype="bf16"), "student")
+    assert jobs and all(j.argv[j.argv.index("--dtype") + 1] == "bf16" for j in jobs)  # fit-head included
+
+
+def test_a_kept_row_carries_the_records_of_the_runs_it_reports_and_no_others(tmp_path):
+    """A row rerun under a new identity replaces its committed records: the old runs' records leave."""
+    from scripts.studies import retention
+    from scripts.studies.jobs import Job
+
+    work, results = tmp_path / "work", tmp_path / "results"
+    (work / "student-td2" / "rte" / "runs").mkdir(parents=True)
+    (work / "student-td2" / "rte" / "results.json").write_text(json.dumps({"configs": [{"run_ids": ["rte-new"]}]}))
+    (work / "student-td2" / "rte" / "runs" / "rte-new.json").write_text("{}")
+    (results / "student-td2" / "rte" / "runs").mkdir(parents=True)
+    (results / "student-td2" / "rte" / "runs" / "rte-old.json").write_text("{}")
+    retention._keep(work, results)(Job("student-td2/rte", [], "student-td2/rte/results.json"))
+    assert [p.name for p in (results / "student-td2" / "rte" / "runs").iterdir()] == ["rte-new.json"]
+    assert (results / "student-td2" / "rte" / "results.json").is_file()
 
 
 def test_a_teaching_stage_is_finished_only_when_its_weights_are_there(tmp_path):

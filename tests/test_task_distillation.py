@@ -182,6 +182,65 @@ def test_augmentation_is_deterministic_and_replaces_only_whole_words(student_dir
     assert replace_words(words, {0: ["a"], 2: ["b"]}, 1.0, np.random.default_rng(0)) == ["a", "two", "b"]
 
 
+class Cut(Exception):
+    """A run stopped midway (a kill, a session's end)."""
+
+
+def _cut_at_call(module, monkeypatch, n: int) -> list:
+    """Make `module`'s forward raise Cut at its n-th call, once (then it counts calls only); returns
+    the call log."""
+    calls, forward, armed = [], module.forward, [True]
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if armed[0] and len(calls) == n:
+            armed[0] = False
+            raise Cut
+        return forward(*args, **kwargs)
+    monkeypatch.setattr(module, "forward", counted)
+    return calls
+
+
+def test_cut_augmentation_candidates_and_teacher_labels_resume_to_the_uncut_results(student_dir, teachers, tmp_path,
+                                                                                    monkeypatch):
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+    from minialbert.taskdistill import augment as augment_module, teacher as teacher_module
+
+    monkeypatch.setattr(augment_module, "CHUNK_BATCHES", 2)  # many small chunks: 2 batches each
+    monkeypatch.setattr(teacher_module, "CHUNK_BATCHES", 2)
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    mlm = load_mlm(student_dir, "student")
+    sentences = [f"the {w} sat on the mat near a small red house today".split()
+                 for w in ("cat", "dog", "bird", "fish", "man", "tree", "child")]
+    uncut = augment_module.replacement_candidates(sentences, mlm, tok, batch_size=3)
+    batches = math.ceil(sum(min(7, len(c)) for c in uncut) / 3)  # one request per group of masked words
+    calls = _cut_at_call(mlm.base_model, monkeypatch, 6)
+    with pytest.raises(Cut):
+        augment_module.replacement_candidates(sentences, mlm, tok, batch_size=3, cache=tmp_path / "candidates")
+    assert len(list((tmp_path / "candidates").glob("chunk-*.json"))) == 2  # batches 1-4 kept, 5 lost
+    calls.clear()
+    assert augment_module.replacement_candidates(sentences, mlm, tok, batch_size=3,
+                                                 cache=tmp_path / "candidates") == uncut
+    assert len(calls) == batches - 4  # only the chunks the cut lost were computed again
+    # other inputs under the same folder are never answered from it
+    other = [s[::-1] for s in sentences]
+    assert (augment_module.replacement_candidates(other, mlm, tok, batch_size=3, cache=tmp_path / "candidates")
+            == augment_module.replacement_candidates(other, mlm, tok, batch_size=3))
+
+    model = AutoModelForSequenceClassification.from_pretrained(next((Path(teachers["mrpc"]) / "runs").glob("*/model")))
+    rows = Dataset.from_dict(dict(tok([" ".join(s) for s in sentences * 3], truncation=True)))
+    label = lambda cache=None: teacher_module.label_with_teacher(model, rows, DataCollatorWithPadding(tok),
+                                                                 batch_size=4, cache=cache)
+    uncut = label()
+    calls = _cut_at_call(model, monkeypatch, 4)
+    with pytest.raises(Cut):
+        label(tmp_path / "logits")
+    calls.clear()
+    assert label(tmp_path / "logits") == uncut and len(calls) == math.ceil(len(rows) / 4) - 2
+
+
 def test_transfer_data_readers(tmp_path):
     from minialbert.data.glue import get_task
 

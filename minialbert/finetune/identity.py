@@ -1,7 +1,8 @@
 """Run identity: what a fine-tuning run's numbers depend on, derived from the option fields (a field
 is part of it unless its metadata marks it as unable to change the numbers: `identity: False`).
 Folders and files (the model, the data, the teacher, transfer data) enter by the hash of their
-content (fingerprint.path_identity), never by place or time, so a study resumed on another machine
+content (fingerprint.path_identity; a teacher that a finetune run kept, by that run's identity:
+taskdistill.teacher.teacher_identity), never by place or time, so a study resumed on another machine
 reuses its finished runs and a checkpoint distilled again into the same folder is a new model;
 `auto` settings enter as what they resolved to (the plan resolves them before)."""
 
@@ -13,6 +14,7 @@ from ..data.glue import GlueTask
 from ..data.tasks import data_identity
 from ..fingerprint import fields_identity, path_identity
 from ..taskdistill.options import TaskDistillationOptions
+from ..taskdistill.teacher import teacher_identity
 from .options import FinetuneOptions
 
 
@@ -26,7 +28,7 @@ def run_identity(opts: FinetuneOptions, model_path: str, task: GlueTask | None, 
         "model": lambda _: path_identity(model_path),
         "data_dir": lambda d: data_identity(task, d),
         "task": str.lower,
-        "teacher": lambda _: path_identity(teacher_path),
+        "teacher": lambda _: teacher_identity(teacher_path),
         "augment_mlm": lambda _: path_identity(augment_mlm_path),
         "transfer_data": path_identity,
     }

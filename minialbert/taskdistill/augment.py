@@ -8,12 +8,17 @@ numbers and punctuation stay."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..distillation.teacher import mlm_head_module, missing_head_keys
 from ..errors import MiniAlbertError
+from ..fingerprint import options_hash
+from ..records import resumable_chunks
+
+CHUNK_BATCHES = 64  # batches per kept chunk of candidates: a few minutes of work on one CPU thread
 
 
 def _whole_word_ids(tokenizer) -> np.ndarray:
@@ -27,9 +32,11 @@ def _whole_word_ids(tokenizer) -> np.ndarray:
 
 def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: int = 15, max_length: int = 128,
                            batch_size: int = 64, groups: int = 7, device="cpu", desc="augment: candidates",
-                           keep_original: bool = False):
+                           keep_original: bool = False, cache: Path | None = None):
     """For each sentence (a list of words), {word index: [candidate words]} from the masked LM
-    (`keep_original`: the original word may be among them: how an LM's proposals are scored)."""
+    (`keep_original`: the original word may be among them: how an LM's proposals are scored).
+    `cache`: a folder for this masked LM only, where the candidates are kept chunk by chunk as they
+    are computed, so that a cut run (hours on SST-2) resumes where it stopped."""
     from tqdm.auto import tqdm
 
     vocab = tokenizer.get_vocab()
@@ -52,12 +59,14 @@ def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: in
             chosen = eligible[g::groups]
             if chosen:
                 requests.append((s, ids, chosen))
-    out = [dict() for _ in sentences]
     mlm.to(device).eval()
     head = mlm_head_module(mlm)  # load_mlm checked there is one
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(requests), batch_size), desc=desc, unit="batch"):
-            part = requests[start:start + batch_size]
+
+    @torch.inference_mode()
+    def propose(start: int, end: int) -> list:  # [sentence, word index, candidates] per masked word
+        found = []
+        for first in range(start, end, batch_size):
+            part = requests[first:min(first + batch_size, end)]
             T = max(len(ids) for _, ids, _ in part)
             input_ids = torch.full((len(part), T), tokenizer.pad_token_id)
             mask = torch.zeros(len(part), T, dtype=torch.long)
@@ -70,12 +79,22 @@ def replacement_candidates(sentences: list[list[str]], mlm, tokenizer, top_k: in
             where = input_ids == tokenizer.mask_token_id  # vocabulary logits only where a word is masked
             scores = head(states[where.to(device)]).float().cpu().masked_fill(~whole, -math.inf)
             k = 0
-            for r, (s, _, chosen) in enumerate(part):
+            for s, _, chosen in part:
                 for pos, w, original in chosen:  # row-major order: the same order as `where`
                     if not keep_original:
                         scores[k, original] = -math.inf
-                    out[s][w] = tokenizer.convert_ids_to_tokens(scores[k].topk(top_k).indices.tolist())
+                    found.append([s, w, tokenizer.convert_ids_to_tokens(scores[k].topk(top_k).indices.tolist())])
                     k += 1
+            bar.update(len(part))
+        return found
+
+    # Chunks of whole batches: the batches are those of one uninterrupted pass, resumed or not.
+    key = options_hash({"sentences": sentences, "top_k": top_k, "max_length": max_length, "batch_size": batch_size,
+                        "groups": groups, "keep_original": keep_original})
+    out = [dict() for _ in sentences]
+    with tqdm(total=len(requests), desc=desc, unit="request") as bar:
+        for s, w, words in resumable_chunks(len(requests), batch_size * CHUNK_BATCHES, propose, cache, key, bar):
+            out[s][w] = words
     return out
 
 

@@ -5,6 +5,7 @@ batches as `teacher_logits`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import torch
 
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
-from ..records import read_json
+from ..fingerprint import options_hash, path_identity
+from ..records import read_json, resumable_chunks
 
 logger = logging.getLogger(__name__)
 TEACHER_FIELDS = ("teacher_logits", "has_label")
+CHUNK_BATCHES = 64  # batches per kept chunk of teacher logits
 
 
 def resolve_teacher_folder(name: str) -> str:
@@ -32,6 +35,26 @@ def resolve_teacher_folder(name: str) -> str:
                                   "--save-models best and full fine-tuning.")
         return str(model)
     return resolve_model_name(name)
+
+
+def teacher_identity(path: str | None) -> str | None:
+    """What a teacher's numbers are, for run identities: a model that a `finetune` run kept
+    (OUT/runs/RUN_ID/model beside its record OUT/runs/RUN_ID.json) is that run, whose id holds the
+    hash of everything its numbers depend on (its inputs' content, its options), so a teacher rebuilt
+    on another machine with the same numbers is the same teacher; its folder's bytes are not: they
+    also hold library bookkeeping (config.json's transformers_version, tokenizer files) that changes
+    with the installed versions. Any other teacher: the hash of its content."""
+    if path is not None:
+        model = Path(path)
+        record = model.parent.with_name(model.parent.name + ".json")
+        if model.name == "model" and record.is_file():
+            try:
+                run = json.loads(record.read_text())
+            except (OSError, ValueError):
+                run = {}
+            if isinstance(run, dict) and run.get("run_id") == model.parent.name and isinstance(run.get("identity"), dict):
+                return f"finetune-run:{run['run_id']}"
+    return path_identity(path)
 
 
 def _generic(names) -> bool:
@@ -109,22 +132,32 @@ def load_task_teacher(path: str, data, tokenizer, attentions: bool = False, name
     return model.eval().requires_grad_(False), "bi" if bi else "cross"
 
 
-@torch.inference_mode()
-def label_with_teacher(teacher, dataset, collator, batch_size: int = 64, device="cpu", desc="teacher labels"):
+def label_with_teacher(teacher, dataset, collator, batch_size: int = 64, device="cpu", desc="teacher labels",
+                       cache: Path | None = None):
     """The teacher's logits for every row of `dataset` (in the teacher's own encoding): (C,) per
-    pair/sentence, (T, C) per NER feature, rounded to fp32 lists."""
+    pair/sentence, (T, C) per NER feature, rounded to fp32 lists. `cache`: a folder for this teacher
+    and these rows only, where the logits are kept chunk by chunk, so that a cut run resumes."""
     from tqdm.auto import tqdm
 
     teacher.to(device)
-    rows = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch"):
-        part = dataset.select(range(start, min(start + batch_size, len(dataset))))
-        features = [{k: v for k, v in r.items() if k not in ("labels", *TEACHER_FIELDS)} for r in part]
-        batch = {k: v.to(device) for k, v in collator(features).items()}
-        logits = teacher(**batch).logits.float().cpu()
-        if logits.dim() == 3:
-            lengths = batch["attention_mask"].sum(1).tolist()
-            rows += [logits[i, :n].tolist() for i, n in enumerate(lengths)]
-        else:
-            rows += logits.tolist()
-    return rows
+
+    @torch.inference_mode()
+    def label(start: int, end: int) -> list:
+        rows = []
+        for first in range(start, end, batch_size):
+            part = dataset.select(range(first, min(first + batch_size, end)))
+            features = [{k: v for k, v in r.items() if k not in ("labels", *TEACHER_FIELDS)} for r in part]
+            batch = {k: v.to(device) for k, v in collator(features).items()}
+            logits = teacher(**batch).logits.float().cpu()
+            if logits.dim() == 3:
+                lengths = batch["attention_mask"].sum(1).tolist()
+                rows += [logits[i, :n].tolist() for i, n in enumerate(lengths)]
+            else:
+                rows += logits.tolist()
+            bar.update(len(part))
+        return rows
+
+    # Chunks of whole batches: the batches are those of one uninterrupted pass, resumed or not.
+    key = options_hash({"rows": len(dataset), "batch_size": batch_size})
+    with tqdm(total=len(dataset), desc=desc, unit="row") as bar:
+        return resumable_chunks(len(dataset), batch_size * CHUNK_BATCHES, label, cache, key, bar)

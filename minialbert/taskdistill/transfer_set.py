@@ -20,7 +20,7 @@ from ..fingerprint import fields_identity, options_hash, path_identity
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
-from .teacher import label_with_teacher, load_task_teacher
+from .teacher import label_with_teacher, load_task_teacher, teacher_identity
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +38,18 @@ def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources:
     """What the labelled transfer set depends on: the task data and its encoding (every field of
     DataOptions), the teacher, the fields marked `transfer` (augmentation, transfer data), the
     masked LM that augments, and the student's vocabulary."""
-    paths = {"teacher": lambda _: path_identity(sources.teacher_path), "transfer_data": path_identity,
+    paths = {"teacher": lambda _: teacher_identity(sources.teacher_path), "transfer_data": path_identity,
              "augment_mlm": lambda _: path_identity(sources.mlm_path) if opts.augment else None}
     return options_hash({**fields_identity(data_opts, {"data_dir": lambda d: data_identity(sources.task, d)}),
                          **fields_identity(opts, paths, keep=lambda f: f.metadata.get("transfer")),
                          "model_vocab": vocab_size})
 
 
-def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources, data, tokenizer):
+def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources, data, tokenizer,
+              partial: Path):
     """(split of every row, per-row has_label, sizes): labelled rows first, then augmented copies,
-    then transfer examples. NER rows are word lists with tags (all 'O' where no gold exists)."""
+    then transfer examples. NER rows are word lists with tags (all 'O' where no gold exists).
+    `partial`: where the augmentation keeps its candidates while the set is being built."""
     ner = data.kind == "ner"
     raw = data.raw_train
     if ner:
@@ -60,7 +62,7 @@ def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, sources: Tr
     if opts.augment:
         mlm = load_mlm(sources.mlm_path, opts.augment_mlm or sources.mlm_path)
         copies = augment(examples, opts.augment, mlm, tokenizer, opts.augment_probability, data_opts.seed,
-                         max_length=data_opts.max_length, device=resolve_device("auto"))
+                         max_length=data_opts.max_length, device=resolve_device("auto"), cache=partial / "candidates")
         rows += [ex for ex, _ in copies]
         labels += [golds[i] for _, i in copies]  # kept only for shape: has_label = 0 hides them from the loss
         has += [0] * len(copies)
@@ -91,7 +93,10 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     if (folder / "transfer.json").is_file() and (folder / "data").is_dir():  # a description alone is rebuilt
         logger.info("Transfer set: reusing %s", folder)
         return datasets.load_from_disk(str(folder / "data")), json.loads((folder / "transfer.json").read_text())
-    split, has, sizes = _raw_rows(opts, data_opts, sources, data, tokenizer)
+    # The slow steps (augmentation candidates, teacher logits: hours on SST-2) keep their work here
+    # chunk by chunk, under the set's own key (every input of it), so a cut build resumes.
+    partial = folder.with_name(folder.name + ".partial")
+    split, has, sizes = _raw_rows(opts, data_opts, sources, data, tokenizer, partial)
     pair_encoding = data_opts.pair_encoding
     student = data.encode(split, pair_encoding)
     teacher, teacher_encoding = load_task_teacher(sources.teacher_path, data, tokenizer, name=opts.teacher)
@@ -100,7 +105,8 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
         has = [has[s] for s in student["sentence"]]  # a long sentence becomes several features
         student, for_teacher = student.remove_columns("sentence"), for_teacher.remove_columns("sentence")
     logits = label_with_teacher(teacher, for_teacher, task_collator(data.kind, teacher_encoding, tokenizer),
-                                device=resolve_device("auto"), desc=f"teacher labels ({len(for_teacher):,} rows)")
+                                device=resolve_device("auto"), desc=f"teacher labels ({len(for_teacher):,} rows)",
+                                cache=partial / "teacher-logits")
     labelled = student.add_column("teacher_logits", logits).add_column("has_label", has)
     info = {"rows": len(labelled), **sizes, "teacher": opts.teacher, "teacher_pair_encoding": teacher_encoding,
             "augment": opts.augment, "augment_probability": opts.augment_probability if opts.augment else None,
@@ -112,6 +118,7 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     (tmp / "transfer.json").write_text(json.dumps(info, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)  # atomic: a half-built set is never taken for a finished one
+    shutil.rmtree(partial, ignore_errors=True)
     return datasets.load_from_disk(str(folder / "data")), info
 
 

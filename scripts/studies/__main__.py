@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from minialbert.errors import MiniAlbertError
+
 from . import (budget_curve, distillation_start, docs, embedding_curve, frontier, pair_encoding, retention,
                task_distillation)
 from .common import BIOMED, GLUE_DIR, NER_DIR
@@ -36,7 +38,11 @@ def main(argv=None) -> int:
     for name in ("glue_dir", "ner_dir", "biomed"):
         if getattr(args, name, None):
             setattr(args, name, str(Path(getattr(args, name)).resolve()))
-    return args.func(args)
+    try:
+        return args.func(args)
+    except MiniAlbertError as e:  # a study's bad input or inconsistent rows: one paragraph, no traceback
+        print(f"python -m scripts.studies {args.study} {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -68,13 +68,16 @@ def protocol_argv(args, model: str, task: str, out: str, flags=(), teacher: str 
     batch 16 (SST-2: 1 epoch at batch 32, one seed: the large task), `seeds` seeds by `seed_flag`
     (--runs: every learning rate; --seeds-at-best: the best one), the pipeline's `flags` with
     {teacher} (the teaching model's folder) and {transfer} (the task's own text, or for NER the
-    biomedical corpus) filled in, cross-encoding unless the pipeline says otherwise."""
+    biomedical corpus) filled in, cross-encoding unless the pipeline says otherwise, in the study's
+    dtype where it has one (`args.dtype`)."""
     sst2 = task == "sst2"
     transfer = args.biomed if task.startswith("ner:") else str(Path(args.glue_dir) / glue_folder(task))
     flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
     argv = ["finetune", "--model", model, *glue_or_ner_args(task, args.glue_dir, args.ner_dir), "--lr", *lrs,
             seed_flag, str(1 if sst2 else seeds), "--epochs", "1" if sst2 else "3",
             "--batch-size", "32" if sst2 else "16", "--out", out, *flags, "--save-models", save]
+    if getattr(args, "dtype", None):  # a study pinned to one dtype (--dtype auto differs between CPUs)
+        argv += ["--dtype", args.dtype]
     return argv if "--pair-encoding" in flags else [*argv, "--pair-encoding", "cross"]
 
 

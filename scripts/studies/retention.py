@@ -121,7 +121,7 @@ def teaching_jobs(args, who: str) -> list[Job]:
     jobs = []
     if who == "student" and any("--augment" in PIPELINES[p].flags for t in args.tasks for p in _pipelines(args, who, t)):
         jobs.append(Job(TEACHER_MLM, ["fit-head", "--teacher", "minilm", "--max-steps", str(args.fit_head_steps),
-                                      "--batch-size", "32", "--out", TEACHER_MLM],
+                                      "--batch-size", "32", "--dtype", args.dtype, "--out", TEACHER_MLM],
                         f"{TEACHER_MLM}/fit_head.json", complete=_has_weights(TEACHER_MLM)))
     for task in args.tasks:
         distils = any("--teacher" in PIPELINES[p].flags for p in _pipelines(args, who, task))
@@ -214,7 +214,8 @@ def _reuse_runs(work: Path, results_dir: Path, job: Job) -> None:
 
 def _keep(work: Path, results_dir: Path):
     """On a job's end: its results.json and every run record and transfer-set description beside it
-    go into the repository's folder (a teaching stage's fit_head.json too), its seconds into
+    go into the repository's folder (a teaching stage's fit_head.json too) and the records of runs
+    it no longer reports (an older identity) leave it, its seconds into
     `jobs.json`; the summary of an older set of rows no longer holds, so it goes."""
     def keep(job):
         count_seconds(results_dir / "jobs.json", job.name, job_attempts(work, job.name))
@@ -224,6 +225,10 @@ def _keep(work: Path, results_dir: Path):
             target = results_dir / f.relative_to(work)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
+        kept = results_dir / folder.relative_to(work)
+        for stale in (kept / "runs").glob("*.json"):  # records of a run the row no longer reports
+            if stale.stem not in {r.stem for r in records}:
+                stale.unlink()
         (results_dir / "summary.json").unlink(missing_ok=True)
     return keep
 
@@ -269,6 +274,31 @@ def prune_unrecorded(results_dir: Path) -> None:
         (results_dir / "summary.json").unlink(missing_ok=True)
 
 
+def study_dtype(results_dir: Path, requested: str | None) -> str:
+    """The one dtype of every row of the study: the dtype its committed rows ran in (run records,
+    fit_head.json), else `requested`, else fp32 (the same numbers on every CPU; bf16 is fast only
+    on some). `--dtype auto` would resolve per machine, so a study resumed on another CPU would
+    recompute its finished rows in another dtype and mix the two; a request against the committed
+    rows is refused."""
+    found: dict[str, list[str]] = {}
+    for f in sorted(results_dir.glob("*/*/runs/*.json")) + sorted(results_dir.glob("*/fit_head.json")):
+        record = json.loads(f.read_text())
+        dtype = record.get("identity", record).get("dtype")
+        if dtype:
+            found.setdefault(dtype, []).append(str(f.relative_to(results_dir)))
+    if len(found) > 1:
+        mixed = ", ".join(f"{d}: {len(f)} files, e.g. {f[0]}" for d, f in found.items())
+        raise MiniAlbertError(f"{results_dir}: the committed rows mix dtypes ({mixed}); "
+                              "remove the rows of the dtype that does not belong, and they are rerun in the other.")
+    if found and requested and requested not in found:
+        (dtype, files), = found.items()
+        raise MiniAlbertError(f"--dtype {requested}: the committed rows under {results_dir} ran in {dtype} ({len(files)} "
+                              f"files, e.g. {files[0]}), and one study's rows share one dtype. Leave --dtype out (or "
+                              f"give {dtype}) to continue the study, or start a new one with --results and --work "
+                              "elsewhere.")
+    return next(iter(found), None) or requested or "fp32"
+
+
 def study_complete(args, results_dir: Path) -> list[str]:
     """The rows the summary still needs (empty when the study is complete)."""
     rows = read_rows(results_dir)
@@ -288,6 +318,8 @@ def run(args) -> int:
     joining it as soon as its task's rows are in; every finished job's small files go into the
     repository as it ends, and the summary is written once the last row is in."""
     work, results_dir = Path(args.work), Path(args.results)
+    args.dtype = study_dtype(results_dir, args.dtype)
+    print(f"every row in {args.dtype}", flush=True)
     work.mkdir(parents=True, exist_ok=True)
     prune_unrecorded(results_dir)
     keep = _keep(work, results_dir)
@@ -527,6 +559,9 @@ def add_commands(sub, defaults) -> None:
     r.add_argument("--max-transfer-samples", type=int, default=None,
                    help="try the stages out on N transfer examples (the study's own: 20,000)")
     r.add_argument("--fit-head-steps", type=int, default=400, help="steps of the fit-head teacher that augments")
+    r.add_argument("--dtype", choices=["fp32", "bf16"], default=None,
+                   help="the dtype of every row (default: that of the committed rows, else fp32: the same numbers on "
+                        "every CPU); a study never mixes two")
     r.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(func=run)
