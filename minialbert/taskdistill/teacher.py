@@ -41,9 +41,10 @@ def teacher_identity(path: str | None) -> str | None:
     """What a teacher's numbers are, for run identities: a model that a `finetune` run kept
     (OUT/runs/RUN_ID/model beside its record OUT/runs/RUN_ID.json) is that run, whose id holds the
     hash of everything its numbers depend on (its inputs' content, its options), so a teacher rebuilt
-    on another machine with the same numbers is the same teacher; its folder's bytes are not: they
-    also hold library bookkeeping (config.json's transformers_version, tokenizer files) that changes
-    with the installed versions. Any other teacher: the hash of its content."""
+    by the same run on another machine is the same teacher (on CPUs, the same dev scores up to
+    floating-point differences in the sixth digit); its folder's bytes are not: they also hold library
+    bookkeeping (config.json's transformers_version, tokenizer files) and those last bits. Any other
+    teacher: the hash of its content."""
     if path is not None:
         model = Path(path)
         record = model.parent.with_name(model.parent.name + ".json")
