@@ -172,7 +172,7 @@ def test_a_study_keeps_the_dtype_of_its_committed_rows_and_refuses_another(tmp_p
     from scripts.studies import retention
     from scripts.studies.__main__ import main as studies
 
-    assert retention.study_dtype(tmp_path, None) == "fp32"  # a fresh study: the same numbers on every CPU
+    assert retention.study_dtype(tmp_path, None) == "fp32"  # a fresh study: fp32, fast on every CPU
     assert retention.study_dtype(tmp_path, "bf16") == "bf16"
     record = tmp_path / "student-cross" / "rte" / "runs" / "rte-run.json"
     record.parent.mkdir(parents=True)

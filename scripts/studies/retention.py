@@ -276,8 +276,8 @@ def prune_unrecorded(results_dir: Path) -> None:
 
 def study_dtype(results_dir: Path, requested: str | None) -> str:
     """The one dtype of every row of the study: the dtype its committed rows ran in (run records,
-    fit_head.json), else `requested`, else fp32 (the same numbers on every CPU; bf16 is fast only
-    on some). `--dtype auto` would resolve per machine, so a study resumed on another CPU would
+    fit_head.json), else `requested`, else fp32 (fast on every CPU, and within a few last bits the
+    same numbers on each; bf16 is fast only on some). `--dtype auto` would resolve per machine, so a study resumed on another CPU would
     recompute its finished rows in another dtype and mix the two; a request against the committed
     rows is refused."""
     found: dict[str, list[str]] = {}
@@ -560,8 +560,8 @@ def add_commands(sub, defaults) -> None:
                    help="try the stages out on N transfer examples (the study's own: 20,000)")
     r.add_argument("--fit-head-steps", type=int, default=400, help="steps of the fit-head teacher that augments")
     r.add_argument("--dtype", choices=["fp32", "bf16"], default=None,
-                   help="the dtype of every row (default: that of the committed rows, else fp32: the same numbers on "
-                        "every CPU); a study never mixes two")
+                   help="the dtype of every row (default: that of the committed rows, else fp32, fast on every CPU where "
+                        "bf16 is fast on some only); a study never mixes two")
     r.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(func=run)
