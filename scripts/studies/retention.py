@@ -277,9 +277,9 @@ def prune_unrecorded(results_dir: Path) -> None:
 def study_dtype(results_dir: Path, requested: str | None) -> str:
     """The one dtype of every row of the study: the dtype its committed rows ran in (run records,
     fit_head.json), else `requested`, else fp32 (fast on every CPU, and within a few last bits the
-    same numbers on each; bf16 is fast only on some). `--dtype auto` would resolve per machine, so a study resumed on another CPU would
-    recompute its finished rows in another dtype and mix the two; a request against the committed
-    rows is refused."""
+    same numbers on each; bf16 is fast only on some). `--dtype auto` would resolve per machine, so a
+    study resumed on another CPU would recompute its finished rows in another dtype and mix the two;
+    a request against the committed rows is refused."""
     found: dict[str, list[str]] = {}
     for f in sorted(results_dir.glob("*/*/runs/*.json")) + sorted(results_dir.glob("*/fit_head.json")):
         record = json.loads(f.read_text())
