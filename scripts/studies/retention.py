@@ -28,6 +28,7 @@ import statistics
 from pathlib import Path
 
 from minialbert.errors import MiniAlbertError
+from minialbert.records import read_json
 from minialbert.finetune.report import gain_kept
 from minialbert.taskdistill.teacher import resolve_teacher_folder
 
@@ -226,8 +227,9 @@ def _keep(work: Path, results_dir: Path):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
         kept = results_dir / folder.relative_to(work)
+        reported = {r.stem for r in records}
         for stale in (kept / "runs").glob("*.json"):  # records of a run the row no longer reports
-            if stale.stem not in {r.stem for r in records}:
+            if stale.stem not in reported:
                 stale.unlink()
         (results_dir / "summary.json").unlink(missing_ok=True)
     return keep
@@ -282,7 +284,7 @@ def study_dtype(results_dir: Path, requested: str | None) -> str:
     a request against the committed rows is refused."""
     found: dict[str, list[str]] = {}
     for f in sorted(results_dir.glob("*/*/runs/*.json")) + sorted(results_dir.glob("*/fit_head.json")):
-        record = json.loads(f.read_text())
+        record = read_json(f)  # a damaged file: one paragraph naming it, not a traceback
         dtype = record.get("identity", record).get("dtype")
         if dtype:
             found.setdefault(dtype, []).append(str(f.relative_to(results_dir)))
