@@ -105,6 +105,9 @@ def write_json(path, obj, indent: int | None = 2, allow_nan: bool = True) -> Non
     write_text(path, json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n")
 
 
+CHUNK_BATCHES = 64  # batches per kept chunk of resumable_chunks: a few minutes of work on one CPU thread
+
+
 def resumable_chunks(n: int, size: int, compute, folder: Path | None, key: str, progress=None) -> list:
     """compute(start, end) over fixed chunks of `size` items of `n` ([0, size), [size, 2 size), ...),
     concatenated. With a `folder`, each chunk's result is written there as it ends (atomically,

@@ -16,9 +16,7 @@ import torch
 from ..distillation.teacher import mlm_head_module, missing_head_keys
 from ..errors import MiniAlbertError
 from ..fingerprint import options_hash
-from ..records import resumable_chunks
-
-CHUNK_BATCHES = 64  # batches per kept chunk of candidates: a few minutes of work on one CPU thread
+from ..records import CHUNK_BATCHES, resumable_chunks
 
 
 def _whole_word_ids(tokenizer) -> np.ndarray:

@@ -14,11 +14,10 @@ import torch
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
 from ..fingerprint import options_hash, path_identity
-from ..records import read_json, resumable_chunks
+from ..records import CHUNK_BATCHES, read_json, resumable_chunks
 
 logger = logging.getLogger(__name__)
 TEACHER_FIELDS = ("teacher_logits", "has_label")
-CHUNK_BATCHES = 64  # batches per kept chunk of teacher logits
 
 
 def resolve_teacher_folder(name: str) -> str:
