@@ -28,8 +28,8 @@ import statistics
 from pathlib import Path
 
 from minialbert.errors import MiniAlbertError
-from minialbert.records import read_json
 from minialbert.finetune.report import gain_kept
+from minialbert.records import read_json
 from minialbert.taskdistill.teacher import resolve_teacher_folder
 
 from .common import RESULTS, ROW_FOLDER, printing, protocol_argv, task_folder
@@ -180,7 +180,7 @@ def _final_grid(who: str, pipeline: str, task: str, results_dir: Path) -> list[s
     its final row runs the rate picked there, with the seeds; every other row runs the grid."""
     teaching = results_dir / TEACHING / task_folder(task) / "results.json"
     if (who, pipeline) == ("teacher", "cross") and teaching.is_file():
-        return [f"{json.loads(teaching.read_text())['best']['learning_rate']:g}"]
+        return [f"{read_json(teaching)['best']['learning_rate']:g}"]
     return GRID[who]
 
 
@@ -241,7 +241,7 @@ def count_seconds(path: Path, name: str, attempts: dict) -> None:
     nothing and attempts made on another machine stay; `wall` and `cpu` are the job's totals."""
     if not attempts:
         return
-    timings = json.loads(path.read_text()) if path.is_file() else {}
+    timings = read_json(path) if path.is_file() else {}
     entry = timings.setdefault(name, {})
     entry["attempts"] = merged = {**entry.get("attempts", {}), **attempts}
     for kind in ("wall", "cpu"):
@@ -253,7 +253,7 @@ def _run_ids(results: Path) -> list[str]:
     """The runs a results.json reports (none for another done file, such as fit_head.json)."""
     if results.name != "results.json":
         return []
-    return [i for c in json.loads(results.read_text()).get("configs", []) for i in c.get("run_ids", [])]
+    return [i for c in read_json(results).get("configs", []) for i in c.get("run_ids", [])]
 
 
 def unrecorded_rows(results_dir: Path) -> list[Path]:
@@ -415,7 +415,7 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
     summary["task_distillation_added"] = _task_distillation_added(rows, student, tasks)
     timings = results_dir / "jobs.json"
     if timings.is_file():  # every job's CPU seconds, over all its attempts and sessions
-        summary["cpu_hours"] = round(sum(j["cpu"] for j in json.loads(timings.read_text()).values()) / 3600, 2)
+        summary["cpu_hours"] = round(sum(j["cpu"] for j in read_json(timings).values()) / 3600, 2)
     return summary
 
 
@@ -446,14 +446,14 @@ def _score(row, results_dir: Path) -> dict:
 def _picked_lr(row, results_dir: Path):
     """The learning rate the seeded row ran with, read from the folder of the study given."""
     seeded = _seeded(results_dir, row.model, row.pipeline, row.task)
-    return json.loads(seeded.read_text())["best"]["learning_rate"] if seeded.exists() else None
+    return read_json(seeded)["best"]["learning_rate"] if seeded.exists() else None
 
 
 def _majority(results_dir: Path, task: str, split: str) -> float:
     """The task's majority baseline in percent, as finetune computed it from the data (every row of a
     task shares its data, so any of them gives it)."""
     for f in sorted(results_dir.glob(f"*/{task_folder(task)}/results.json")):
-        baseline = json.loads(f.read_text()).get("majority_baseline")
+        baseline = read_json(f).get("majority_baseline")
         if baseline:
             return 100 * baseline[split if split in baseline else next(iter(baseline))]
     raise SystemExit(f"no results.json of {task} records its majority baseline")
@@ -462,7 +462,7 @@ def _majority(results_dir: Path, task: str, split: str) -> float:
 def _zero_shot(embed: Path) -> dict | None:
     if not embed.is_file():
         return None
-    e = json.loads(embed.read_text())
+    e = read_json(embed)
     return {"student": e["spearman"], "teacher": e.get("compare", {}).get("minilm", {}).get("spearman")}
 
 
@@ -576,7 +576,7 @@ def add_commands(sub, defaults) -> None:
 
 
 def _summary() -> dict:
-    return json.loads((RESULTS_DIR / "summary.json").read_text())
+    return read_json(RESULTS_DIR / "summary.json")
 
 
 def headline() -> str:
@@ -605,7 +605,7 @@ def headline() -> str:
 def embeddings_table() -> str:
     """The student, the teacher and the static model2vec baselines of the same teacher, scored and
     timed in one `bench embed --compare` run (docs/results/retention/embed.json)."""
-    e = json.loads((RESULTS_DIR / "embed.json").read_text())
+    e = read_json(RESULTS_DIR / "embed.json")
     rows = [(f"`{RELEASED_NAME}` (the released student)", e["parameters"], e["spearman"], e["sentences_per_s"], "")]
     for name, r in e.get("compare", {}).items():
         made = f", distilled in {r['distill_seconds']:.0f} s" if r.get("distill_seconds") else ""
@@ -619,10 +619,10 @@ def embeddings_table() -> str:
 
 def embedding_goals() -> str:
     """The zero-shot goals of the released student against embed.json and the release curve."""
-    e = json.loads((RESULTS_DIR / "embed.json").read_text())
+    e = read_json(RESULTS_DIR / "embed.json")
     teacher, statics = e["compare"]["minilm"], {k: v for k, v in e["compare"].items() if k.startswith("model2vec:")}
     best = max(statics.values(), key=lambda r: r["spearman"])
-    curve = json.loads((RESULTS_DIR / "release-curve.json").read_text())["curve"]
+    curve = read_json(RESULTS_DIR / "release-curve.json")["curve"]
     late = [r["zero_shot_spearman"] for r in curve if r["step"] >= 250]
 
     def verdict(ok: bool) -> str:
