@@ -134,6 +134,10 @@ def test_the_retention_table_marks_rows_at_majority_and_one_seed_rows(tmp_path):
         assert ("within its spread of majority" in lines[task]) == (learned is False), task
         assert ("spread not measured" in lines[task]) == (entry["student"]["seeds"] == 1), task
     assert summary["tasks_learned"] == ["stsb"] and summary["tasks_spread_not_measured"] == ["sst2"]
+    goals = retention.goals(summary).splitlines()  # the goals read the same summary, and say where they miss
+    assert goals[0].startswith(f"- gain retention >= 0.85: **missed**, {summary['gain_retention']:.3f} over the 3 tasks")
+    assert "1 of 3; within the spread: cola; one seed, spread not measured: sst2" in goals[2] and "**missed**" in goals[2]
+    assert retention.goals({**summary, "gain_retention": 0.9}).startswith("- gain retention >= 0.85: met, 0.900")
 
 
 def retention_args(tmp_path, **kw):

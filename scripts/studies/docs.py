@@ -25,6 +25,7 @@ def generators() -> dict:
     return {"task-distillation-table": task_distillation.table, "pair-encoding-table": pair_encoding.table,
             "retention-table": retention.table,
             "retention-task-distillation": retention.task_distillation_table, "retention-headline": retention.headline,
+            "retention-goals": retention.goals,
             "retention-embeddings": retention.embeddings_table, "embedding-goals": retention.embedding_goals,
             "start-curve": distillation_start.table, "frontier-table": frontier.committed_table,
             "frontier-pick": frontier.committed_pick}

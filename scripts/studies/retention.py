@@ -602,6 +602,39 @@ def headline() -> str:
                f"{', '.join(s['tasks_spread_not_measured']) or 'none'}." if s['tasks_learned'] else "."))
 
 
+GOALS = {"gain_retention": 0.85, "retention": 0.92}
+
+
+def goals(summary: dict | None = None) -> str:
+    """The study's goals checked against summary.json (or the summary given): gain retention and
+    plain retention over the tasks whose teacher beats its majority baseline, every task learned,
+    and what the study cost."""
+    if summary is None:
+        if not (RESULTS_DIR / "summary.json").is_file():
+            return "Checked against `summary.json` when the study's last row is in."
+        summary = _summary()
+    s, n = summary, len(summary["included_tasks"])
+    left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items())
+    over = f"over the {n} tasks whose teacher beats its majority baseline" + (f" ({left_out})" if left_out else "")
+
+    def verdict(key: str) -> str:
+        return "met" if s[key] >= GOALS[key] else "**missed**"
+
+    failed = [t for t in s["tasks"] if s["per_task"][t]["student_beats_majority_by_more_than_its_spread"] is False]
+    unmeasured = s["tasks_spread_not_measured"]
+    learned = "met" if not failed and not unmeasured else "**missed**" if failed else "not checked on every task"
+    lines = [f"- gain retention >= {GOALS['gain_retention']}: {verdict('gain_retention')}, {s['gain_retention']:.3f} {over}",
+             f"- plain retention >= {GOALS['retention']}: {verdict('retention')}, {s['retention']:.3f} "
+             f"({s['student_average']:.2f} against {s['teacher_average']:.2f}, the same tasks)",
+             f"- every task above its majority baseline by more than its seed spread: {learned}, "
+             f"{len(s['tasks_learned'])} of {len(s['tasks'])}"
+             + (f"; within the spread: {', '.join(failed)}" if failed else "")
+             + (f"; one seed, spread not measured: {', '.join(unmeasured)}" if unmeasured else "")]
+    if "cpu_hours" in s:
+        lines.append(f"- the study's cost: {s['cpu_hours']:.1f} CPU hours over every job and attempt (`jobs.json`)")
+    return "\n".join(lines)
+
+
 def embeddings_table() -> str:
     """The student, the teacher and the static model2vec baselines of the same teacher, scored and
     timed in one `bench embed --compare` run (docs/results/retention/embed.json)."""
