@@ -579,6 +579,11 @@ def _summary() -> dict:
     return read_json(RESULTS_DIR / "summary.json")
 
 
+def _left_out(s: dict) -> str:
+    """The tasks the summary leaves out of the averages, each with why ('' when none)."""
+    return "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items())
+
+
 def headline() -> str:
     """The study's headline, from summary.json; while a rerun is in progress (no summary: it is
     written once the last row is in), what is done and the previous complete study."""
@@ -590,7 +595,7 @@ def headline() -> str:
                 f"repeated with seeds, and the summary comes with the last row. The previous complete study "
                 f"({PREVIOUS_STUDY}) is in git history.")
     s = _summary()
-    left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items()) or "no task left out"
+    left_out = _left_out(s) or "no task left out"
     return (f"**Gain retention {s['gain_retention']:.3f}**: the student `{s['student']}` keeps that share of the "
             f"teacher's gain over the majority class, averaged over {len(s['included_tasks'])} tasks ({left_out}). "
             f"The plain ratio of the averages is {s['retention']:.3f} ({s['student_average']:.2f} against "
@@ -614,7 +619,7 @@ def goals(summary: dict | None = None) -> str:
             return "Checked against `summary.json` when the study's last row is in."
         summary = _summary()
     s, n = summary, len(summary["included_tasks"])
-    left_out = "; ".join(f"{t} left out: {why}" for t, why in s["excluded_tasks"].items())
+    left_out = _left_out(s)
     over = f"over the {n} tasks whose teacher beats its majority baseline" + (f" ({left_out})" if left_out else "")
 
     def verdict(key: str) -> str:
