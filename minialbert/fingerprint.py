@@ -1,23 +1,57 @@
 """Identities of runs: a short hash of everything that changes a run's numbers, so that a rerun
 with other inputs can never be answered with results computed from different ones.
 
-Files and folders are identified by their content (sha256, folders recursively), never by where
-they lie or when they were written: a study resumed on another machine, or beside a new copy of
-the data, reuses what it finished, and a file edited in place is a new input. Hashes are cached
-per (path, size, modification time, inode), so an unchanged file is read once per machine."""
+A run's identity is made of three things and nothing else (docs/method.md, "Run identity"):
+- the bytes that reach the numbers: the files of its model, tokenizer, config and data, by content
+  (sha256, folders recursively), never by where they lie or when they were written. Which files of a
+  folder count is decided here only (`is_content`);
+- its resolved options (`fields_identity`: every option field unless marked `identity: False`);
+- `CODE_NUMBERS_VERSION`, the version of the code's numbers.
+The library versions (torch, transformers) are recorded beside each result (`library_versions`),
+not hashed: an upgrade that moves the sixth digit should not throw a study away.
+
+File hashes are cached per machine, keyed by what a user cannot keep while changing the bytes (the
+inode's change time, which every write and every `touch`/`utime` moves and nothing can set back),
+and an entry is trusted only when the file had settled before it was hashed (git's "racily clean"
+rule), so the cache can never answer with the hash of bytes that are no longer there."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from pathlib import Path
+import re
+import time
+from pathlib import Path, PurePosixPath
 
 from .records import write_json
 
-# Not inputs of any run: model cards are rewritten by export and fine-tuning, hidden files are tools'.
-_NOT_CONTENT = {"README.md"}
-_memo: dict[tuple, str] = {}
+# The version of the numbers this code computes. Bump it by hand (1 -> 2) in the commit that changes
+# a number a run produces from the same inputs and options: what is read or selected from the data
+# (e.g. which sentences --max-train-samples keeps), tokenisation or encoding, initialisation, losses,
+# training order, metrics. Do not bump for refactors, messages, docs or speed. A bump gives every run a
+# new identity: finished runs are rerun rather than reused (committed records can be carried over
+# with scripts/studies/rekey.py only when their numbers still hold).
+CODE_NUMBERS_VERSION = 1
+
+# What a folder holds that is not an input of any run:
+_NOT_CONTENT_NAMES = {
+    "README.md",          # model cards, rewritten by export and fine-tuning
+    "distillation.json",  # records our own commands write beside the weights (distill, fit-head): read
+    "fit_head.json",      # only for model cards and reports, never for a number
+    "log.jsonl",
+}
+_NOT_CONTENT_DIRS = {"__pycache__"}  # bytecode caches: a wheel install has them, a clone may not
+_NOT_CONTENT_SUFFIXES = (".pyc", ".pyo")
+# The code copy saved beside a MiniALBERT model's weights (for users without this package, who load it
+# with trust_remote_code): every run of this project imports minialbert, whose own classes load the
+# model, so the copy never runs and a docstring edit in it changes no number.
+_GENERATED_CODE = re.compile(r"^(modeling|configuration)_\w+\.py$")
+
+MAX_CACHED_HASHES = 20_000  # entries of the hash cache (the oldest go first)
+# A file whose timestamps are not older than this before its hash was taken may still change within
+# the same timestamp tick (coarse file-system clocks): its hash is used but not cached.
+RACY_NS = 2_000_000_000
 
 
 def cache_root() -> Path:
@@ -26,56 +60,128 @@ def cache_root() -> Path:
     return Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert"))
 
 
+def library_versions() -> dict:
+    """The versions recorded beside every result (not part of any identity)."""
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def numbers_identity(fields: dict) -> dict:
+    """`fields` (what a result depends on) with the code's numbers version: the one place it enters."""
+    return {**fields, "code_numbers": CODE_NUMBERS_VERSION}
+
+
+# --- which files are content ------------------------------------------------------------------------
+
+def is_content(relative, folder: Path) -> bool:
+    """Whether the file `folder/relative` is part of the folder's content: not hidden (tools' files,
+    caches), not bytecode, not a model card or one of our records, not a generated code copy beside
+    a model's config.json."""
+    parts = PurePosixPath(Path(relative).as_posix()).parts
+    name = parts[-1]
+    if any(p.startswith(".") or p in _NOT_CONTENT_DIRS for p in parts):
+        return False
+    if name in _NOT_CONTENT_NAMES or name.endswith(_NOT_CONTENT_SUFFIXES):
+        return False
+    return not (_GENERATED_CODE.match(name) and (folder / relative).with_name("config.json").is_file())
+
+
+def content_files(path: Path) -> list[Path]:
+    """The files whose bytes make a file or folder what it is (folders recursively, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and is_content(p.relative_to(path), path))
+
+
+# --- the hash cache ---------------------------------------------------------------------------------
+
+_cache: dict | None = None  # key -> [sha256, time_ns the hash was taken]; loaded once per process
+_new: dict = {}  # entries added since the cache file was last written
+
+
 def _hash_cache() -> Path:
     return cache_root() / "content-hashes.json"
 
 
-def _load_cache() -> dict:
+def _read_cache_file() -> dict:
     try:
-        return json.loads(_hash_cache().read_text())
-    except (OSError, ValueError):
+        entries = json.loads(_hash_cache().read_text()).get("entries", {})
+    except (OSError, ValueError, AttributeError):  # none yet, damaged, or an older format
         return {}
+    return {k: v for k, v in entries.items() if isinstance(v, list) and len(v) == 2} if isinstance(entries, dict) else {}
+
+
+def _entries() -> dict:
+    global _cache
+    if _cache is None:
+        _cache = _read_cache_file()
+    return _cache
+
+
+def _key(path: Path, st: os.stat_result) -> str:
+    # st_ctime_ns: set by the kernel on every change of bytes or timestamps; no call sets it back.
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{st.st_dev}"
+
+
+def _settled(st: os.stat_result, at_ns: int) -> bool:
+    """The file's last change lies clearly before `at_ns` (racily clean otherwise)."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) < at_ns - RACY_NS
+
+
+def _sha256_of_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, cached by (resolved path, size, mtime, inode)."""
+    """sha256 of a file's bytes, from the cache when the file provably did not change since."""
+    path = Path(path)
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-    if key in _memo:
-        return _memo[key]
-    cache = _load_cache()
-    if key not in cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        cache[key] = h.hexdigest()
-        try:  # best effort: a lost update only costs a re-hash
-            write_json(_hash_cache(), cache, indent=None)
-        except OSError:
-            pass
-    _memo[key] = cache[key]
-    return cache[key]
+    key = _key(path, st)
+    entry = _entries().get(key)
+    if entry is not None and _settled(st, entry[1]):
+        return entry[0]
+    started = time.time_ns()
+    sha = _sha256_of_file(path)
+    if _key(path, path.stat()) == key and _settled(st, started):  # unchanged while read, and settled before
+        _entries()[key] = _new[key] = [sha, started]
+    return sha
 
 
-def content_files(path: Path) -> list[Path]:
-    """The files whose bytes make a file or folder what it is (folders recursively, sorted; model
-    cards and hidden files left out)."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _NOT_CONTENT
-                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+def save_hash_cache() -> None:
+    """Write the entries added since the last write, merged with what other processes wrote, the
+    newest MAX_CACHED_HASHES kept, atomically (records.write_json). Called once per content_hash."""
+    global _cache
+    if not _new:
+        return
+    merged = {**_read_cache_file(), **_new}
+    if len(merged) > MAX_CACHED_HASHES:
+        merged = dict(sorted(merged.items(), key=lambda kv: kv[1][1])[-MAX_CACHED_HASHES:])
+    try:  # best effort: a lost write only costs a re-hash
+        write_json(_hash_cache(), {"entries": merged}, indent=None)
+    except OSError:
+        pass
+    _new.clear()
+    _cache = merged
 
+
+# --- identities -------------------------------------------------------------------------------------
 
 def content_hash(path) -> str:
-    """sha256 over a file's bytes, or over a folder's (relative name, file hash) pairs."""
+    """sha256 over a file's bytes, or over a folder's (relative name, file hash) pairs of its content."""
     path = Path(path)
-    if path.is_file():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for p in content_files(path):
-        h.update(f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n".encode())
-    return h.hexdigest()
+    try:
+        if path.is_file():
+            return file_sha256(path)
+        h = hashlib.sha256()
+        for p in content_files(path):
+            h.update(f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n".encode())
+        return h.hexdigest()
+    finally:
+        save_hash_cache()
 
 
 def path_identity(name: str | None) -> str | None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import MiniAlbertError
-from ..fingerprint import path_identity
+from ..fingerprint import numbers_identity, path_identity
 from ..packaged import wiki_offline_json
 from ..runtime import cache_root
 
@@ -153,8 +153,8 @@ def _source_identity(src: str) -> str:
 def _fingerprint(opts: CorpusOptions, tokenizer) -> str:
     src = _source_identity(opts.source)
     vocab = hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()
-    key = {**asdict(opts), "source": src, "num_proc": None, "streaming": None,
-           "tokenizer": [vocab, type(tokenizer).__name__, getattr(tokenizer, "do_lower_case", None)]}
+    key = numbers_identity({**asdict(opts), "source": src, "num_proc": None, "streaming": None,
+                            "tokenizer": [vocab, type(tokenizer).__name__, getattr(tokenizer, "do_lower_case", None)]})
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -247,7 +247,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         summary = {"teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(), **provenance,
                    "layer_map": layer_map, "initialisation": init_info, "steps": 0, "seed": recipe.seed,
                    "train_seconds_this_run": 0.0, "distilled_tokens": 0, "world_size": args.world_size,
-                   "output_loss": bool(weights.output), "final_losses": {}}
+                   "output_loss": bool(weights.output), "final_losses": {}, **_code_and_versions()}
         if args.process_index == 0:
             _publish_final(out, student, tokenizer, summary)
         return summary
@@ -287,7 +287,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         "windows": len(windows) if hasattr(windows, "__len__") else None,
         "first_windows_per_process": first_windows,
         "output_loss": bool(weights.output), "resumed_from": str(resume_from) if resume_from else None,
-        "final_losses": _last_logged(out / "log.jsonl"), "train_loss": result.training_loss,
+        "final_losses": _last_logged(out / "log.jsonl"), "train_loss": result.training_loss, **_code_and_versions(),
     }
     if trainer.is_world_process_zero():
         _publish_final(out, student, tokenizer, summary)
@@ -337,6 +337,13 @@ def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
         raise MiniAlbertError(f"--resume: {out} was distilled with other settings ({', '.join(changed)}); resume "
                               f"with the settings in {saved} (--dtype included: it is stored resolved, so a run "
                               "never switches precision midway), or distil into another --out.")
+
+
+def _code_and_versions() -> dict:
+    """The code's numbers version and the library versions, recorded in distillation.json."""
+    from ..fingerprint import CODE_NUMBERS_VERSION, library_versions
+
+    return {"code_numbers": CODE_NUMBERS_VERSION, "versions": library_versions()}
 
 
 def _finished_summary(recipe: DistillRecipe, out: Path) -> dict | None:

@@ -4,7 +4,8 @@ Folders and files (the model, the data, the teacher, transfer data) enter by the
 content (fingerprint.path_identity; a teacher that a finetune run kept, by that run's identity:
 taskdistill.teacher.teacher_identity), never by place or time, so a study resumed on another machine
 reuses its finished runs and a checkpoint distilled again into the same folder is a new model;
-`auto` settings enter as what they resolved to (the plan resolves them before)."""
+`auto` settings enter as what they resolved to (the plan resolves them before); the code's numbers
+version enters as `code_numbers` (fingerprint.CODE_NUMBERS_VERSION)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import dataclasses
 
 from ..data.glue import GlueTask
 from ..data.tasks import data_identity
-from ..fingerprint import fields_identity, path_identity
+from ..fingerprint import fields_identity, numbers_identity, path_identity
 from ..taskdistill.options import TaskDistillationOptions
 from ..taskdistill.teacher import teacher_identity
 from .options import FinetuneOptions
@@ -36,4 +37,4 @@ def run_identity(opts: FinetuneOptions, model_path: str, task: GlueTask | None, 
     identity = fields_identity(opts, resolvers, keep=lambda f: f.name not in own and f.metadata.get("identity", True))
     if opts.distilling:  # the task-distillation fields, grouped; without a teacher none of them acts
         identity["distillation"] = fields_identity(opts, resolvers, keep=lambda f: f.name in own)
-    return identity
+    return numbers_identity(identity)

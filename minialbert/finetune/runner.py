@@ -16,7 +16,7 @@ from ..data.glue import GlueTask, glue_metrics
 from ..data.ner import ner_metrics, word_level_predictions
 from ..data.tasks import TaskData, majority_baseline, prepare_data, task_collator
 from ..errors import MiniAlbertError
-from ..fingerprint import options_hash
+from ..fingerprint import library_versions, options_hash
 from ..model.adapters import save_adapter_task
 from ..records import RUN_RECORD_FIELDS, read_json, write_json
 from ..resumable import resumable_callbacks, resume_point, training_seconds
@@ -201,5 +201,6 @@ def _run_or_reuse(plan: FinetunePlan, spec: RunSpec, data: TaskData, label: str,
     logger.info("[%s] %s", label, run_id)
     result = run_one(plan, spec, data, out / "runs" / run_id)
     result["run_id"], result["identity"] = run_id, identity
+    result["versions"] = library_versions()  # recorded, not part of the identity
     write_json(record, result, allow_nan=False)
     return result

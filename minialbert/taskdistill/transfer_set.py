@@ -16,7 +16,7 @@ from ..data.glue import GlueSplit, GlueTask
 from ..data.ner import NerSplit
 from ..data.tasks import DataOptions, data_identity, task_collator
 from ..data.transfer import read_transfer_data, split_words
-from ..fingerprint import fields_identity, options_hash, path_identity
+from ..fingerprint import fields_identity, numbers_identity, options_hash, path_identity
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
@@ -37,12 +37,12 @@ def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources:
                  vocab_size: int) -> str:
     """What the labelled transfer set depends on: the task data and its encoding (every field of
     DataOptions), the teacher, the fields marked `transfer` (augmentation, transfer data), the
-    masked LM that augments, and the student's vocabulary."""
+    masked LM that augments, the student's vocabulary and the code's numbers version."""
     paths = {"teacher": lambda _: teacher_identity(sources.teacher_path), "transfer_data": path_identity,
              "augment_mlm": lambda _: path_identity(sources.mlm_path) if opts.augment else None}
-    return options_hash({**fields_identity(data_opts, {"data_dir": lambda d: data_identity(sources.task, d)}),
-                         **fields_identity(opts, paths, keep=lambda f: f.metadata.get("transfer")),
-                         "model_vocab": vocab_size})
+    return options_hash(numbers_identity({
+        **fields_identity(data_opts, {"data_dir": lambda d: data_identity(sources.task, d)}),
+        **fields_identity(opts, paths, keep=lambda f: f.metadata.get("transfer")), "model_vocab": vocab_size}))
 
 
 def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources, data, tokenizer,
