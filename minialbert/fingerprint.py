@@ -132,8 +132,11 @@ def _settled(st: os.stat_result, at_ns: int) -> bool:
 
 
 def _sha256_of_file(path: Path) -> str:
+    h = hashlib.sha256()  # hashlib.file_digest needs Python 3.11; the project supports 3.10
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def file_sha256(path: Path) -> str:

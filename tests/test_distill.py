@@ -233,3 +233,10 @@ def test_saved_student_carries_a_model_card_naming_its_teacher(tmp_path):
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # the packaged teacher's hub id
     assert card.data.pipeline_tag == "fill-mask" and "minialbert" in card.data.tags
     assert "0 steps" in card.text and "minialbert distill" in card.text
+    import transformers
+
+    from minialbert.fingerprint import CODE_NUMBERS_VERSION
+
+    info = json.loads((out / "final" / "distillation.json").read_text())
+    assert info["code_numbers"] == CODE_NUMBERS_VERSION
+    assert info["versions"] == {"torch": torch.__version__, "transformers": transformers.__version__}

@@ -160,6 +160,10 @@ def test_short_runs_write_results_with_the_right_metrics(task, data, metric, tin
     assert np.isfinite(stored) and low <= stored <= 1.0
     run = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     assert run["train_steps"] == 100 and run["trainable_parameters"] > 0 and run["train_seconds"] > 0
+    import transformers  # the library versions are recorded beside the identity, not hashed into it
+
+    assert run["versions"] == {"torch": torch.__version__, "transformers": transformers.__version__}
+    assert "versions" not in run["identity"] and run["identity"]["code_numbers"] >= 1
     if task == "ner":
         assert "test" in run["metrics"] and {"precision", "recall"} <= set(run["metrics"]["test"])
     # the stored score is the saved model's: recomputed from its predictions, outside the run
