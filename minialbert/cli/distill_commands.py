@@ -30,9 +30,12 @@ HELP = {
     "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
     "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), model2vec (E < H: a static distillation "
                       "of the teacher's outputs, PCA to E), random, or a model of width E",
-    "shared_layer_init": "shared layer from teacher layer N (1-based), 'average' (mean of the mapped teacher layers) "
-                         "or 'average:2,4,6'; 0 = random",
-    "layer_map": "comma-separated teacher layer (1-based) per student iteration; default uniform i*L/N",
+    "shared_layer_init": "shared layer from a teacher layer: a number (1-based), 'last', or a fraction of the "
+                         "teacher's depth with a decimal point (0.5 = the middle layer, rounded up; 1.0 = the last); "
+                         "'average' (mean of the mapped teacher layers) or 'average:2,4,last'; 0 = random. "
+                         "'last' and fractions become numbers before the run is stored",
+    "layer_map": "comma-separated teacher layer per student iteration: numbers (1-based), 'last' or fractions of "
+                 "the teacher's depth (e.g. last,last,last or 0.5,1.0); default uniform i*L/N",
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",
     "alignment": "alignment losses: full | hidden | attention | none (ablations, docs/method.md Table 3)",
