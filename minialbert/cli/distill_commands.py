@@ -86,8 +86,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fit-head", help="Train an MLM head on a frozen encoder that has none (e.g. the packaged MiniLM).",
         description="Completes an encoder without a masked-LM head (sentence-embedding models such as the "
-                    "packaged MiniLM): trains only a BERT-style head (dense, GELU, LayerNorm, decoder tied to "
-                    "the frozen word embeddings), reports masked-token accuracy before and after on held-out "
+                    "packaged MiniLM): trains only a head of the encoder's family's kind (dense, activation, "
+                    "LayerNorm, decoder tied to the frozen word embeddings; minialbert/model/families.py), reports masked-token accuracy before and after on held-out "
                     "windows, and saves a full AutoModelForMaskedLM checkpoint with its tokenizer.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, FitHeadOptions)

@@ -241,13 +241,13 @@ def init_relaxation_from_teacher(student, teacher, layer_map: list[int]) -> list
     stay shared. Returns, per iteration, the share of that difference's energy the deltas keep."""
     from .modeling_minialbert import relaxed_maps
 
-    encoder, layers, family = student.base_model.encoder, _teacher_layers(teacher), family_for(teacher)
+    encoder, layers = student.base_model.encoder, _teacher_layers(teacher)
     rank, kept = student.config.relaxation_rank, []
     for i, deltas in enumerate(encoder.deltas):
         energy = total = 0.0
         for name, (path, _, _) in relaxed_maps(student.config).items():
             shared = encoder.layer_at(i).get_submodule(path).weight.float()
-            target = layer_part(layers[layer_map[i] - 1], family, path).weight.float()
+            target = layer_part(layers[layer_map[i] - 1], family_for(teacher), path).weight.float()
             U, S, Vh = torch.linalg.svd(target - shared, full_matrices=False)
             root = S[:rank].sqrt()
             deltas.maps[name].up.copy_(U[:, :rank] * root)
