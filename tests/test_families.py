@@ -175,6 +175,8 @@ def test_a_tiny_teacher_of_each_family_distils_and_loads_back(family, teachers, 
         assert init["token_types"] == "zero: the teacher has no token types"
     if family == "modernbert":
         assert init["positions"].startswith("random")
+    if family == "mpnet" and not hasattr(MiniAlbertConfig(), "relative_attention_num_buckets"):
+        assert init["relative_bias"].startswith("none: this student has no relative position bias")
     assert init["head"].endswith("the output loss reads the teacher's head") and summary["output_loss"] is True
     # the student loads back, and pads and marks sentences as its teacher does
     student = AutoModel.from_pretrained(out / "final")
@@ -326,3 +328,22 @@ def test_electra_embeddings_narrower_than_its_own_go_through_its_projection(teac
     with torch.no_grad():
         got = base.projection(base.embeddings.word_embeddings.weight)
         assert torch.allclose(got, project(rank8), atol=1e-5)
+
+
+def test_packed_windows_use_the_tokenizers_own_start_and_end_tokens(corpus):
+    """A tokenizer that names only <s>/</s> (bos/eos, no cls/sep) windows with them; one without a
+    mask token is refused in one paragraph before anything is tokenised."""
+    from minialbert.data.corpus import CorpusOptions, build_windows
+
+    raw, _ = _bpe(ROBERTA_SPECIALS)
+    tokens = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, **tokens)
+    assert tokenizer.cls_token_id is None and tokenizer.sep_token_id is None
+    windows = build_windows(tokenizer, CorpusOptions(source=str(corpus), max_length=16, pack=True, max_docs=20),
+                            cache=False)
+    first = windows[0]
+    assert first["input_ids"][0] == tokenizer.bos_token_id == 0
+    assert tokenizer.eos_token_id in first["input_ids"] and first["special_tokens_mask"][0] == 1
+    no_mask = PreTrainedTokenizerFast(tokenizer_object=raw, **{k: v for k, v in tokens.items() if k != "mask_token"})
+    with pytest.raises(MiniAlbertError, match="lacks a mask token"):
+        build_windows(no_mask, CorpusOptions(source=str(corpus), max_length=16, pack=True, max_docs=20), cache=False)

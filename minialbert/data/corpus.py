@@ -191,7 +191,7 @@ def window_special_ids(tokenizer) -> tuple[int, int]:
                                         ("a mask token", tokenizer.mask_token_id),
                                         ("a pad token", tokenizer.pad_token_id)) if value is None]
     if missing:
-        raise MiniAlbertError(f"The teacher's tokenizer ({type(tokenizer).__name__}) has no {', no '.join(missing)}; "
+        raise MiniAlbertError(f"The teacher's tokenizer ({type(tokenizer).__name__}) lacks {', '.join(missing)}; "
                               "masked-LM distillation needs them. Set them in its tokenizer_config.json "
                               "(e.g. cls_token, sep_token, mask_token, pad_token) and save it again.")
     return start, end

@@ -126,6 +126,8 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
         inherited.append("minialbert.encoder.deltas")
     elif config.relaxation_rank:
         parts["deltas"] = reason
+    if family.relative_bias and not getattr(config, "relative_attention_num_buckets", 0):
+        parts["relative_bias"] = "none: this student has no relative position bias; the teacher's is left out"
     if config.use_adapters:
         parts["adapters"] = "random (new)"
     parts["head"] = ("random (new); the output loss reads the teacher's head" if teacher.head is not None

@@ -67,6 +67,7 @@ class TeacherFamily:
     embedding_project: str | None = None       # E -> H linear map after the embedding LayerNorm (E < H)
     positions_from_padding: bool = False       # RoBERTa, MPNet: position ids start at pad_token_id + 1
     layers: str | None = "encoder.layer"       # the list of layers; None: they cannot become the student's
+    relative_bias: str | None = None           # a relative position bias table shared by all layers (MPNet)
     layer: LayerLayout | None = None
     head: HeadLayout | None = None
     why_no_layer: str = ""
@@ -90,7 +91,7 @@ FAMILIES: tuple[TeacherFamily, ...] = (
     TeacherFamily("RoBERTa", ("roberta", "xlm-roberta", "camembert"), "embeddings.word_embeddings",
                   "embeddings.LayerNorm", positions_from_padding=True, layer=BERT_LAYER, head=ROBERTA_HEAD),
     TeacherFamily("MPNet", ("mpnet",), "embeddings.word_embeddings", "embeddings.LayerNorm", token_type=None,
-                  positions_from_padding=True,
+                  positions_from_padding=True, relative_bias="encoder.relative_attention_bias",
                   layer=LayerLayout("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
                                     "attention.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"),
                   head=ROBERTA_HEAD),
