@@ -47,6 +47,11 @@ def check_max_length(name: str, max_length: int, role: str = "", config=None) ->
     `config`: the model's configuration when the caller has read it already."""
     config = config if config is not None else read_config(name, role=role)
     positions = getattr(config, "max_position_embeddings", None)
+    if positions:  # RoBERTa and MPNet spend pad_token_id + 1 rows before the first real position
+        from .model.families import FAMILIES, position_offset
+
+        family = next((f for f in FAMILIES if getattr(config, "model_type", None) in f.model_types), None)
+        positions -= position_offset(family, config) if family is not None else 0
     if positions and max_length > positions:
         raise MiniAlbertError(f"--max-length {max_length} exceeds the {positions} positions of {role}{name!r}; use "
                               f"--max-length {positions} or less.")

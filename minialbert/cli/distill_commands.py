@@ -30,9 +30,12 @@ HELP = {
     "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
     "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), model2vec (E < H: a static distillation "
                       "of the teacher's outputs, PCA to E), random, or a model of width E",
-    "shared_layer_init": "shared layer from teacher layer N (1-based), 'average' (mean of the mapped teacher layers) "
-                         "or 'average:2,4,6'; 0 = random",
-    "layer_map": "comma-separated teacher layer (1-based) per student iteration; default uniform i*L/N",
+    "shared_layer_init": "shared layer from a teacher layer: a number (1-based), 'last', or a fraction of the "
+                         "teacher's depth with a decimal point (0.5 = the middle layer, rounded up; 1.0 = the last); "
+                         "'average' (mean of the mapped teacher layers) or 'average:2,4,last'; 0 = random. "
+                         "'last' and fractions become numbers before the run is stored",
+    "layer_map": "comma-separated teacher layer per student iteration: numbers (1-based), 'last' or fractions of "
+                 "the teacher's depth (e.g. last,last,last or 0.5,1.0); default uniform i*L/N",
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",
     "alignment": "alignment losses: full | hidden | attention | none (ablations, docs/method.md Table 3)",
@@ -83,8 +86,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fit-head", help="Train an MLM head on a frozen encoder that has none (e.g. the packaged MiniLM).",
         description="Completes an encoder without a masked-LM head (sentence-embedding models such as the "
-                    "packaged MiniLM): trains only a BERT-style head (dense, GELU, LayerNorm, decoder tied to "
-                    "the frozen word embeddings), reports masked-token accuracy before and after on held-out "
+                    "packaged MiniLM): trains only a head of the encoder's family's kind (dense, activation, "
+                    "LayerNorm, decoder tied to the frozen word embeddings; minialbert/model/families.py), reports masked-token accuracy before and after on held-out "
                     "windows, and saves a full AutoModelForMaskedLM checkpoint with its tokenizer.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, FitHeadOptions)

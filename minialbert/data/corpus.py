@@ -180,12 +180,29 @@ def windows_fn(tokenizer, opts: CorpusOptions):
     return fn
 
 
+def window_special_ids(tokenizer) -> tuple[int, int]:
+    """The tokens a window starts and a document ends with, the tokenizer's own: [CLS]/[SEP] for
+    BERT-likes, <s>/</s> for RoBERTa-likes (cls/sep, else bos/eos). Distillation also needs a mask
+    token ([MASK] or <mask>) and a pad token; a tokenizer without them is named in one paragraph."""
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    missing = [name for name, value in (("a start token (cls_token or bos_token)", start),
+                                        ("an end token (sep_token or eos_token)", end),
+                                        ("a mask token", tokenizer.mask_token_id),
+                                        ("a pad token", tokenizer.pad_token_id)) if value is None]
+    if missing:
+        raise MiniAlbertError(f"The teacher's tokenizer ({type(tokenizer).__name__}) lacks {', '.join(missing)}; "
+                              "masked-LM distillation needs them. Set them in its tokenizer_config.json "
+                              "(e.g. cls_token, sep_token, mask_token, pad_token) and save it again.")
+    return start, end
+
+
 def packed_windows_fn(tokenizer, opts: CorpusOptions):
     """batched map: consecutive documents concatenated as `doc [SEP] doc [SEP] ...` and cut into
     full windows, each starting with [CLS] (RoBERTa's full-sentences format): short documents no
     longer turn into padding; a document may continue in the next window. Teacher and student see
     the same packed input."""
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    cls, sep = window_special_ids(tokenizer)
     budget = opts.max_length - 1  # room after [CLS]
 
     def fn(batch):
@@ -209,6 +226,7 @@ def build_windows(tokenizer, opts: CorpusOptions, cache: bool = True):
     if cache and not opts.streaming and (target / "dataset_info.json").exists():
         logger.info("Using cached windows %s", target)
         return datasets.load_from_disk(str(target))
+    window_special_ids(tokenizer)  # a tokenizer without the tokens windows and masking need: one paragraph
     texts = load_texts(opts)
     fn = packed_windows_fn(tokenizer, opts) if opts.pack else windows_fn(tokenizer, opts)
     kwargs = dict(batched=True, with_indices=not opts.pack, remove_columns=["text"])

@@ -1,5 +1,6 @@
 """`minialbert fit-head`: give an encoder without an MLM head (e.g. the packaged sentence-embedding
-MiniLM) a trained BERT-style head, so the output-distillation loss can be used."""
+MiniLM, or all-mpnet-base-v2) a trained head of its own family's kind (model/families.py), so the
+output-distillation loss can be used."""
 
 from __future__ import annotations
 
@@ -31,10 +32,23 @@ class HeadOnlyMLM(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
         with torch.no_grad():
-            h = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+            h = _encode(self.mlm, input_ids, attention_mask, token_type_ids)
         masked = labels != -100
-        return {"loss": F.cross_entropy(self.mlm.cls(h[masked]), labels[masked])}
+        return {"loss": F.cross_entropy(_head(self.mlm)(h[masked]), labels[masked])}
+
+
+def _head(mlm):
+    from ..model.families import teacher_mlm_head
+
+    return teacher_mlm_head(mlm)
+
+
+def _encode(mlm, input_ids, attention_mask, token_type_ids=None):
+    """The frozen encoder's final states (token types only where its family has them)."""
+    from ..model.families import family_for
+
+    kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None and family_for(mlm).token_type else {}
+    return mlm.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
 
 
 @torch.no_grad()
@@ -49,8 +63,8 @@ def masked_token_accuracy(mlm, windows, collator, seed: int, batch_size: int = 3
         batch = collator([windows[i] for i in range(start, min(start + batch_size, len(windows)))])
         batch = {k: v.to(device) for k, v in batch.items()}
         masked = batch["labels"] != -100
-        h = mlm.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        pred = mlm.cls(h[masked]).argmax(-1)
+        h = _encode(mlm, batch["input_ids"], batch["attention_mask"])
+        pred = _head(mlm)(h[masked]).argmax(-1)
         correct += (pred == batch["labels"][masked]).sum().item()
         total += masked.sum().item()
     torch.random.set_rng_state(gen_state)
@@ -94,29 +108,37 @@ class FitHeadOptions:
 def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max_steps=300, batch_size=32, learning_rate=2e-3,
                  max_length=128, max_docs=None, eval_windows=256, seed=42, eval_every: int = 0,
                  dtype: str = "auto") -> dict:
-    from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertForMaskedLM, DataCollatorForLanguageModeling,
-                              Trainer)
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 
     from ..data.corpus import CorpusOptions, build_windows
+    from ..model.families import UnknownFamilyError, family_for, head_module_names
 
     path = resolve_model_name(teacher)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"Could not load {teacher!r}: {e}") from None
-    if config.model_type != "bert":
-        raise MiniAlbertError(f"fit-head adds a BERT-style head and needs a BERT encoder; {teacher!r} is "
-                              f"{config.model_type!r}.")
+    try:
+        family = family_for(config)
+    except UnknownFamilyError as e:
+        raise MiniAlbertError(f"fit-head: {e}") from None
+    if family.head is None:
+        raise MiniAlbertError(f"fit-head: the {family.name} family has no masked-LM head layout in "
+                              "minialbert/model/families.py.")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path)
     torch.manual_seed(seed)
-    config.tie_word_embeddings = True
-    mlm = BertForMaskedLM(config)
-    missing, _ = mlm.bert.load_state_dict(encoder.state_dict(), strict=False)  # the pooler is not needed
+    config.tie_word_embeddings = True  # the decoder shares the frozen input embeddings, as BERT's does
+    # the family's own masked-LM class: the encoder's weights load, the head (absent) starts random
+    mlm, info = AutoModelForMaskedLM.from_pretrained(path, config=config, output_loading_info=True)
+    prefix = mlm.base_model_prefix + "."
+    missing = [k for k in info.get("missing_keys", []) if k.startswith(prefix) and "pooler" not in k]
     if missing:
-        raise MiniAlbertError(f"{teacher!r} lacks encoder weights {missing[:3]}; is it a BERT checkpoint?")
-    mlm.cls.predictions.decoder.weight = mlm.bert.embeddings.word_embeddings.weight  # tied, frozen
-    mlm.bert.requires_grad_(False)
+        raise MiniAlbertError(f"{teacher!r} lacks encoder weights {missing[:3]}; is it a {family.name} checkpoint?")
+    mlm.tie_weights()
+    mlm.requires_grad_(False)
+    for name in head_module_names(mlm, family):  # only the head trains (the tied decoder stays frozen)
+        for p_name, p in mlm.get_submodule(name).named_parameters():
+            p.requires_grad_(p is not mlm.get_input_embeddings().weight)
 
     windows = build_windows(tokenizer, CorpusOptions(source=corpus, max_length=max_length, stride=max_length // 2,
                                                      windows_per_doc=2, seed=seed, max_docs=max_docs))

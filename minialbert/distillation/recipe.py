@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -31,8 +32,11 @@ class DistillRecipe:
     hidden_size: int | None = None        # only to force a width different from the teacher's
     num_attention_heads: int | None = None
     embedding_init: str = "teacher"       # teacher (copy or SVD) | random | a model name/path of width E
-    shared_layer_init: str | None = None  # teacher layer (1-based), 'average' or 'average:2,4,6'; 0/None: random
-    layer_map: list[int] | None = None    # teacher layer per iteration (1-based); default uniform
+    # Layer choices: a teacher layer (1-based), 'last', or a fraction of the depth with a decimal point
+    # (0.5, 1.0); resolved to numbers against the teacher before a run stores anything.
+    shared_layer_init: str | None = None  # a layer choice, 'average' or 'average:2,4,last'; 0/None: random
+    layer_map: list[int] | None = field(default=None, metadata={"type": lambda text: layer_choice_list(text)})
+    # ^ a layer choice per iteration; default uniform
     project_hidden: bool = False          # learn a linear map when student and teacher widths differ
     average_heads: bool = False           # compare head-averaged maps when head counts differ
     # losses
@@ -228,6 +232,52 @@ def resolve_recipe(name_or_path: str | None, flags: dict) -> ResolvedRecipe:
     values.update(given)
     sources.update(dict.fromkeys(given, "flag"))
     return ResolvedRecipe(DistillRecipe(**values), sources, overridden)
+
+
+def _is_relative(choice) -> bool:
+    """'last' or a fraction ('0.5', 1.0): a choice that depends on the teacher's depth. A whole number
+    stays as it was given (its stored form, "6" or 6, is part of earlier runs' identity)."""
+    return isinstance(choice, float) or (isinstance(choice, str) and
+                                         (choice.strip().lower() == "last" or "." in choice))
+
+
+def layer_choice_list(text: str) -> list:
+    """--layer-map's value: comma-separated layer choices; whole numbers become ints."""
+    import argparse
+
+    items = [x for x in text.replace(" ", "").split(",") if x]
+    if not items or any(not (x.isdigit() or x.lower() == "last" or x.replace(".", "", 1).isdigit()) for x in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated teacher layers (numbers, 'last' or fractions "
+                                         f"such as 0.5), got {text!r}")
+    return [int(x) if x.isdigit() else x for x in items]
+
+
+def teacher_depth(name: str) -> int:
+    from ..checkpoints import read_config
+
+    return read_config(name, role="the teacher ").num_hidden_layers
+
+
+def resolve_layer_choices(recipe: DistillRecipe, depth: int | Callable[[], int]) -> DistillRecipe:
+    """The recipe with 'last' and fractions of the teacher's depth (`depth`, or a function giving
+    it, called only when needed) turned into layer numbers: what the run stores and is identified by.
+    A recipe without such choices comes back unchanged."""
+    from ..model.initialization import teacher_layer_number
+
+    shared, layer_map = recipe.shared_layer_init, recipe.layer_map
+    text = str(shared).strip().lower() if shared is not None else ""
+    shared_items = text[len("average:"):].split(",") if text.startswith("average:") else [shared]
+    relative = [x for x in shared_items if _is_relative(x)] + [x for x in layer_map or [] if _is_relative(x)]
+    if not relative:
+        return recipe
+    L = depth() if callable(depth) else depth
+    if any(_is_relative(x) for x in shared_items):
+        numbers = [teacher_layer_number(x, L) if _is_relative(x) else x.strip() if isinstance(x, str) else x
+                   for x in shared_items]
+        shared = f"average:{','.join(str(n) for n in numbers)}" if text.startswith("average:") else numbers[0]
+    if layer_map:
+        layer_map = [teacher_layer_number(x, L, "--layer-map") if _is_relative(x) else x for x in layer_map]
+    return dataclasses.replace(recipe, shared_layer_init=shared, layer_map=layer_map)
 
 
 def apply_overrides(recipe: DistillRecipe, overrides: dict) -> DistillRecipe:

@@ -18,19 +18,32 @@ from .teacher import Teacher
 logger = logging.getLogger(__name__)
 
 
-def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
-    """Teacher geometry (H, heads, FFN, V, positions) + preset or explicit student choices."""
+def student_config(recipe: DistillRecipe, teacher_config, tokenizer=None) -> MiniAlbertConfig:
+    """Teacher geometry (H, heads, FFN, V, positions, special tokens; its family's names, see
+    model/families.py) + preset or explicit student choices. The teacher's special tokens (pad,
+    bos/eos, or the `tokenizer`'s where given) carry into the student's config, so it pads as its
+    teacher does; a teacher that counts positions from pad + 1 (RoBERTa, MPNet) gives the student
+    its table from that offset on (positions 0.. of the student), and one without token types a
+    one-row token-type table."""
+    from ..model.families import teacher_geometry
+
     base = dict(preset_config(recipe.preset).to_dict()) if recipe.preset else {}
-    H = recipe.hidden_size or teacher_config.hidden_size
+    t = teacher_geometry(teacher_config)
+    H = recipe.hidden_size or t["hidden_size"]
+    special = {k: t[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    if tokenizer is not None:  # the tokenizer the student is saved with decides (a config may name ids it lacks)
+        special.update({k: getattr(tokenizer, k, None) for k in ("bos_token_id", "eos_token_id")})
+        if tokenizer.pad_token_id is not None:
+            special["pad_token_id"] = tokenizer.pad_token_id
     kw = dict(
         vocab_size=teacher_config.vocab_size, hidden_size=H,
-        num_attention_heads=recipe.num_attention_heads or teacher_config.num_attention_heads,
-        intermediate_size=teacher_config.intermediate_size if H == teacher_config.hidden_size else 4 * H,
-        max_position_embeddings=teacher_config.max_position_embeddings,
-        type_vocab_size=getattr(teacher_config, "type_vocab_size", 2),
-        hidden_act=getattr(teacher_config, "hidden_act", "gelu"),
-        layer_norm_eps=getattr(teacher_config, "layer_norm_eps", 1e-12),
-        pad_token_id=getattr(teacher_config, "pad_token_id", 0) or 0,
+        num_attention_heads=recipe.num_attention_heads or t["num_attention_heads"],
+        intermediate_size=t["intermediate_size"] if H == t["hidden_size"] else 4 * H,
+        max_position_embeddings=t["max_position_embeddings"],
+        type_vocab_size=max(1, t["type_vocab_size"]),
+        hidden_act=t["hidden_act"], layer_norm_eps=t["layer_norm_eps"],
+        pad_token_id=special["pad_token_id"] or 0,
+        bos_token_id=special["bos_token_id"], eos_token_id=special["eos_token_id"],
         num_hidden_layers=recipe.iterations or base.get("num_hidden_layers", 6),
         embedding_size=recipe.embedding_size or base.get("embedding_size", H),
         use_adapters=recipe.adapters if recipe.adapters is not None else base.get("use_adapters", True),
@@ -42,6 +55,9 @@ def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
 
 def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: MiniAlbertConfig,
                   layer_map=None) -> tuple[MiniAlbertForMaskedLM, dict, list[str]]:
+    """The student, initialised per the recipe from the teacher's parts (found through its family's
+    entry in model/families.py). Returns (student, the run's `initialisation` record, the inherited
+    modules); `info["init"]` says what each part received."""
     from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_outputs,
                                         init_embeddings_from_teacher, init_layer_groups_from_teacher,
                                         init_relaxation_from_teacher, init_shared_layer_from_teacher,
@@ -49,18 +65,22 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
 
     torch.manual_seed(recipe.seed)
     student = MiniAlbertForMaskedLM(config)
+    family = teacher.family
     info = {"embedding_init": recipe.embedding_init}
+    parts = {"family": family.name, "embeddings": "random", "positions": "random", "token_types": "random"}
     inherited = []  # the modules initialised from the teacher (or another pretrained model)
     if recipe.embedding_init == "teacher" and config.hidden_size != teacher.config.hidden_size:
         logger.warning("Student width %d differs from the teacher's %d: embeddings start random.",
                        config.hidden_size, teacher.config.hidden_size)
         info["embedding_init"] = "random"
     elif recipe.embedding_init == "teacher":
-        info["embedding_init"] = "teacher-" + init_embeddings_from_teacher(student, teacher.model)
+        info["embedding_init"] = "teacher-" + init_embeddings_from_teacher(student, teacher.model, parts)
         inherited += ["minialbert.embeddings", "minialbert.projection"]
     elif recipe.embedding_init == "model2vec":
         outputs, coordinates = teacher_token_vectors(teacher.model, tokenizer, config.embedding_size)
         info["embedding_init"] = init_embeddings_from_outputs(student, outputs, coordinates)
+        parts.update(embeddings="model2vec", positions="zero (model2vec)", token_types="zero (model2vec)",
+                     projection="least squares (model2vec)")
         inherited += ["minialbert.embeddings", "minialbert.projection"]
     elif recipe.embedding_init != "random":
         from transformers import AutoModel, AutoTokenizer
@@ -79,21 +99,46 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
                 f"Tokenizer mismatch: the embedding-init model {recipe.embedding_init!r} uses a different "
                 f"vocabulary from the teacher {teacher.name!r}; its embeddings would index the wrong tokens. "
                 "Use a model trained with the teacher's tokenizer, or --embedding-init teacher.")
-        init_embeddings_from_module(student, source)
+        init_embeddings_from_module(student, source, parts)
+        parts["embeddings"] = f"copy of {recipe.embedding_init}"
         inherited.append("minialbert.embeddings")
-    if recipe.shared_layer_from_teacher:
+    layers_copyable = family.layers is not None
+    if (recipe.shared_layer_from_teacher or config.relaxation_rank) and not layers_copyable:
+        logger.warning("The %s teacher's layers cannot become the student's (%s): the student's layer starts "
+                       "random%s.", family.name, family.why_no_layer,
+                       ", its embeddings from the teacher" if "minialbert.embeddings" in inherited else "")
+    reason = f"random: the {family.name} teacher's layers cannot become the student's ({family.why_no_layer})"
+    if recipe.shared_layer_from_teacher and layers_copyable:
         if config.num_hidden_groups > 1:  # each group from the teacher layers its iterations imitate
             info["layer_groups_init"] = init_layer_groups_from_teacher(student, teacher.model, layer_map)
+            parts["shared_layer"] = [_layers_text(g) for g in info["layer_groups_init"]]
         else:
             layers = parse_shared_layer_init(recipe.shared_layer_init, teacher.num_layers, layer_map)
             init_shared_layer_from_teacher(student, teacher.model, layers)
             info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
+            parts["shared_layer"] = _layers_text(layers)
         inherited.append("minialbert.encoder.layer")
-    if config.relaxation_rank:
+    else:
+        parts["shared_layer"] = reason if recipe.shared_layer_from_teacher else "random: --shared-layer-init 0"
+    if config.relaxation_rank and layers_copyable:
         info["relaxation_energy_kept"] = init_relaxation_from_teacher(student, teacher.model, layer_map)
+        parts["deltas"] = f"rank-{config.relaxation_rank} SVD of (mapped teacher layer - shared layer)"
         inherited.append("minialbert.encoder.deltas")
+    elif config.relaxation_rank:
+        parts["deltas"] = reason
+    if family.relative_bias and not getattr(config, "relative_attention_num_buckets", 0):
+        parts["relative_bias"] = "none: this student has no relative position bias; the teacher's is left out"
+    if config.use_adapters:
+        parts["adapters"] = "random (new)"
+    parts["head"] = ("random (new); the output loss reads the teacher's head" if teacher.head is not None
+                     else "random (new); the teacher has no MLM head")
+    info["init"] = parts
     present = dict(student.named_modules())
     return student, info, [m for m in inherited if m in present]  # E == H: no projection
+
+
+def _layers_text(layers: list[int]) -> str:
+    return f"teacher layer {layers[0]}" if len(layers) == 1 else f"mean of teacher layers {layers}"
 
 
 def teacher_token_vectors(teacher_model, tokenizer, dims: int):

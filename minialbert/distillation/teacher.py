@@ -1,4 +1,5 @@
-"""The frozen teacher: loading any BERT-like masked-LM, and its forward pass for distillation."""
+"""The frozen teacher: loading a masked-LM of any family in minialbert/model/families.py, and its
+forward pass for distillation."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
+from ..model.families import TeacherFamily, family_for, teacher_mlm_head
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,11 @@ class Teacher:
     encoder: nn.Module
     head: nn.Module | None
     map_layers: tuple[int, ...] | None = None  # 1-based layers that return maps; None: every layer
+    family: TeacherFamily | None = None        # where its parts live (None: found from its config)
+
+    def __post_init__(self):
+        if self.family is None:
+            self.family = family_for(self.encoder.config)
 
     @property
     def config(self):
@@ -39,7 +46,10 @@ class Teacher:
         """Run the layers whose attention maps no loss reads through fused scaled-dot-product
         attention (no (B, heads, T, T) tensor; the same numbers up to fp32 rounding); `forward`
         then returns None for their maps. Needs BERT-style `encoder.layer[i].attention.self`
-        modules; returns False (nothing changed) for other layouts."""
+        modules (BERT's own attention code: BERT, RoBERTa, ELECTRA); returns False (nothing changed)
+        for other families, whose layers may ignore the per-layer choice and return every map."""
+        if self.family.name not in ("BERT", "RoBERTa", "ELECTRA"):
+            return False
         blocks = getattr(getattr(self.encoder, "encoder", None), "layer", None)
         if blocks is None or not all(hasattr(getattr(b, "attention", None), "self") for b in blocks):
             return False
@@ -56,7 +66,8 @@ class Teacher:
     def forward(self, input_ids, attention_mask, token_type_ids=None, masked=None, attentions=True):
         """Hidden states (embedding output first), attention maps (None for layers outside
         `map_layers`), and MLM logits at `masked` positions only (never the full (B, T, V) tensor)."""
-        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        # families without token types (MPNet, DistilBERT, ...) take no token_type_ids argument
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None and self.family.token_type else {}
         with quiet_transformers():  # fused layers warn that they return no maps: intended
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                                output_attentions=attentions, **kwargs)
@@ -88,7 +99,8 @@ def missing_head_keys(model, loading_info: dict) -> list[str]:
 
 def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) -> Teacher:
     """Load `name` (hub name, local path, or 'minilm' for the packaged offline teacher) as a frozen
-    masked-LM teacher in eval mode."""
+    masked-LM teacher in eval mode. Its family (minialbert/model/families.py) says where its MLM head
+    is; a model type the table does not know is refused in one paragraph."""
     from transformers import AutoModelForMaskedLM
 
     path = resolve_model_name(name)
@@ -103,6 +115,7 @@ def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) 
                               "local checkpoint folder, 'minilm' for the packaged offline teacher, or a "
                               "hub name (needs a network).") from None
     model.eval().requires_grad_(False).to(device)
+    family = family_for(model)
     missing_head = missing_head_keys(model, info)
     head = None
     if missing_head:
@@ -111,8 +124,8 @@ def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) 
             "turned off. Run `minialbert fit-head --teacher %s ...` to add a head and use it.",
             name, ", ".join(missing_head[:3]), name)
     else:
-        head = mlm_head_module(model)
+        head = teacher_mlm_head(model, family)
         if head is None:
-            raise MiniAlbertError(f"The teacher {name!r} ({type(model).__name__}) splits its MLM head over "
-                                  "several modules; only single-module heads (BERT, RoBERTa, ...) are supported.")
-    return Teacher(name=name, model=model, encoder=model.base_model, head=head)
+            logger.warning("The %s teacher %s has no MLM head where minialbert/model/families.py expects it; the "
+                           "output-distillation loss is turned off.", family.name, name)
+    return Teacher(name=name, model=model, encoder=model.base_model, head=head, family=family)

@@ -33,7 +33,7 @@ from ..resumable import WallClockCallback, training_seconds
 from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
 from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, mlm_loss, output_loss, sentence_loss
 from .masking import IndexedWindows, MaskingEpochCallback, SeededMaskingCollator
-from .recipe import DistillRecipe
+from .recipe import DistillRecipe, resolve_layer_choices, teacher_depth
 from .runlog import read_log
 from .student import build_student, resolve_alignment, student_config, student_description
 from .teacher import Teacher, load_teacher
@@ -200,6 +200,9 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     from ..data.corpus import CorpusOptions, build_windows
 
     recipe.validate()
+    # Layer choices relative to the teacher ('last', 0.5) become numbers before anything is stored or
+    # compared: recipe.yaml, --resume's check and distillation.json all hold the resolved layers.
+    recipe = resolve_layer_choices(recipe, lambda: teacher_depth(recipe.teacher))
     # Resolved once: the run, its recipe.yaml and a later --resume all see the precision that ran
     # (an `auto` resumed on another CPU could otherwise switch between fp32 and bf16 midway).
     recipe = dataclasses.replace(recipe, dtype=resolve_dtype(recipe.dtype))
@@ -230,14 +233,16 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
 
     teacher = load_teacher(recipe.teacher, attentions=recipe.alignment in ("full", "attention"))
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(recipe.teacher))
-    config = student_config(recipe, teacher.config)
+    config = student_config(recipe, teacher.config, tokenizer)
     weights, projection, layer_map = resolve_alignment(recipe, teacher, config)
     student, init_info, inherited = build_student(recipe, teacher, tokenizer, config, layer_map)
+    provenance_init = {"init": init_info.pop("init")}  # what each part of the student received
     shape = student_description(config, student)
     logger.info("Student: H %d, E %d, N %d iterations, adapters %s (r %d); %s parameters (base)", config.hidden_size,
                 config.embedding_size, config.num_hidden_layers, "yes" if config.use_adapters else "no",
                 config.adapter_reduction_factor, f"{shape['base_parameters']:,}")
     provenance = {"student": shape, "settings_sources": sources} if sources else {"student": shape}
+    provenance.update(provenance_init)
     model = DistillationModel(student, layer_map, weights, recipe.temperature, recipe.average_heads, projection)
     if weights.uses_attention:  # only the mapped layers materialise attention maps
         teacher.maps_only_for(layer_map)

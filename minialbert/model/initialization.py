@@ -1,34 +1,71 @@
-"""Student initialisation helpers (docs/method.md section 3, plus an SVD option beyond the paper)."""
+"""Student initialisation helpers (docs/method.md section 3, plus an SVD option beyond the paper).
+Where each part lives in a teacher of any family is read from the family table (families.py)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from ..errors import MiniAlbertError
+from .families import (BERT_LAYER, TeacherEmbeddings, copy_rows, family_for, layer_part, teacher_embeddings,
+                       teacher_layers)
 
 
 class InitializationError(MiniAlbertError):
     """The source model cannot initialise this student; the message says why and what to do."""
 
 
-def _embedding_module(model) -> nn.Module:
-    """The word/position/token-type embedding module of a BERT-like model or a bare module."""
-    for candidate in (model, getattr(model, "base_model", None),
-                      getattr(getattr(model, "base_model", None), "embeddings", None)):
+def _source_embeddings(source) -> TeacherEmbeddings:
+    """The embedding parts of a model of a known family, or of a bare BERT-style embedding module."""
+    if getattr(getattr(source, "config", None), "model_type", None) is not None:
+        return teacher_embeddings(source, family_for(source))
+    for candidate in (source, getattr(source, "embeddings", None)):
         if candidate is not None and hasattr(candidate, "word_embeddings"):
-            return candidate
+            return TeacherEmbeddings(candidate.word_embeddings, getattr(candidate, "position_embeddings", None),
+                                     getattr(candidate, "token_type_embeddings", None),
+                                     getattr(candidate, "LayerNorm", None), None, 0)
     raise InitializationError(
-        f"{type(model).__name__} has no BERT-style embeddings module (word_embeddings, "
-        "position_embeddings, token_type_embeddings, LayerNorm); pass a BERT-like model.")
+        f"{type(source).__name__} has no embeddings module minialbert knows (word, position and token-type "
+        "tables and a LayerNorm); pass a model of a family in minialbert/model/families.py.")
 
 
 @torch.no_grad()
-def init_embeddings_from_module(student, source) -> None:
+def _copy_norm(dst: nn.LayerNorm, src) -> None:
+    dst.weight.copy_(src.weight)
+    if getattr(src, "bias", None) is not None:
+        dst.bias.copy_(src.bias)
+    else:  # ModernBERT's LayerNorm has no bias
+        dst.bias.zero_()
+
+
+@torch.no_grad()
+def _side_tables(dst, src: TeacherEmbeddings, transform, how: str, parts: dict) -> None:
+    """Positions and token types: the teacher's (through `transform`, its offset applied), zero where
+    it has no token types (a zero table adds nothing: the teacher's sum without it), and the
+    student's random start where it has no position table (rotary positions)."""
+    if src.position is not None:
+        n = copy_rows(dst.position_embeddings.weight, transform(src.position.weight.float()), src.position_offset)
+        parts["positions"] = f"{how} (teacher positions {src.position_offset}..{src.position_offset + n - 1})"
+    else:
+        parts["positions"] = "random: the teacher has no position table"
+    if src.token_type is not None:
+        copy_rows(dst.token_type_embeddings.weight, transform(src.token_type.weight.float()))
+        parts["token_types"] = how
+    else:
+        dst.token_type_embeddings.weight.zero_()
+        parts["token_types"] = "zero: the teacher has no token types"
+
+
+@torch.no_grad()
+def init_embeddings_from_module(student, source, parts: dict | None = None) -> None:
     """Copy a pretrained embedding module of width E into the student (the paper initialises its
-    E=312 students from TinyBERT-4L-312D). Vocabulary and width must match exactly."""
-    dst, src = student.base_model.embeddings, _embedding_module(source)
-    V_s, E_s = src.word_embeddings.weight.shape
+    E=312 students from TinyBERT-4L-312D). Vocabulary and width must match exactly. Where the
+    source projects its embeddings to H (ELECTRA), that projection becomes the student's."""
+    parts = {} if parts is None else parts
+    dst, src = student.base_model.embeddings, _source_embeddings(source)
+    V_s, E_s = src.word.weight.shape
     V_d, E_d = dst.word_embeddings.weight.shape
     if V_s != V_d:
         raise InitializationError(
@@ -39,102 +76,130 @@ def init_embeddings_from_module(student, source) -> None:
         raise InitializationError(
             f"Embedding width mismatch: the source has E={E_s}, the student E={E_d}. Set the "
             f"student's embedding size to {E_s}, or initialise from the teacher (SVD) instead.")
-    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        s, d = getattr(src, name).weight, getattr(dst, name).weight
-        n = min(s.shape[0], d.shape[0])
-        d[:n].copy_(s[:n])
-    dst.LayerNorm.load_state_dict(src.LayerNorm.state_dict())
+    dst.word_embeddings.weight.copy_(src.word.weight)
+    parts["embeddings"] = "copy"
+    _side_tables(dst, src, lambda w: w, "copy", parts)
+    if src.norm is not None:
+        _copy_norm(dst.LayerNorm, src.norm)
+    projection = student.base_model.projection
+    if src.project is not None and projection is not None and projection.weight.shape == src.project.weight.shape:
+        projection.load_state_dict(src.project.state_dict())
+        parts["projection"] = "copy"
 
 
 @torch.no_grad()
-def init_embeddings_from_teacher(student, teacher) -> str:
-    """E == H: copy the teacher's embeddings. E < H (beyond the paper): truncated SVD of the
-    teacher's word table W = U S V^T, so word table = U_E S_E and projection = V_E^T; position
-    and token-type tables are projected onto the same E directions. The student's LayerNorm then
-    acts in E dimensions, so the result is an approximation of the teacher's embedding output,
-    a starting point, not an exact copy. Returns which method was used."""
+def init_embeddings_from_teacher(student, teacher, parts: dict | None = None) -> str:
+    """E == the teacher's embedding width: copy the teacher's embeddings (and its E -> H projection,
+    ELECTRA). E smaller (beyond the paper): truncated SVD of the teacher's word table W = U S V^T, so
+    word table = U_E S_E and projection = (the teacher's projection, or I) V_E^T; position and
+    token-type tables are projected onto the same E directions. The student's LayerNorm then acts
+    in E dimensions, so the result is an approximation of the teacher's embedding output, a
+    starting point, not an exact copy. Returns which method was used; `parts` receives what each
+    table got."""
+    parts = {} if parts is None else parts
     base = student.base_model
     E, H = base.config.embedding_size, base.config.hidden_size
-    src = _embedding_module(teacher)
-    if src.word_embeddings.weight.shape[1] != H:
+    src = _source_embeddings(teacher)
+    E_t = src.width
+    out_width = src.project.weight.shape[0] if src.project is not None else E_t
+    if out_width != H:
         raise InitializationError(
-            f"The teacher's embeddings are {src.word_embeddings.weight.shape[1]} wide but the "
-            f"student's hidden size is {H}; they must be equal to initialise from the teacher.")
-    if E == H:
-        init_embeddings_from_module(student, src)
+            f"The teacher's embeddings are {out_width} wide but the student's hidden size is {H}; they must be "
+            "equal to initialise from the teacher.")
+    if E == E_t:
+        init_embeddings_from_module(student, teacher, parts)
         return "copy"
-    W = src.word_embeddings.weight.float()
+    if E > E_t:
+        raise InitializationError(
+            f"The student's embedding size {E} is wider than the teacher's embeddings ({E_t}); give "
+            f"--embedding-size {E_t} or less to start from the teacher's, or --embedding-init random.")
+    W = src.word.weight.float()
     if W.shape[0] != base.embeddings.word_embeddings.weight.shape[0]:
         raise InitializationError(
             f"Vocabulary mismatch: teacher has {W.shape[0]} tokens, student "
             f"{base.embeddings.word_embeddings.weight.shape[0]}.")
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-    basis = Vh[:E]                                     # (E, H): top right-singular vectors
+    basis = Vh[:E]                                     # (E, E_t): top right-singular vectors
     dst = base.embeddings
     dst.word_embeddings.weight.copy_(U[:, :E] * S[:E])
-    n = min(dst.position_embeddings.weight.shape[0], src.position_embeddings.weight.shape[0])
-    dst.position_embeddings.weight[:n].copy_(src.position_embeddings.weight[:n].float() @ basis.T)
-    dst.token_type_embeddings.weight.copy_(src.token_type_embeddings.weight.float() @ basis.T)
-    base.projection.weight.copy_(basis.T)              # (H, E): e -> e V_E^T
-    base.projection.bias.zero_()
+    parts["embeddings"] = "svd"
+    _side_tables(dst, src, lambda w: w @ basis.T, "svd", parts)
+    if src.project is None:
+        base.projection.weight.copy_(basis.T)          # (H, E): e -> e V_E^T
+        base.projection.bias.zero_()
+    else:                                              # ELECTRA: e -> P (e V_E^T) + b
+        base.projection.weight.copy_(src.project.weight.float() @ basis.T)
+        base.projection.bias.copy_(src.project.bias)
+    parts["projection"] = "svd"
     return "svd"
 
 
-# Where each shared-layer tensor lives in a BERT-style teacher layer (BertLayer and relatives).
-_BERT_LAYER_MAP = {
-    "attention.query": "attention.self.query",
-    "attention.key": "attention.self.key",
-    "attention.value": "attention.self.value",
-    "attention.dense": "attention.output.dense",
-    "attention.LayerNorm": "attention.output.LayerNorm",
-    "ffn.intermediate": "intermediate.dense",
-    "ffn.output": "output.dense",
-    "ffn.LayerNorm": "output.LayerNorm",
-}
+# Where each shared-layer tensor lives in a BERT-style teacher layer (BertLayer and relatives); every
+# family's own layout is in families.py.
+_BERT_LAYER_MAP = BERT_LAYER.by_student_path()
+
+
+LAYER_CHOICE_HELP = ("a teacher layer is a number (1-based), 'last', or a fraction of the teacher's depth written "
+                     "with a decimal point (0.5 = the middle layer, rounded up; 1.0 = the last)")
+
+
+def teacher_layer_number(choice, teacher_layers: int, what: str = "--shared-layer-init") -> int:
+    """One layer choice relative to the teacher: 6 -> 6; 'last' -> L; a fraction written with a decimal
+    point (0.5, '1.0') -> ceil(f L), at least 1. A whole number outside 1..L is refused."""
+    text = str(choice).strip().lower()
+    if text == "last":
+        return teacher_layers
+    if isinstance(choice, bool):
+        text = "?"
+    try:
+        value = int(text) if "." not in text else float(text)
+    except ValueError:
+        raise InitializationError(f"{what}: {choice!r} is not a teacher layer; {LAYER_CHOICE_HELP}.") from None
+    if isinstance(value, float):
+        if not 0 < value <= 1:
+            raise InitializationError(f"{what}: the fraction {choice!r} of the teacher's depth must lie in (0, 1] "
+                                      "(1.0 = the last layer).")
+        value = max(1, math.ceil(round(value * teacher_layers, 6)))
+    if not 1 <= value <= teacher_layers:
+        raise InitializationError(f"{what}: teacher layer {value} is out of range 1..{teacher_layers}.")
+    return value
 
 
 def parse_shared_layer_init(spec, teacher_layers: int, layer_map=None) -> list[int]:
-    """'6' or 6 -> [6]; 'average' -> the mapped teacher layers (all layers without a map);
-    'average:2,4,6' -> [2, 4, 6]. 1-based, checked against the teacher's depth."""
+    """'6' or 6 -> [6]; 'last' / '1.0' -> [L]; 'average' -> the mapped teacher layers (all layers
+    without a map); 'average:2,4,last' -> [2, 4, L]. 1-based, checked against the teacher's depth."""
     text = str(spec).strip().lower()
     if text == "average":
-        layers = sorted(set(layer_map)) if layer_map else list(range(1, teacher_layers + 1))
-    elif text.startswith("average:"):
-        try:
-            layers = [int(x) for x in text[len("average:"):].split(",") if x.strip()]
-        except ValueError:
-            layers = []
-        if not layers:
+        return sorted(set(layer_map)) if layer_map else list(range(1, teacher_layers + 1))
+    if text.startswith("average:"):
+        items = [x for x in text[len("average:"):].split(",") if x.strip()]
+        if not items:
             raise InitializationError(f"--shared-layer-init {spec!r}: give teacher layers after 'average:', "
-                                      "e.g. average:2,4,6.")
-    else:
-        try:
-            layers = [int(text)]
-        except ValueError:
-            raise InitializationError(f"--shared-layer-init {spec!r}: give a teacher layer (1-based), 'average' "
-                                      "(the mapped teacher layers) or 'average:2,4,6'.") from None
-    bad = [x for x in layers if not 1 <= x <= teacher_layers]
-    if bad:
-        raise InitializationError(f"--shared-layer-init: teacher layers {bad} are out of range 1..{teacher_layers}.")
-    return layers
+                                      "e.g. average:2,4,6 or average:0.5,last.")
+        return [teacher_layer_number(x, teacher_layers) for x in items]
+    return [teacher_layer_number(spec, teacher_layers)]
 
 
 def _teacher_layers(teacher):
-    layers = getattr(getattr(teacher.base_model, "encoder", None), "layer", None)
+    """The teacher's layer list, per its family; an error naming the family where they cannot be copied."""
+    family = family_for(teacher)
+    layers = teacher_layers(teacher, family)
     if layers is None:
-        raise InitializationError(f"{type(teacher).__name__} has no encoder.layer list (BERT-style).")
+        raise InitializationError(f"The {family.name} teacher's layers cannot become the student's layer: "
+                                  f"{family.why_no_layer or 'its layout differs'}.")
     return layers
 
 
 @torch.no_grad()
-def _load_layer(dst, layers, chosen: list[int]) -> None:
+def _load_layer(dst, teacher, layers, chosen: list[int]) -> None:
     """Student layer `dst` <- the element-wise mean of teacher layers `chosen` (1-based)."""
+    family = family_for(teacher)
     for index in chosen:
         if not 1 <= index <= len(layers):
             raise InitializationError(f"Teacher layer {index} is out of range 1..{len(layers)}.")
-    for dst_name, src_name in _BERT_LAYER_MAP.items():
+    for dst_name in family.layer.by_student_path():
         d = dst.get_submodule(dst_name)
-        sources = [layers[i - 1].get_submodule(src_name) for i in chosen]
+        sources = [layer_part(layers[i - 1], family, dst_name) for i in chosen]
         if d.weight.shape != sources[0].weight.shape:
             raise InitializationError(
                 f"Shape mismatch for {dst_name}: student {tuple(d.weight.shape)} vs teacher "
@@ -149,7 +214,8 @@ def init_shared_layer_from_teacher(student, teacher, layer) -> None:
     mean of several teacher layers (a list): attention, FFN and LayerNorm weights alike. Averaging
     starts the shared layer between the layers it must imitate, as Relaxed Recursive Transformers
     initialise a shared block from several pretrained layers."""
-    _load_layer(student.base_model.encoder.layer, _teacher_layers(teacher), [layer] if isinstance(layer, int) else list(layer))
+    _load_layer(student.base_model.encoder.layer, teacher, _teacher_layers(teacher),
+                [layer] if isinstance(layer, int) else list(layer))
 
 
 @torch.no_grad()
@@ -162,7 +228,7 @@ def init_layer_groups_from_teacher(student, teacher, layer_map: list[int]) -> li
     groups = [sorted({layer_map[i] for i in range(len(layer_map)) if encoder.layer_at(i) is group})
               for group in encoder.layer]
     for group, chosen in zip(encoder.layer, groups):
-        _load_layer(group, layers, chosen)
+        _load_layer(group, teacher, layers, chosen)
     return groups
 
 
@@ -181,7 +247,7 @@ def init_relaxation_from_teacher(student, teacher, layer_map: list[int]) -> list
         energy = total = 0.0
         for name, (path, _, _) in relaxed_maps(student.config).items():
             shared = encoder.layer_at(i).get_submodule(path).weight.float()
-            target = layers[layer_map[i] - 1].get_submodule(_BERT_LAYER_MAP[path]).weight.float()
+            target = layer_part(layers[layer_map[i] - 1], family_for(teacher), path).weight.float()
             U, S, Vh = torch.linalg.svd(target - shared, full_matrices=False)
             root = S[:rank].sqrt()
             deltas.maps[name].up.copy_(U[:, :rank] * root)
