@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "reference" / "cli.md"
 # argparse wraps help to the terminal's width; a fixed width makes the page the same on every machine.
-WIDTH = "100"
+WIDTH = "80"
 
 HEADER = """# Command-line reference
 
