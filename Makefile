@@ -1,10 +1,11 @@
 # Two commands do everything on a fresh machine: `make demo` (the main job on the offline
-# default) and `make test` (the whole test suite). Each creates .venv on first use.
+# default) and `make test` (the whole test suite, the documentation build included). Each creates
+# .venv on first use; `make docs` builds the documentation site.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench release release-code task-distillation retention clean
+.PHONY: setup demo test docs bench release release-code task-distillation retention clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch 2.13.0 (from the local wheel store when present); a bare `torch`
 	# requirement would otherwise pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,docs]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,10 +27,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The documentation site from docs/ into site/ (open site/index.html; it needs no network).
+# --strict: a broken link, a missing anchor or a page left out of mkdocs.yml's nav is an error
+# (tests/test_docs_site.py runs the same build).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(VENV)/bin/minialbert bench distill --teacher-config bert-base --student minialbert-312 --batch 4 --seq 256 --steps 3 --dtype auto --profile --json
 
-# The task-distillation study of docs/RESULTS.md section 8 from nothing, as committed: the demo
+# The task-distillation study (docs/studies/task-distillation.md) from nothing, as committed: the demo
 # student, every pipeline on the teacher and the student, and the committed seeded rows (about 7
 # hours on 2 cores; resumable job by job, results into docs/results/task-distillation).
 task-distillation: $(STAMP)
@@ -37,9 +44,10 @@ task-distillation: $(STAMP)
 	$(PY) -m scripts.studies task-distillation run --student runs/demo/final --final $(TD_FINALS)
 	$(PY) -m scripts.studies task-distillation summary
 
-# The retention study of docs/RESULTS.md section 9 on the released student, from a fresh clone: the
+# The retention study (docs/studies/retention.md) on the released student, from a fresh clone: the
 # teaching models, every pipeline on every task for the student and the teacher, the picks with seeds,
-# summary.json (10 hours or more on 2 cores; resumable job by job, results into docs/results/retention).
+# summary.json (what the committed run cost is its `cpu_hours`; resumable job by job, results into
+# docs/results/retention).
 # RETENTION_WORK: the work folder (weights, transfer sets, checkpoints); one outside the clone outlives it.
 RETENTION_WORK ?= runs/retention
 retention: $(STAMP)
@@ -64,4 +72,4 @@ release-code: $(STAMP)
 	for d in minialbert/released/*/; do $(VENV)/bin/minialbert export "$$d" --update-code; done
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

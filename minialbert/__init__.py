@@ -29,6 +29,12 @@ from .model import (
 
 __version__ = "0.1.0"
 
+# The public names (docs/reference/api.md documents each; tests/test_docs_site.py checks it).
+__all__ = ["MiniAlbertConfig", "MiniAlbertConfigError", "MiniAlbertModel", "MiniAlbertForMaskedLM",
+           "MiniAlbertForSequenceClassification", "MiniAlbertForTokenClassification",
+           "MiniAlbertForQuestionAnswering", "PRESETS", "preset_config", "parameter_breakdown",
+           "load_adapter_model"]
+
 AutoConfig.register("minialbert", MiniAlbertConfig, exist_ok=True)
 for _auto, _cls in ((AutoModel, MiniAlbertModel), (AutoModelForMaskedLM, MiniAlbertForMaskedLM),
                     (AutoModelForSequenceClassification, MiniAlbertForSequenceClassification),

@@ -1,5 +1,5 @@
-"""The docs and the committed results agree: every figure the README or RESULTS.md shows that a
-result file also holds is written from that file (a generated block) and must match it; each study's
+"""The docs and the committed results agree: every figure the README or a documentation page shows
+that a result file also holds is written from that file (a generated block) and must match it; each study's
 summary describes that study alone; no issue numbers (they mean nothing to a reader of the
 repository)."""
 
@@ -19,7 +19,12 @@ RESULTS = REPO / "docs" / "results"
 def test_every_generated_block_matches_the_committed_results():
     assert docs.stale_blocks() == []
     names = {m["name"] for doc in docs.DOCUMENTS for m in docs.BLOCK.finditer(doc.read_text())}
-    assert {"retention-headline", "retention-table", "task-distillation-table", "start-curve"} <= names
+    assert {"retention-headline", "retention-table", "task-distillation-table", "start-curve", "measured-summary"} <= names
+    # every page of the site is covered, the study pages and the README's headline included
+    covered = {str(doc.relative_to(REPO)) for doc in docs.DOCUMENTS}
+    assert {str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md")} <= covered
+    readme = (REPO / "README.md").read_text()
+    assert "<!-- generated: retention-headline -->" in readme and "<!-- generated: measured-summary -->" in readme
 
 
 def test_no_issue_numbers_in_the_repository():

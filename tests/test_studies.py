@@ -71,7 +71,7 @@ def test_the_task_distillation_plan_reproduces_the_committed_rows_and_seeds():
             planned[str(Path(job.done).parent)] = runs
     committed = {str(f.parent.relative_to(td.RESULTS_DIR)): json.loads(f.read_text())["best"]["runs"]
                  for f in td.RESULTS_DIR.glob("*/*/results.json")}
-    # the one row the study planned but stopped for CPU time (docs/RESULTS.md section 8 says so)
+    # the one row the study planned but stopped for CPU time (docs/studies/task-distillation.md says so)
     assert set(planned) - set(committed) == {"student-td12-transfer/ner-BC5CDR-chem"}
     assert set(committed) <= set(planned)
     assert {k: planned[k] for k in committed} == committed

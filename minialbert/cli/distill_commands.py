@@ -42,7 +42,7 @@ HELP = {
     "sentence_weight": "weight of the sentence-embedding loss: 1 - cos between the student's and the teacher's "
                        "mean-pooled final states (embedding students; 0 = off)",
     "corpus": "wiki-offline, a .txt/.jsonl file or folder, or hf:NAME[:CONFIG][:SPLIT]; several joined by + "
-              "(e.g. wiki-offline+../shared/data/corpora/biomed/sentences.txt) are used together",
+              "(e.g. wiki-offline+data/biomed.txt) are used together",
     "blank_line_docs": "text files: documents are separated by blank lines (default: one per line)",
     "streaming": "stream an hf: corpus instead of downloading it whole (needs --max-steps)",
     "max_docs": "use only the first N documents of the corpus",

@@ -100,8 +100,8 @@ class FinetuneOptions(TaskDistillationOptions):
 
 
 def auto_pair_encoding(task: str, model_type: str | None, pairs: bool) -> tuple[str, str]:
-    """(encoding, reason) for `--pair-encoding auto`, from this project's measurements (docs/RESULTS.md,
-    sections 6 and 8; 2-3 seeds each): STS-B scores far higher with the siamese head for students and
+    """(encoding, reason) for `--pair-encoding auto`, from this project's measurements (docs/studies/
+    pair-encoding.md and task-distillation.md; 2-3 seeds each): STS-B scores far higher with the siamese head for students and
     teachers alike (distilled student 85.9 vs 23.9, MiniLM teacher 89.3 vs 84.7); on MRPC the student
     keeps more with it (82.9 vs 79.8) while the teacher is better as a cross-encoder (87.1 vs 83.2);
     elsewhere the two are within the seed spread, or the task is not a sentence pair."""

@@ -1,4 +1,4 @@
-"""The budget-curve study (docs/RESULTS.md sections 1-5, a lent H100): the packaged MiniLM completed
+"""The budget-curve study (docs/studies/budget-curve.md, a lent H100): the packaged MiniLM completed
 with an MLM head (fit-head), the teacher fine-tuned with a small learning-rate grid, students of one
 recipe (H 384, E 128, adapters, 6 iterations, from the teacher's initialisation) distilled at
 budgets 4x apart plus the MLM-only students, each fine-tuned with the same protocol. Results in
@@ -175,7 +175,7 @@ def summarise(args) -> int:
         return {k: v for k, v in fields.items() if v is not None}
 
     summary = {"study": "budget curve: students of one recipe distilled at budgets 4x apart, each fine-tuned as a "
-                        "cross-encoder with a learning-rate grid (docs/RESULTS.md sections 1-5)",
+                        "cross-encoder with a learning-rate grid (docs/studies/budget-curve.md)",
                "teacher_average": round(teacher_avg, 2), "tasks": tasks,
                **measured(teacher_zero_shot_spearman=zero_shot("teacher")),
                "teacher_parameters": rows["teacher"][tasks[0]].parameters,

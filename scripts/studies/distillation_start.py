@@ -1,4 +1,4 @@
-"""How general distillation starts (docs/RESULTS.md section 7): the zero-shot STS-B score of the
+"""How general distillation starts (docs/studies/embeddings.md): the zero-shot STS-B score of the
 student (`distill --zero-shot-every`, the `bench embed` score) over the first steps, for the
 `cpu-demo` recipe and one variant each of what could destroy the initialisation (learning-rate
 peak and warm-up, the teacher-initialised parts' rate, the MLM loss, the attention loss, the layer

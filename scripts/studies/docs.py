@@ -1,5 +1,5 @@
-"""The README's and RESULTS.md's figures that the committed JSON also holds are written from it:
-each sits in a marked block,
+"""The README's and the documentation pages' figures that the committed JSON also holds are written
+from it: each sits in a marked block,
 
     <!-- generated: NAME -->
     ...
@@ -15,7 +15,8 @@ import sys
 
 from .common import REPO
 
-DOCUMENTS = [REPO / "README.md", REPO / "docs" / "RESULTS.md"]
+# The README and every page of the documentation site (a page added under docs/ is covered as it is).
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
 
 
@@ -28,7 +29,31 @@ def generators() -> dict:
             "retention-goals": retention.goals,
             "retention-embeddings": retention.embeddings_table, "embedding-goals": retention.embedding_goals,
             "start-curve": distillation_start.table, "frontier-table": frontier.committed_table,
-            "frontier-pick": frontier.committed_pick}
+            "frontier-pick": frontier.committed_pick, "measured-summary": measured_summary}
+
+
+def measured_summary() -> str:
+    """The README's short table of what was measured on the released student, from the retention
+    study's summary.json and its `bench embed --compare` run (embed.json)."""
+    import json
+
+    from .retention import RESULTS_DIR
+
+    s = json.loads((RESULTS_DIR / "summary.json").read_text())
+    embed = json.loads((RESULTS_DIR / "embed.json").read_text())
+    teacher = embed["compare"]["minilm"]
+    static = max((v for k, v in embed["compare"].items() if k.startswith("model2vec:")), key=lambda v: v["spearman"])
+    return "\n".join([
+        "| measured on `minialbert-minilm` | figure |",
+        "|---|---|",
+        f"| parameters | {s['student_parameters'] / 1e6:.2f} M, {100 * s['parameter_ratio']:.0f}% of its teacher's |",
+        f"| gain retention, fine-tuned ({len(s['included_tasks'])} tasks) | {s['gain_retention']:.3f} |",
+        f"| plain retention (ratio of the averages) | {s['retention']:.3f} ({s['student_average']:.2f} against "
+        f"{s['teacher_average']:.2f}) |",
+        f"| zero-shot STS-B dev (Spearman x 100) | {s['zero_shot_spearman']:.2f} (teacher "
+        f"{s['teacher_zero_shot_spearman']:.2f}; `{static['model']}` {static['spearman']:.2f}) |",
+        f"| sentences/s against the teacher, same run | {teacher['speedup']:.2f}x |",
+    ])
 
 
 def render(text: str, make: dict) -> str:

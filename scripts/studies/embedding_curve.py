@@ -1,4 +1,4 @@
-"""Zero-shot STS-B against distilled tokens (docs/RESULTS.md section 7): reads each `bench embed`
+"""Zero-shot STS-B against distilled tokens (docs/studies/embeddings.md): reads each `bench embed`
 result named in the points (NAME=RUN: RUN/final/distillation.json gives the tokens,
 docs/results/embeddings/student-NAME.json the scores), writes docs/results/embeddings/curve.json and
 the figure."""

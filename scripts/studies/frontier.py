@@ -1,4 +1,4 @@
-"""Recursive or plain, at my size? (docs/RESULTS.md section 10): students of every kind distilled
+"""Recursive or plain, at my size? (docs/studies/frontier.md): students of every kind distilled
 at equal tokens from the packaged MiniLM teacher with the `cpu-2h` recipe's corpus and losses
 (600 steps, 1.23 M tokens, seed 42), each then scored zero-shot on STS-B (train pairs, to choose
 on; dev, to report) and by two fine-tuned probes on the weak tasks (CoLA, NCBI-disease: lr 5e-4,

@@ -1,5 +1,5 @@
 """Cross- vs bi-encoder fine-tuning of one student and of the teacher on the sentence-pair tasks
-(docs/RESULTS.md section 6), one fixed protocol for every row: lr 1e-4, 3 epochs, batch 16, 10%
+(docs/studies/pair-encoding.md), one fixed protocol for every row: lr 1e-4, 3 epochs, batch 16, 10%
 warm-up, mean pooling, `--seeds` seeds. Results in docs/results/pair-encoding/."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The released student's retention study (docs/RESULTS.md section 9): for the student and for the
+"""The released student's retention study (docs/studies/retention.md): for the student and for the
 teacher alike, per task, each candidate pipeline runs once (seed 42, lr 1e-4: the exploratory row);
 the pipeline is picked once on dev (a tie goes to the candidate listed first in CANDIDATES); its
 learning rate is then picked on dev with seed 42 from a grid of three (the teacher's {2e-5, 5e-5,
@@ -43,8 +43,8 @@ EXPLORATORY_LR = "1e-4"
 RELEASED_NAME = "minialbert-minilm"  # the student this study measures (minialbert/released/NAME)
 PREVIOUS_STUDY = ("commit 6a70e5a: cross- and bi-encoder candidates only, gain retention 0.522, plain retention "
                   "0.834, 3 of 7 tasks learned")  # what the README says while a rerun is in progress
-# The candidate pipelines per task, as the task-distillation study defines them (docs/RESULTS.md
-# section 8): for the student every pipeline on every task, task distillation included; the teacher
+# The candidate pipelines per task, as the task-distillation study defines them (docs/studies/
+# task-distillation.md): for the student every pipeline on every task, task distillation included; the teacher
 # cannot distil from itself, so it has the cross- and (sentence pairs) the bi-encoder.
 CANDIDATES = {
     "student": {"stsb": ["cross", "bi", "td2", "bi-td2", "td12"], "mrpc": ["cross", "bi", "td2", "bi-td2"],

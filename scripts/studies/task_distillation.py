@@ -1,4 +1,4 @@
-"""Pipelines after general distillation (docs/RESULTS.md section 8): cross- and bi-encoder
+"""Pipelines after general distillation (docs/studies/task-distillation.md): cross- and bi-encoder
 fine-tuning and task distillation (stage 2, stages 1 + 2, augmented and teacher-labelled transfer
 sets) for one student and for the teacher, one protocol for every row (lr 1e-4, 3 epochs, batch 16;
 SST-2: 1 epoch, batch 32). Each pipeline runs once with seed 42 (the exploratory row); per task the
