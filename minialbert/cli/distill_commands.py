@@ -55,9 +55,13 @@ HELP = {
     "max_steps": "optimiser steps (overrides --epochs)",
     "dtype": DTYPE_HELP,
     "save_steps": "a checkpoint every N steps; a value below 1 is a fraction of --max-steps",
-    "zero_shot_every": "score the student zero-shot on the STS-B dev pairs every N steps (and at steps 0 and the "
+    "zero_shot_every": "score the student zero-shot on the STS-B pairs (--zero-shot-split) every N steps (and at steps 0 and the "
                        "end), into OUT/log.jsonl; 0 = off",
     "zero_shot_data": "the GLUE folder (or its STS-B folder) for --zero-shot-every",
+    "zero_shot_split": "the STS-B pairs --zero-shot-every scores: dev (to report) or train (to choose between runs "
+                       "without tuning to dev)",
+    "zero_shot_pairs": "score an evenly spaced subset of this many pairs (all when left out): cheaper curves for a "
+                       "slow student, e.g. 1000 train pairs at the paper's geometry",
     "notes": argparse.SUPPRESS,
 }
 

@@ -34,10 +34,12 @@ class ZeroShotCallback(TrainerCallback):
     ({"step", "tokens", "zero_shot_spearman", "zero_shot_pearson"}): the curve that shows whether
     training keeps what the initialisation gave, with no fine-tuning noise."""
 
-    def __init__(self, data_dir: str, every: int, tokenizer, path: Path):
+    def __init__(self, data_dir: str, every: int, tokenizer, path: Path, split: str = "dev",
+                 max_pairs: int | None = None):
         from ..inference.embeddings import ZeroShotSTSB
 
-        self.stsb, self.every, self.tokenizer, self.path = ZeroShotSTSB(data_dir), every, tokenizer, path
+        self.stsb, self.every, self.tokenizer, self.path = ZeroShotSTSB(data_dir, split, max_pairs), every, tokenizer, path
+        self.split = split
         self.last_step = None
 
     def _score(self, state, model):
@@ -49,8 +51,9 @@ class ZeroShotCallback(TrainerCallback):
         encoder.train(training)
         self.last_step = state.global_step
         row = {"step": state.global_step, "tokens": state.num_input_tokens_seen,
-               "zero_shot_spearman": scores["spearman"], "zero_shot_pearson": scores["pearson"]}
-        logger.info("step %d: zero-shot STS-B Spearman %.2f", state.global_step, scores["spearman"])
+               "zero_shot_spearman": scores["spearman"], "zero_shot_pearson": scores["pearson"],
+               "zero_shot_split": self.split, "zero_shot_pairs": len(self.stsb.pairs)}
+        logger.info("step %d: zero-shot STS-B %s Spearman %.2f", state.global_step, self.split, scores["spearman"])
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 

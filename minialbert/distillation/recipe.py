@@ -76,6 +76,8 @@ class DistillRecipe:
     dataloader_num_workers: int = field(default=0, metadata=RESUMABLE)
     zero_shot_every: int = field(default=0, metadata=RESUMABLE)  # zero-shot STS-B score every N steps (0: off)
     zero_shot_data: str | None = field(default=None, metadata=RESUMABLE)  # GLUE (or STS-B) folder it reads
+    zero_shot_split: str = field(default="dev", metadata=RESUMABLE)  # dev (to report) | train (to pick on)
+    zero_shot_pairs: int | None = field(default=None, metadata=RESUMABLE)  # an evenly spaced subset of the pairs
     notes: str = field(default="", metadata=RESUMABLE)
 
     @classmethod
@@ -125,6 +127,10 @@ class DistillRecipe:
         require(0 <= self.inherited_lr_scale <= 1, f"--inherited-lr-scale must be in [0, 1] (got "
                                                    f"{self.inherited_lr_scale}): 0 freezes the teacher-initialised "
                                                    "parts, 1 trains them at --learning-rate.")
+        require(self.zero_shot_split in ("dev", "train"), f"--zero-shot-split must be dev or train (got "
+                                                          f"{self.zero_shot_split!r}).")
+        require(self.zero_shot_pairs is None or self.zero_shot_pairs >= 2,
+                f"--zero-shot-pairs must be 2 or more (got {self.zero_shot_pairs}); leave it out to score every pair.")
         require(self.learning_rate > 0, f"--learning-rate must be positive (got {self.learning_rate}).")
         require(0 < self.mlm_probability < 1, f"--mlm-probability must be between 0 and 1 (got "
                                               f"{self.mlm_probability}); BERT uses 0.15.")

@@ -269,7 +269,8 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator), WallClockCallback(),
                  tensorboard_callback(out / "tensorboard")]
     if recipe.zero_shot_every:
-        callbacks.append(ZeroShotCallback(recipe.zero_shot_data, recipe.zero_shot_every, tokenizer, out / "log.jsonl"))
+        callbacks.append(ZeroShotCallback(recipe.zero_shot_data, recipe.zero_shot_every, tokenizer, out / "log.jsonl",
+                                          recipe.zero_shot_split, recipe.zero_shot_pairs))
     trainer = DistillationTrainer(model=model, args=args, train_dataset=train_data, data_collator=collator,
                                   teacher=teacher, callbacks=callbacks, inherited_lr_scale=recipe.inherited_lr_scale,
                                   inherited={f"student.{n}" for n, _ in student.named_parameters()

@@ -77,10 +77,17 @@ class ZeroShotSTSB:
     once, cosine per pair, Spearman/Pearson x 100 against the gold scores. Used by `bench embed` and,
     during distillation, by the zero-shot curve."""
 
-    def __init__(self, data_dir: str, split: str = "dev"):
+    def __init__(self, data_dir: str, split: str = "dev", max_pairs: int | None = None):
         if split not in ("dev", "train"):
             raise MiniAlbertError(f"--split must be dev or train (got {split!r}).")
+        if max_pairs is not None and max_pairs < 2:
+            raise MiniAlbertError(f"--max-pairs must be 2 or more (got {max_pairs}); leave it out to score every pair.")
         self.pairs, self.gold = stsb_pairs(data_dir, split)
+        if max_pairs is not None and max_pairs < len(self.pairs):
+            # Evenly spaced, not the first N: STS-B's files are grouped by genre (news, captions, forums),
+            # so a prefix would score one genre only.
+            keep = np.unique(np.linspace(0, len(self.pairs) - 1, max_pairs).round().astype(int))
+            self.pairs, self.gold = [self.pairs[i] for i in keep], self.gold[keep]
         self.sentences = sorted({s for pair in self.pairs for s in pair})
         self.index = {s: i for i, s in enumerate(self.sentences)}
 
@@ -111,6 +118,9 @@ class BenchEmbedOptions:
     split: str = field(default="dev", metadata={"choices": ["dev", "train"], "help": (
         "the STS-B pairs scored: dev (the reported score) or train (5,749 pairs, to choose between models "
         "without tuning to dev)")})
+    max_pairs: int | None = field(default=None, metadata={"help": (
+        "score an evenly spaced subset of this many pairs of the split (all when left out): a cheaper pick "
+        "measure for slow encoders, e.g. 1000 of the 5,749 train pairs")})
     compare: list[str] = field(default_factory=list, metadata={"nargs": "*",
         "help": "more encoders scored and timed in the same run (e.g. minilm, the teacher), with the model's "
                 "retention of their Spearman, speed-up and parameter ratio; model2vec:TEACHER:DIMS is a static "
@@ -118,7 +128,8 @@ class BenchEmbedOptions:
 
 
 def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,
-                depths: bool = False, compare: list[str] = (), split: str = "dev", device: str = "cpu") -> dict:
+                depths: bool = False, compare: list[str] = (), split: str = "dev", device: str = "cpu",
+                max_pairs: int | None = None) -> dict:
     """Zero-shot STS-B dev scores of `model`'s pooled embeddings (x 100), the embedding-layer
     baseline, and sentences per second; with `depths` (MiniALBERT) the same after each K
     iterations; with `compare`, the same for other encoders in this run and the ratios to them."""
@@ -126,7 +137,7 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
         raise MiniAlbertError(f"--pooling must be one of {', '.join(POOLINGS)} (got {pooling!r}).")
     from ..runtime import resolve_device
 
-    stsb = ZeroShotSTSB(data_dir, split)
+    stsb = ZeroShotSTSB(data_dir, split, max_pairs)
     encoder, tokenizer = load_encoder(model)
     encoder = encoder.to(resolve_device(device))
     N = getattr(encoder.config, "num_hidden_layers", None)
@@ -154,7 +165,8 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
         result["compare"] = {}
         for other in compare:
             row = (bench_static(other, stsb) if other.startswith("model2vec:")
-                   else bench_embed(other, data_dir, pooling, batch_size, max_length, split=split, device=device))
+                   else bench_embed(other, data_dir, pooling, batch_size, max_length, split=split, device=device,
+                                 max_pairs=max_pairs))
             row.update({"spearman_retention": round(result["spearman"] / row["spearman"], 4),
                         "speedup": round(result["sentences_per_s"] / row["sentences_per_s"], 2),
                         "parameter_ratio": round(result["parameters"] / row["parameters"], 4)})

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from minialbert.errors import MiniAlbertError
 
-from . import (budget_curve, distillation_start, docs, embedding_curve, frontier, pair_encoding, retention,
-               task_distillation)
+from . import (budget_curve, distillation_start, docs, embedding_curve, frontier, pair_encoding, paper_geometry,
+               retention, task_distillation)
 from .common import BIOMED, GLUE_DIR, NER_DIR
 
 STUDIES = {"budget-curve": budget_curve, "pair-encoding": pair_encoding, "embedding-curve": embedding_curve,
            "task-distillation": task_distillation, "distillation-start": distillation_start, "retention": retention, "frontier": frontier,
-           "docs": docs}
+           "paper-geometry": paper_geometry, "docs": docs}
 
 
 def data_defaults(parser, work: str | None = None) -> None:

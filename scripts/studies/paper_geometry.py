@@ -1,0 +1,305 @@
+"""The paper's geometry on a real 12-layer, 768-wide teacher (docs/results/paper-geometry): the
+`paper-mpnet-128` recipe's students distilled from `mpnet` (all-mpnet-base-v2), in three stages,
+each resumable job by job and committed as it ends:
+
+1. step0: the zero-shot STS-B dev score of each initialisation before any training (E 128 / 312 /
+   768 by SVD and model2vec; the shared layer from the last, the middle and the mean of the
+   teacher's layers; relaxed deltas at two ranks on the uniform map; plain students of 1, 2 and 3
+   teacher layers). Nothing is chosen on it: at step 0 every layer map is the same student.
+2. probe: the recursive E 128 student over the grid's own length (0.5 M tokens), one run per map,
+   shared layer, learning rate and warm-up candidate, scored every PROBE_EVERY steps on an evenly
+   spaced subset of the STS-B *train* pairs; the pick is the best last score on those pairs.
+3. grid: at equal tokens with the probe's pick: the recursive student at E 128 (the picked probe run
+   itself, and a second seed) and E 312, relaxed recursion, plain students of 1 layer (E 128, about
+   the same size) and 2 layers; each scored on the train subset (the pick's measure) and on dev
+   (reported once).
+
+One dtype (DTYPE) for every run, whatever the CPU: numbers across sessions and machines stay
+comparable.
+
+    python -m scripts.studies paper-geometry run [--stage step0|probe|grid] [--parallel 2 --threads 1]
+    python -m scripts.studies paper-geometry summary     # step0.json, probe.json, frontier.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minialbert.errors import MiniAlbertError
+from minialbert.records import read_json, read_jsonl, write_json
+
+from minialbert.fingerprint import cache_root
+
+from .common import RESULTS
+from .jobs import Job, run_jobs
+
+RESULTS_DIR = RESULTS / "paper-geometry"
+# Outside the clone: the work tree is laid anew each session, the students and logs must outlive it.
+WORK = str(cache_root() / "studies" / "paper-geometry")
+RECIPE = "paper-mpnet-128"
+TEACHER = "mpnet"
+DTYPE = "bf16"  # pinned for the whole grid
+STEPS = 244  # x 16 packed windows x 128 tokens: 0.5 M distilled tokens per point
+PROBE_EVERY = 61
+TRAIN_PAIRS = 1000  # the evenly spaced STS-B train pairs every pick reads
+LAST, MIDDLE, L = 12, 6, 12
+ALL_LAST = ",".join([str(LAST)] * L)
+UNIFORM = ",".join(str(i) for i in range(1, L + 1))
+
+# name -> (what it is, distill flags on top of the recipe), each at 0 steps
+STEP0 = {
+    "rec-e128-svd": ("recursive, E 128 (SVD), shared layer 12", []),
+    "rec-e312-svd": ("recursive, E 312 (SVD), shared layer 12", ["--embedding-size", "312"]),
+    "rec-e768-copy": ("recursive, E 768 (the teacher's table), shared layer 12", ["--embedding-size", "768"]),
+    "rec-e128-model2vec": ("recursive, E 128 (model2vec), shared layer 12", ["--embedding-init", "model2vec"]),
+    "rec-e128-middle": ("recursive, E 128, shared layer 6", ["--shared-layer-init", str(MIDDLE)]),
+    "rec-e128-mean": ("recursive, E 128, shared layer = mean of the 12", ["--shared-layer-init", "average",
+                                                                          "--layer-map", UNIFORM]),
+    "rel-e128-r32-uniform": ("relaxed r 32, map 1..12, shared layer 12", ["--relaxation-rank", "32",
+                                                                           "--layer-map", UNIFORM]),
+    "rel-e128-r128-uniform": ("relaxed r 128, map 1..12, shared layer 12", ["--relaxation-rank", "128",
+                                                                             "--layer-map", UNIFORM]),
+    "plain-1-e128": ("plain, layer 12, E 128", ["--iterations", "1", "--layer-groups", "1", "--no-adapters",
+                                                "--layer-map", "12"]),
+    "plain-2-e128": ("plain, layers 6,12, E 128", ["--iterations", "2", "--layer-groups", "2", "--no-adapters",
+                                                   "--layer-map", "6,12"]),
+    "plain-3-e128": ("plain, layers 4,8,12, E 128", ["--iterations", "3", "--layer-groups", "3", "--no-adapters",
+                                                     "--layer-map", "4,8,12"]),
+}
+
+# The probe: the recursive E 128 student, one candidate each (map, shared layer, rate, warm-up).
+PROBES = {
+    "probe-last-lr1e-4": ("map all-to-last, shared 12, lr 1e-4, warm-up 100", []),
+    "probe-uniform-lr1e-4": ("map 1..12, shared 12, lr 1e-4, warm-up 100", ["--layer-map", UNIFORM]),
+    "probe-mean-uniform-lr1e-4": ("map 1..12, shared = mean, lr 1e-4, warm-up 100",
+                                  ["--layer-map", UNIFORM, "--shared-layer-init", "average"]),
+    "probe-last-lr3e-5": ("map all-to-last, shared 12, lr 3e-5, warm-up 100", ["--learning-rate", "3e-5"]),
+    "probe-last-lr1e-4-warm25": ("map all-to-last, shared 12, lr 1e-4, warm-up 25", ["--warmup-steps", "25"]),
+}
+# The probe's choices that a grid point inherits (the flags above minus nothing: each probe is one
+# complete setting of map, shared layer, rate and warm-up).
+
+# name -> (kind, relaxation, flags on top of the recipe and the pick's flags)
+GRID = {
+    "rec-e128-s43": ("recursive", "none", ["--seed", "43"]),
+    "rec-e312": ("recursive", "none", ["--embedding-size", "312"]),
+    "rel-e128-r32": ("recursive", "low-rank r=32", ["--relaxation-rank", "32"]),
+    "plain-1-e128": ("plain", "none", ["--iterations", "1", "--layer-groups", "1", "--no-adapters", "--layer-map", "12"]),
+    "plain-2-e128": ("plain", "none", ["--iterations", "2", "--layer-groups", "2", "--no-adapters",
+                                       "--layer-map", "6,12"]),
+}
+SPREAD_PAIR = ("rec-e128", "rec-e128-s43")
+
+
+def distill_argv(out: str, flags: list[str], steps: int, zero_shot: list[str]) -> list[str]:
+    return ["distill", "--recipe", RECIPE, "--teacher", TEACHER, "--dtype", DTYPE, "--max-steps", str(steps),
+            "--out", out, "--resume", *zero_shot, *flags]
+
+
+def _curve_flags(args) -> list[str]:
+    return ["--zero-shot-every", str(PROBE_EVERY), "--zero-shot-data", args.glue_dir, "--zero-shot-split", "train",
+            "--zero-shot-pairs", str(TRAIN_PAIRS)]
+
+
+def _embed(name: str, model: str, args, split: str = "dev") -> Job:
+    extra = ["--max-pairs", str(TRAIN_PAIRS)] if split == "train" else []
+    return Job(f"{name}/embed-{split}", ["bench", "embed", "--model", model, "--data-dir", args.glue_dir,
+                                         "--split", split, *extra, "--out", f"{name}/embed-{split}.json"],
+               f"{name}/embed-{split}.json", [f"{name}/distill"])
+
+
+def plan_step0(args) -> list[Job]:
+    jobs = []
+    for name, (_, flags) in STEP0.items():
+        out = f"step0/{name}"
+        jobs.append(Job(f"{out}/distill", distill_argv(f"{out}/student", flags, 0, []),
+                        f"{out}/student/final/distillation.json"))
+        jobs.append(_embed(out, f"{out}/student/final", args))
+    jobs.append(Job("step0/teacher/embed-dev", ["bench", "embed", "--model", TEACHER, "--data-dir", args.glue_dir,
+                                                "--out", "step0/teacher/embed-dev.json"], "step0/teacher/embed-dev.json"))
+    return jobs
+
+
+def plan_probe(args) -> list[Job]:
+    return [Job(f"{name}/distill", distill_argv(f"{name}/student", flags, args.steps, _curve_flags(args)),
+                f"{name}/student/final/distillation.json") for name, (_, flags) in PROBES.items()]
+
+
+def probe_curve(work: Path, name: str) -> list[dict]:
+    return [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")}
+            for r in read_jsonl(work / name / "student" / "log.jsonl") if "zero_shot_spearman" in r]
+
+
+def probe_pick(probe: dict) -> dict:
+    """The probe whose last score on the train subset is highest (dev is never read here)."""
+    finished = {n: r for n, r in probe["runs"].items() if r["curve"]}
+    if len(finished) < len(PROBES):
+        raise MiniAlbertError(f"the probe has {len(finished)} of {len(PROBES)} runs finished; the grid waits for "
+                              "all of them: run `python -m scripts.studies paper-geometry run --stage probe`.")
+    best = max(finished, key=lambda n: finished[n]["curve"][-1]["zero_shot_spearman"])
+    return {"name": best, "flags": PROBES[best][1], "criterion": f"last zero-shot score on {TRAIN_PAIRS} STS-B "
+                                                                  "train pairs"}
+
+
+def plan_grid(args, pick: dict) -> list[Job]:
+    jobs = [_embed(pick["name"], f"{pick['name']}/student/final", args)]
+    jobs[0].after = []
+    for name, (_, _, flags) in GRID.items():
+        # a plain student's own layer map replaces the pick's (its layers are copied from that map)
+        base = [f for f in pick["flags"]] if "--layer-groups" not in flags else _without_map(pick["flags"])
+        jobs.append(Job(f"{name}/distill", distill_argv(f"{name}/student", [*base, *flags], args.steps,
+                                                        _curve_flags(args)), f"{name}/student/final/distillation.json"))
+        jobs.append(_embed(name, f"{name}/student/final", args))
+    return jobs
+
+
+def _without_map(flags: list[str]) -> list[str]:
+    out, skip = [], False
+    for f in flags:
+        if skip:
+            skip = False
+        elif f in ("--layer-map", "--shared-layer-init"):
+            skip = True
+        else:
+            out.append(f)
+    return out
+
+
+def step0_rows(work: Path) -> dict:
+    rows = {}
+    for name, (what, flags) in STEP0.items():
+        folder = work / "step0" / name
+        if not (folder / "embed-dev.json").is_file():
+            continue
+        info = read_json(folder / "student" / "final" / "distillation.json")
+        embed = read_json(folder / "embed-dev.json")
+        rows[name] = {"what": what, "flags": flags, "parameters": info["student"]["base_parameters"],
+                      "initialisation": info.get("initialisation"), "zero_shot": embed["spearman"],
+                      "embedding_layer_zero_shot": embed["embedding_layer_spearman"]}
+    return rows
+
+
+def point_row(work: Path, name: str, kind: str, relaxation: str, flags: list[str], teacher_parameters: int | None):
+    """A grid point in the frontier's fields (probes null: no fine-tuned probe runs at this size)."""
+    folder = work / name
+    files = [folder / "student/final/distillation.json", folder / "embed-dev.json"]
+    if not all(f.is_file() for f in files):
+        return None
+    info, dev = read_json(files[0]), read_json(files[1])
+    shape, curve = info["student"], probe_curve(work, name)
+    return {"name": name, "kind": kind, "parameters": shape["base_parameters"], "teacher_parameters": teacher_parameters,
+            "fp16_megabytes": shape["fp16_megabytes"], "iterations": shape["iterations"],
+            "layer_groups": shape["layer_groups"], "embedding_size": shape["embedding_size"],
+            "relaxation": relaxation, "relaxation_rank": shape["relaxation_rank"], "adapters": shape["adapters"],
+            "adapter_reduction_factor": shape["adapter_reduction_factor"], "layer_map": info["layer_map"],
+            "initialisation": info["initialisation"], "seed": info["seed"], "tokens": info["distilled_tokens"],
+            "steps": info["steps"], "dtype": info["dtype"], "machine": info["machine"],
+            "train_seconds": info["train_seconds_total"], "zero_shot": dev["spearman"],
+            "zero_shot_train": curve[-1]["zero_shot_spearman"] if curve else None, "zero_shot_train_pairs": TRAIN_PAIRS,
+            "sentences_per_s": None, "probes": None,
+            "probes_reason": "no fine-tuned probes at this geometry: each costs hours on 2 cores; zero-shot only",
+            "flags": flags}
+
+
+def _teacher_parameters(work: Path) -> int | None:
+    path = work / "step0" / "teacher" / "embed-dev.json"
+    return read_json(path)["parameters"] if path.is_file() else None
+
+
+def _committed(results: Path, name: str) -> dict:
+    path = results / name
+    return read_json(path) if path.is_file() else {}
+
+
+def collect(args) -> dict:
+    """step0.json, probe.json and frontier.json: the committed rows, updated with what this work
+    folder holds (a stage may run over several sessions and machines: rows from elsewhere are kept),
+    each written whole and atomically; what has not run yet is listed as pending."""
+    work, results = Path(args.work), Path(args.results)
+    old = {n: _committed(results, f"{n}.json") for n in ("step0", "probe", "frontier")}
+    teacher = work / "step0" / "teacher" / "embed-dev.json"
+    teacher_row = read_json(teacher) if teacher.is_file() else None
+    common = {"teacher": TEACHER, "recipe": RECIPE, "dtype": DTYPE,
+              "teacher_zero_shot": teacher_row["spearman"] if teacher_row else old["step0"].get("teacher_zero_shot"),
+              "teacher_parameters": (teacher_row["parameters"] if teacher_row
+                                     else old["step0"].get("teacher_parameters"))}
+    step0 = {**common, "split": "dev", "rows": {**old["step0"].get("rows", {}), **step0_rows(work)}}
+    step0["pending"] = [n for n in STEP0 if n not in step0["rows"]]
+    write_json(results / "step0.json", step0)
+    old_runs = old["probe"].get("runs", {})
+    probe = {**common, "steps": args.steps, "train_pairs": TRAIN_PAIRS,
+             "runs": {n: {"what": what, "flags": flags, "curve": probe_curve(work, n)
+                          if (work / n / "student" / "final" / "distillation.json").is_file()
+                          else old_runs.get(n, {}).get("curve", [])}
+                      for n, (what, flags) in PROBES.items()}}
+    try:
+        probe["pick"] = probe_pick(probe)
+    except MiniAlbertError as e:
+        probe["pick"] = None
+        probe["pending"] = str(e)
+    write_json(results / "probe.json", probe)
+    points = {p["name"]: p for p in old["frontier"].get("points", [])}
+    if probe["pick"]:
+        pick = probe["pick"]
+        named = {"rec-e128": ("recursive", "none", pick["flags"], pick["name"])}
+        named.update({n: (k, r, f, n) for n, (k, r, f) in GRID.items()})
+        for name, (kind, relaxation, flags, folder) in named.items():
+            row = point_row(work, folder, kind, relaxation, flags, common["teacher_parameters"])
+            if row is not None:
+                points[name] = {**row, "name": name}
+    frontier = {**common, "study": "paper-geometry", "steps": args.steps, "points": list(points.values()),
+                "pending": [n for n in ("rec-e128", *GRID) if n not in points]}
+    write_json(results / "frontier.json", frontier)
+    return {"step0": step0, "probe": probe, "frontier": frontier}
+
+
+def keep_record(work: Path, results: Path, job_name: str) -> None:
+    """A finished distillation's run record (its distillation.json: the resolved recipe, the
+    initialisation of each part, tokens, seconds, machine), committed beside the results."""
+    if job_name.endswith("/distill"):
+        name = job_name[: -len("/distill")]
+        write_json(results / "records" / f"{name.replace('/', '-')}.json",
+                   read_json(work / name / "student" / "final" / "distillation.json"))
+
+
+def run(args) -> int:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    stages = [args.stage] if args.stage else ["step0", "probe", "grid"]
+
+    def on_done(job):  # the small result files are rewritten as each job ends
+        keep_record(work, Path(args.results), job.name)
+        collect(args)
+
+    for stage in stages:
+        if stage == "step0":
+            jobs = plan_step0(args)
+        elif stage == "probe":
+            jobs = plan_probe(args)
+        else:
+            jobs = plan_grid(args, probe_pick(collect(args)["probe"]))
+        if run_jobs(jobs, work, args.parallel, args.threads, on_done=on_done):
+            return 1
+    collect(args)
+    return 0
+
+
+def summary(args) -> int:
+    collect(args)
+    return 0
+
+
+def add_commands(sub, defaults) -> None:
+    r = sub.add_parser("run", help="run (or continue) the stages: step0, probe, grid; resumable job by job")
+    defaults(r, work=WORK)
+    r.add_argument("--stage", choices=["step0", "probe", "grid"], default=None, help="one stage only")
+    r.add_argument("--parallel", type=int, default=2, help="jobs at a time (2 cores: 2 jobs of one thread)")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--steps", type=int, default=STEPS, help="steps per probe and grid point (the study: 244)")
+    r.add_argument("--results", default=str(RESULTS_DIR))
+    r.set_defaults(func=run)
+    s = sub.add_parser("summary", help="step0.json, probe.json and frontier.json from the work folder")
+    defaults(s, work=WORK)
+    s.add_argument("--steps", type=int, default=STEPS)
+    s.add_argument("--results", default=str(RESULTS_DIR))
+    s.set_defaults(func=summary)
