@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, printing, protocol_argv, read_score, results_table,
+from .common import (FIGURES, RESULTS, ROW_FOLDER, STUDY_TASKS, Score, printing, protocol_argv, read_score, results_table,
                      save_figure, task_folder, task_label)
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "task-distillation"
-TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+TASKS = list(STUDY_TASKS)
 PAIR_TASKS = {"stsb", "mrpc", "rte"}
 NER_TASKS = {"ner:NCBI-disease", "ner:BC5CDR-chem"}
 
