@@ -128,3 +128,21 @@ def gain_retention_over_seeds(student: dict, teacher: dict, majority: dict) -> t
         if all(g is not None for g in gains):
             per_seed[seed] = statistics.fmean(gains)
     return mean(per_seed.values()), spread(per_seed.values()), per_seed
+
+
+def seed_range(values) -> float:
+    """The spread of a repeated point as the frontier measures it: the largest minus the smallest
+    score over its seeds (with two seeds, their difference)."""
+    values = list(values)
+    return max(values) - min(values)
+
+
+def within_noise(difference: float, spread: float | None, times: float = 2.0) -> bool:
+    """The noise rule: a difference within `times` the seed spread is no difference (an unmeasured
+    spread counts as 0)."""
+    return abs(difference) <= times * (spread or 0.0)
+
+
+def gain_over(score: float, majority: float) -> float:
+    """A model's gain over the majority baseline (the denominator of `gain_kept` for the teacher)."""
+    return score - majority

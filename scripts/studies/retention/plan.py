@@ -164,11 +164,12 @@ def _reuse_runs(work: Path, results_dir: Path, job: Job) -> None:
     chosen: dict[str, Path] = {}  # a record's name -> the first source that holds it
     for source in sources:
         for root in (results_dir, work):
+            if (root / source).resolve() == target.resolve():
+                continue  # the job's own folder: what it holds is checked against the sources, not one
             for record in sorted((root / source / "runs").glob("*.json")):
                 chosen.setdefault(record.name, record)
     for name, record in chosen.items():  # a copy cut by a kill is repaired: done only when the bytes match
-        if record.resolve() != (target / "runs" / name).resolve():
-            copy_file(record, target / "runs" / name)
+        copy_file(record, target / "runs" / name)
     if ROW_FOLDER.match(row):  # the labelled set of its exploratory row, or td2-transfer's for td12-transfer
         same_set = [f"{model}-{pipeline}"] + ([f"{model}-td2-transfer"] if pipeline == "td12-transfer" else [])
         sets: dict[str, Path] = {}

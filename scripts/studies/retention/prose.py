@@ -23,7 +23,7 @@ def _pending(s: dict) -> str:
             "reporting seeds in so far." if s.get("pending") else "")
 
 
-def _gain(s: dict) -> str:
+def _headline_figure(s: dict) -> str:
     over = s["gain_retention_over_seeds"]
     if over["std"] is None:
         return f"{s['gain_retention']:.3f}"
@@ -44,7 +44,7 @@ def headline() -> str:
     if s["gain_retention"] is None:
         return f"**Gain retention: pending**, no task has two reporting seeds of both models yet.{_pending(s)}"
     left_out = _left_out(s) or "no task left out"
-    return (f"**Gain retention {_gain(s)}**: the student `{s['student']}` keeps that share of the "
+    return (f"**Gain retention {_headline_figure(s)}**: the student `{s['student']}` keeps that share of the "
             f"teacher's gain over the majority class, averaged over {len(s['included_tasks'])} tasks ({left_out}); "
             f"every score is the mean over seeds 43-45, which took no part in picking the pipeline and the learning "
             f"rate (seed 42 picks). The plain ratio of the averages is {s['retention']:.3f} ({s['student_average']:.2f} "

@@ -35,7 +35,7 @@ def reporting(results_dir: Path, row) -> st.SeedScores | None:
     return st.reporting_scores(read_json(path), records)
 
 
-def majority(results_dir: Path, task: str) -> float:
+def baseline_of(results_dir: Path, task: str) -> float:
     """The task's majority baseline in percent, as finetune computed it from the data (every row of a
     task shares its data, so any of them gives it)."""
     for f in sorted(results_dir.glob(f"*/{task_folder(task)}/results.json")):
@@ -85,12 +85,12 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
         s, te = reporting(results_dir, student[t]), reporting(results_dir, teacher[t])
         scores[t] = (s, te)
         pending += _pending(student[t], s) + _pending(teacher[t], te)
-        base = majority(results_dir, t)
+        base = baseline_of(results_dir, t)
         entry = {"student": _score(student[t], s, results_dir), "teacher": _score(teacher[t], te, results_dir),
                  "majority": round(base, 2), "majority_split": st.reported_split(t)}
         measured = s is not None and te is not None and s.std is not None and te.std is not None
         if te is not None and te.mean is not None:
-            entry["teacher_gain"] = round(te.mean - base, 2)
+            entry["teacher_gain"] = round(st.gain_over(te.mean, base), 2)
         gain = st.gain_kept(s.mean, te.mean, te.std, base) if measured else None
         if not measured:
             excluded[t] = "pending: fewer than two reporting seeds of " + " and ".join(
@@ -109,7 +109,7 @@ def summarise_rows(results_dir: Path, student_name: str, student_path: str, zero
     t_avg = st.mean(scores[t][1].mean for t in included)
     gain, gain_std, per_seed = st.gain_retention_over_seeds({t: scores[t][0] for t in included},
                                                            {t: scores[t][1] for t in included},
-                                                           {t: majority(results_dir, t) for t in included})
+                                                           {t: baseline_of(results_dir, t) for t in included})
     first = student[tasks[0]].score.parameters if tasks else None
     teacher_parameters = teacher[tasks[0]].score.parameters if tasks else None
     summary = {
