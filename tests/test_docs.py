@@ -8,7 +8,6 @@ import re
 import statistics
 from pathlib import Path
 
-
 from scripts.studies import docs
 
 REPO = Path(__file__).resolve().parents[1]

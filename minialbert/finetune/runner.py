@@ -73,7 +73,7 @@ def run_one(plan: FinetunePlan, spec: RunSpec, data: TaskData, run_dir: Path) ->
     collator = task_collator(data.kind, opts.pair_encoding, tokenizer)
     if opts.teacher:
         trainer = run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir, opts.pair_encoding,
-                                        plan.teacher_path, opts.checkpoint_minutes)
+                                        plan.teacher, opts.checkpoint_minutes)
     else:
         trainer = ordered_evaluation(Trainer)(
             model=model, args=args, train_dataset=data.train, data_collator=collator,
@@ -140,7 +140,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     transfer = None
     if opts.teacher:  # task distillation: train on the teacher-labelled transfer set
         data.train, transfer = build_transfer_set(
-            opts, plan.data_options(), TransferSources(plan.task, plan.teacher_path, plan.augment_mlm_path), data,
+            opts, plan.data_options(), TransferSources(plan.task, plan.teacher_path, plan.augment_mlm_path, plan.teacher), data,
             plan.tokenizer, out)
     results = [_run_or_reuse(plan, spec, data, label=f"{i}/{len(specs)}") for i, spec in enumerate(specs, 1)]
     chosen = None

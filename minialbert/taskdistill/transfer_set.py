@@ -20,7 +20,7 @@ from ..records import read_json, replace_dir, write_json
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
-from .teacher import label_with_teacher, load_task_teacher, teacher_identity
+from .teacher import CheckedTeacher, label_with_teacher, load_task_teacher, teacher_identity
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class TransferSources:
     task: GlueTask | None          # None for NER
     teacher_path: str              # the teacher's folder
     mlm_path: str | None = None    # the masked LM that augments (with --augment)
+    checked: CheckedTeacher | None = None  # the teacher as the plan checked it (its config, bi-encoder or not)
 
 
 def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources,
@@ -100,7 +101,7 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     split, has, sizes = _raw_rows(opts, data_opts, sources, data, tokenizer, partial)
     pair_encoding = data_opts.pair_encoding
     student = data.encode(split, pair_encoding)
-    teacher, teacher_encoding = load_task_teacher(sources.teacher_path, data, tokenizer, name=opts.teacher)
+    teacher, teacher_encoding = load_task_teacher(sources.checked, data)
     for_teacher = student if teacher_encoding == pair_encoding else data.encode(split, teacher_encoding)
     if data.kind == "ner":
         has = [has[s] for s in student["sentence"]]  # a long sentence becomes several features
