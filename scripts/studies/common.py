@@ -16,7 +16,8 @@ SHARED = REPO.parent / "shared" / "data"
 GLUE_DIR, NER_DIR = SHARED / "glue", SHARED / "bioner"
 BIOMED = SHARED / "corpora" / "biomed" / "sentences.txt"
 # A result folder of a study row is named MODEL-PIPELINE, or MODEL-PIPELINE-NseedS for the same
-# pipeline repeated with N seeds (e.g. student-td2-aug4, teacher-cross-3seeds).
+# pipeline repeated with N seeds (e.g. student-td2-aug4, teacher-cross-3seeds); in the retention
+# study N counts the reporting seeds (43-45), beside the seed-42 runs that made the pick.
 # The seven tasks every fine-tuning study of the released student runs (GLUE dev, NER test F1).
 STUDY_TASKS = ("stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem")
 ROW_FOLDER = re.compile(r"^(?P<model>student|teacher)-(?P<pipeline>.+?)(?:-(?P<seeds>\d+)seeds)?$")

@@ -306,10 +306,13 @@ def run(args) -> int:
     from .summary import write_summary
 
     missing = study_complete(args, results_dir)
+    try:  # once every task has its picks: the summary, provisional while runs are pending (it names them)
+        write_summary(results_dir, args, args.tasks)
+    except SystemExit as e:  # a task not picked yet: no summary can be made
+        print(e, flush=True)
     if missing:
         print(f"the study is not complete; still missing: {', '.join(missing)}", flush=True)
         return code or 1
-    write_summary(results_dir, args, args.tasks)
     return code
 
 
