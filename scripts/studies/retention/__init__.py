@@ -83,8 +83,8 @@ def add_commands(sub, defaults) -> None:
     r.add_argument("--jobs", type=int, default=2, help="jobs at once (2 cores: 2 jobs of 1 thread)")
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(func=run)
-    s = sub.add_parser("summary", help="summary.json from the committed results (every pick seeded, or an error "
-                                       "naming the missing row)")
+    s = sub.add_parser("summary", help="summary.json from the committed results (once every task is picked; runs "
+                                       "not made yet are named as pending)")
     _summary_arguments(s)
     s.add_argument("--out", default=None, help="default: summary.json in --results")
     s.set_defaults(func=summary)
