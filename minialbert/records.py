@@ -8,8 +8,10 @@ Python types, and the message must say how to fix this project's files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from .errors import MiniAlbertError
@@ -103,6 +105,94 @@ def write_json(path, obj, indent: int | None = 2, allow_nan: bool = True) -> Non
     """`obj` as JSON in `path`, atomically (`write_text`); allow_nan=False refuses a bare NaN, which
     is not valid JSON for other readers."""
     write_text(path, json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n")
+
+
+def file_digest(path) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a file: what a copy must match to count as done."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return Path(path).stat().st_size, digest.hexdigest()
+
+
+def same_file(a, b) -> bool:
+    """Whether `b` exists and holds the bytes of `a` (sizes first: the cheap test)."""
+    a, b = Path(a), Path(b)
+    if not b.is_file() or a.stat().st_size != b.stat().st_size:
+        return False
+    return file_digest(a) == file_digest(b)
+
+
+def copy_file(source, target) -> bool:
+    """Copy `source` to `target` atomically and verified: into a temporary name beside `target`,
+    checked against the source (size and sha256), then renamed over it, so a copy cut by a kill is
+    never taken for a finished one, and a damaged one already there (cut by an earlier kill) is
+    repaired. Returns False when `target` already held the same bytes (nothing written)."""
+    source, target = Path(source), Path(target)
+    if same_file(source, target):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        if file_digest(tmp) != file_digest(source):
+            raise MiniAlbertError(f"Copying {source} to {target}: the copy differs from the source (size or "
+                                  "sha256); the disk or the source changed while copying. Run the command again.")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _files(folder: Path, ignore=()) -> list[Path]:
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                  if p.is_file() and not set(p.relative_to(folder).parts) & set(ignore))
+
+
+def same_tree(a, b, ignore=()) -> bool:
+    """Whether folder `b` holds exactly the files of `a` (names, sizes and sha256), `ignore` aside."""
+    a, b = Path(a), Path(b)
+    if not b.is_dir() or _files(a, ignore) != _files(b, ignore):
+        return False
+    return all(same_file(a / f, b / f) for f in _files(a, ignore))
+
+
+def copy_tree(source, target, ignore=()) -> bool:
+    """Copy folder `source` to `target` whole or not at all: file by file (verified, `copy_file`)
+    into a temporary folder beside it, then swapped in (`replace_dir`). A target that already holds
+    the same files is left alone (returns False); a half copy left by a kill is replaced."""
+    source, target = Path(source), Path(target)
+    if same_tree(source, target, ignore):
+        return False
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for f in _files(source, ignore):
+            copy_file(source / f, tmp / f)
+        replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def replace_dir(new, target) -> None:
+    """Put folder `new` at `target` with no moment where neither exists on disk: the old folder is
+    renamed aside, the new one renamed in, and only then the old one deleted (a folder cannot be
+    renamed over a non-empty one). Should the second rename fail, the old folder is put back."""
+    new, target = Path(new), Path(target)
+    aside = target.with_name(f".{target.name}.{os.getpid()}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    had = target.exists()
+    if had:
+        os.replace(target, aside)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if had:
+            os.replace(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 CHUNK_BATCHES = 64  # batches per kept chunk of resumable_chunks: a few minutes of work on one CPU thread

@@ -161,3 +161,19 @@ def test_finetune_resolves_model_names_configs_and_tasks_only_in_its_plan():
         if calls:
             stray[rel] = calls
     assert not stray, stray
+
+
+def test_the_teacher_is_checked_once_by_the_plan_never_again_per_run():
+    """check_teacher reads the teacher's configuration (the whitelist above lets it): the plan calls
+    it, once, and hands its answer (CheckedTeacher) down; no function below the plan calls it again
+    (load_task_teacher did, once per run and again for the transfer set)."""
+    root = Path(__file__).resolve().parents[1] / "minialbert"
+    callers = []
+    for path in sorted([*(root / "finetune").glob("*.py"), *(root / "taskdistill").glob("*.py")]):
+        tree = ast.parse(path.read_text())
+        for func in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            for call in [n for n in ast.walk(func) if isinstance(n, ast.Call)]:
+                f = call.func
+                if (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)) == "check_teacher":
+                    callers.append(f"{path.relative_to(root).as_posix()}: {func.name}")
+    assert callers == ["finetune/plan.py: build_plan"], callers

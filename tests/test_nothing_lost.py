@@ -356,3 +356,138 @@ def test_the_released_folder_loads_with_remote_code_where_minialbert_is_absent(f
     with torch.no_grad():
         expected = AutoModel.from_pretrained(folder).eval()(**tok(["a released student"], return_tensors="pt"))
     assert json.loads(result.stdout.split("VALUES", 1)[1]) == pytest.approx(expected.last_hidden_state[0, 0, :8].tolist(), abs=1e-5)
+
+
+# --- 9. no delete-then-rename window; copies verified; the winner keeps its trained weights ---------
+
+def test_a_kill_between_removing_the_old_final_and_renaming_the_new_one_in_loses_nothing(tmp_path, monkeypatch):
+    """distill's OUT/final is swapped in by renaming the old folder aside first: a failure of the
+    rename that brings the new one in (a kill, simulated by os.replace raising) leaves the old final
+    whole (today's code deleted it first and lost it)."""
+    import os
+
+    from minialbert.distillation import trainer
+
+    out = tmp_path / "run"
+    (out / "final").mkdir(parents=True)
+    (out / "final" / "model.safetensors").write_bytes(b"old weights")
+
+    class Saves:
+        def __init__(self, payload, name="model.safetensors"):
+            self.payload, self.name = payload, name
+
+        def save_pretrained(self, folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / self.name).write_bytes(self.payload)
+
+    monkeypatch.setattr(trainer, "_student_card", lambda *a: None)
+    real = os.replace
+
+    def killed(src, dst):  # the rename that brings the new folder in never happens
+        if Path(src).name == "final.tmp":
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(os, "replace", killed)
+        trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), {"steps": 1})
+    assert (out / "final" / "model.safetensors").read_bytes() == b"old weights"
+    trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), {"steps": 1})
+    assert (out / "final" / "model.safetensors").read_bytes() == b"new weights"
+    assert sorted(p.name for p in out.iterdir()) == ["final"]  # nothing left aside
+
+
+def test_the_transfer_set_is_swapped_in_without_a_delete_first_and_a_half_copied_set_is_not_reused(tmp_path):
+    """transfer_set.py puts a built set in place with records.replace_dir (never rmtree then rename),
+    and a set whose data holds fewer rows than its description counts is built again."""
+    import ast
+
+    import datasets
+
+    from minialbert.taskdistill import transfer_set
+
+    source = Path(transfer_set.__file__).read_text()
+    build = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name == "build_transfer_set")
+    calls = [ast.unparse(c.func) for c in ast.walk(build) if isinstance(c, ast.Call)]
+    assert "replace_dir" in calls and "os.replace" not in calls
+    assert not [c for c in ast.walk(build) if isinstance(c, ast.Call) and ast.unparse(c.func) == "shutil.rmtree"
+                and "folder," in ast.unparse(c) + ","]  # the finished set is never removed before the new one is in
+    folder = tmp_path / "transfer" / "key"
+    datasets.Dataset.from_dict({"x": list(range(5))}).save_to_disk(str(folder / "data"))
+    (folder / "transfer.json").write_text(json.dumps({"rows": 10}))  # half of it copied
+    assert transfer_set._complete_set(folder) is None
+    (folder / "transfer.json").write_text(json.dumps({"rows": 5}))
+    data, info = transfer_set._complete_set(folder)
+    assert len(data) == 5 and info["rows"] == 5
+
+
+def test_a_copy_cut_midway_is_repaired_and_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    import os
+
+    from minialbert.records import copy_file, copy_tree, replace_dir
+
+    source = tmp_path / "a.json"
+    source.write_bytes(b"x" * 5000)
+    target = tmp_path / "copy" / "a.json"
+    target.parent.mkdir()
+    target.write_bytes(b"x" * 2000)  # cut by a kill: same name, not the same bytes
+    assert copy_file(source, target) and target.read_bytes() == source.read_bytes()
+    assert not copy_file(source, target)  # done: nothing written again
+    tree, into = tmp_path / "tree", tmp_path / "into"
+    (tree / "data").mkdir(parents=True)
+    (tree / "data" / "part.arrow").write_bytes(b"y" * 3000)
+    (tree / "transfer.json").write_text("{}")
+    (into / "data").mkdir(parents=True)
+    (into / "data" / "part.arrow").write_bytes(b"y" * 10)
+    assert copy_tree(tree, into) and (into / "data" / "part.arrow").read_bytes() == b"y" * 3000
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "f").write_text("new")
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda s, d: (_ for _ in ()).throw(KeyboardInterrupt) if Path(s) == new
+                        else real(s, d))
+    with pytest.raises(KeyboardInterrupt):
+        replace_dir(new, into)
+    monkeypatch.undo()
+    assert (into / "transfer.json").is_file() and (into / "data" / "part.arrow").read_bytes() == b"y" * 3000
+
+
+def test_the_best_run_always_has_its_trained_weights_even_when_a_rebuild_scores_otherwise(tmp_path, monkeypatch):
+    """Records copied in without models (a study resumed elsewhere): the best run is trained again
+    to keep its model. Should the retrained run score lower, so that another record becomes the best,
+    that one is trained too; the best run named in results.json always has a model, and that model
+    is the one whose score the record reports (today: a best run with no model, and --save-models
+    best deleting the one retrained)."""
+    from minialbert.finetune import runner
+
+    glue = str(shared_path("data", "glue"))
+    student = save_tiny_student(tmp_path / "s")
+    scores = {(1e-3, "first"): 0.60, (5e-4, "first"): 0.50, (1e-3, "again"): 0.40, (5e-4, "again"): 0.50}
+    phase = {"now": "first"}
+
+    def fake_run_one(plan, spec, data, run_dir):  # trains nothing; its "weights" name the score they got
+        score = scores[(spec.learning_rate, phase["now"])]
+        (run_dir / "model").mkdir(parents=True, exist_ok=True)
+        (run_dir / "model" / "weights.txt").write_text(str(score))
+        return {"task": "rte", "model": student, "adapter_tuning": False, "seed": spec.seed, "score": score,
+                "metrics": {"dev": {"accuracy": score, "score": score}}, "train_seconds": 1.0, "train_steps": 1,
+                "hyperparameters": {"learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
+                                    "epochs": spec.epochs, "max_steps": spec.max_steps},
+                "trainable_parameters": 1, "total_parameters": 1, "base_parameters": 1}
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    argv = ["finetune", "--model", student, "--task", "rte", "--data-dir", glue, "--max-steps", "2", "--lr", "1e-3",
+            "5e-4", "--max-length", "32", "--dtype", "fp32", "--save-models", "best"]
+    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    (tmp_path / "again" / "runs").mkdir(parents=True)
+    for record in (tmp_path / "first" / "runs").glob("*.json"):  # the records, as committed: no model
+        shutil.copyfile(record, tmp_path / "again" / "runs" / record.name)
+    phase["now"] = "again"
+    assert main([*argv, "--out", str(tmp_path / "again")]) == 0
+    result = json.loads((tmp_path / "again" / "results.json").read_text())
+    best = result["best"]["best_run"]
+    weights = tmp_path / "again" / "runs" / best / "model" / "weights.txt"
+    assert weights.is_file(), "the best run has no model"
+    record = json.loads((tmp_path / "again" / "runs" / f"{best}.json").read_text())
+    assert float(weights.read_text()) == record["score"] == 0.50  # the weights are the ones that scored it
+    assert [p.parent.name for p in (tmp_path / "again" / "runs").glob("*/model")] == [best]

@@ -280,12 +280,12 @@ def test_cross_student_distils_from_teacher_with_augmentation_and_transfer_data(
     # the stored teacher logits are the teacher's own predictions on those rows
     import datasets
 
-    from minialbert.taskdistill.teacher import load_task_teacher, resolve_teacher_folder
+    from minialbert.taskdistill.teacher import check_teacher, load_task_teacher, resolve_teacher_folder
 
     cached = datasets.load_from_disk(str(next((out / "transfer").glob("*/data"))))
     assert sum(cached["has_label"]) == 24 and len(cached) == 82
-    teacher = load_task_teacher(resolve_teacher_folder(teachers["stsb"]), SimpleNamespace(kind="glue", num_labels=1, label_names=["score"]),
-                                AutoTokenizer.from_pretrained(student_dir))[0]
+    checked = check_teacher(resolve_teacher_folder(teachers["stsb"]), False, AutoTokenizer.from_pretrained(student_dir))
+    teacher = load_task_teacher(checked, SimpleNamespace(kind="glue", num_labels=1, label_names=["score"]))[0]
     row = cached[30]
     with torch.no_grad():
         expected = teacher(input_ids=torch.tensor([row["input_ids"]]),

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, write_model_card
-from ..records import DISTILLATION_FIELDS, read_json, write_text
+from ..records import DISTILLATION_FIELDS, read_json, replace_dir, write_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
 from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
@@ -367,10 +366,9 @@ def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     student.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "distillation.json").write_text(json.dumps(summary, indent=2))
+    write_json(tmp / "distillation.json", summary)
     _student_card(tmp, student, summary)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)  # the old final stays on disk until the new one is in
 
 
 def _student_card(folder: Path, student, summary: dict) -> None:

@@ -17,7 +17,7 @@ from ..data.glue import GlueTask, get_task
 from ..data.tasks import DataOptions, task_name
 from ..errors import MiniAlbertError, require
 from ..runtime import resolve_dtype
-from ..taskdistill.teacher import check_teacher, resolve_teacher_folder
+from ..taskdistill.teacher import CheckedTeacher, check_teacher, resolve_teacher_folder
 from .identity import run_identity
 from .options import FinetuneOptions, auto_pair_encoding
 
@@ -36,6 +36,7 @@ class FinetunePlan:
     teacher_path: str | None       # task distillation: the teacher's model folder
     augment_mlm_path: str | None   # task distillation with --augment: the masked LM's folder
     identity: dict                 # what the runs' numbers depend on (finetune/identity.py)
+    teacher: CheckedTeacher | None = None  # task distillation: the teacher, checked once here
 
     @property
     def ner(self) -> bool:
@@ -73,12 +74,12 @@ def build_plan(opts: FinetuneOptions) -> FinetunePlan:
     except (OSError, ValueError) as e:
         raise MiniAlbertError(f"No tokenizer found for {opts.model!r} ({e}); a distilled student keeps its "
                               "teacher's tokenizer in OUT/final.") from None
-    teacher_path = None
-    if opts.teacher:  # a wrong teacher fails before any data is read
+    teacher_path = checked = None
+    if opts.teacher:  # a wrong teacher fails before any data is read; the runs get what the check read
         teacher_path = resolve_teacher_folder(opts.teacher)
-        check_teacher(teacher_path, task is None, tokenizer, name=opts.teacher)
+        checked = check_teacher(teacher_path, task is None, tokenizer, name=opts.teacher)
     mlm_path = resolve_model_name(opts.augment_mlm or opts.model) if opts.teacher and opts.augment else None
     opts = dataclasses.replace(opts, pair_encoding=encoding, dtype=resolve_dtype(opts.dtype))
     return FinetunePlan(opts, str(model_path), config, task, task_name(opts.task, opts.data_dir), pair_choice,
                         tokenizer, teacher_path, mlm_path,
-                        run_identity(opts, str(model_path), task, teacher_path, mlm_path))
+                        run_identity(opts, str(model_path), task, teacher_path, mlm_path), checked)

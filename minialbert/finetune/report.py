@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from ..errors import MiniAlbertError
 from ..records import RESULTS_FIELDS, read_json
 from .options import FinetuneOptions, config_key
+from .statistics import gain_kept, majority_score, mean, retention
+from .statistics import task_column as _task_column
 
 
 def _task_list(text: str) -> list[str]:
@@ -178,28 +180,6 @@ def _cell(row: dict, task: str, with_std: bool):
     return round(row[task], 2)
 
 
-def _task_column(result: dict) -> str:
-    return result["task"] if result["task"] != "ner" else f"ner:{result.get('data_name', 'ner')}"
-
-
-def majority_score(result: dict) -> float:
-    """The majority baseline of the split the task's reported score comes from (NER: test), in percent."""
-    baseline = result.get("majority_baseline")
-    if not baseline:
-        raise MiniAlbertError(f"A {_task_column(result)} results.json of {result['model']!r} has no majority_baseline "
-                              "(written by an earlier version); fine-tune again to record it.")
-    return 100 * baseline["test" if result["task"] == "ner" else next(iter(baseline))]
-
-
-def gain_kept(student: float, teacher: float, teacher_std: float, majority: float) -> float | None:
-    """The share of the teacher's gain over the majority baseline that the student keeps,
-    (student - majority) / (teacher - majority); None where the teacher does not beat the baseline by
-    more than its seed spread (the task says nothing about distillation then)."""
-    if teacher - majority <= max(teacher_std, 0.0):
-        return None
-    return (student - majority) / (teacher - majority)
-
-
 def retention_table(results: list[dict], teacher: str, tasks: list[str] | None = None) -> tuple[list[str], list[list]]:
     """One row per model other than `teacher`: per task the share of the teacher's gain over the
     majority class it keeps, then the mean of those (gain retention) and the plain ratio of the
@@ -232,10 +212,9 @@ def retention_table(results: list[dict], teacher: str, tasks: list[str] | None =
                 continue
             kept.append(round(gain, 3))
             pairs.append((s, t))
-        gains = [k for k in kept if isinstance(k, float)]
-        table.append([model, *kept, round(sum(gains) / len(gains), 4) if gains else None,
-                      round(sum(s for s, _ in pairs) / sum(t for _, t in pairs), 4) if pairs else None,
-                      ", ".join(left_out)])
+        gains, ratio = mean(k for k in kept if isinstance(k, float)), retention(*zip(*pairs)) if pairs else None
+        table.append([model, *kept, round(gains, 4) if gains is not None else None,
+                      round(ratio, 4) if ratio is not None else None, ", ".join(left_out)])
     return header, table
 
 

@@ -73,7 +73,7 @@ def run_one(plan: FinetunePlan, spec: RunSpec, data: TaskData, run_dir: Path) ->
     collator = task_collator(data.kind, opts.pair_encoding, tokenizer)
     if opts.teacher:
         trainer = run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir, opts.pair_encoding,
-                                        plan.teacher_path, opts.checkpoint_minutes)
+                                        plan.teacher, opts.checkpoint_minutes)
     else:
         trainer = ordered_evaluation(Trainer)(
             model=model, args=args, train_dataset=data.train, data_collator=collator,
@@ -140,7 +140,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     transfer = None
     if opts.teacher:  # task distillation: train on the teacher-labelled transfer set
         data.train, transfer = build_transfer_set(
-            opts, plan.data_options(), TransferSources(plan.task, plan.teacher_path, plan.augment_mlm_path), data,
+            opts, plan.data_options(), TransferSources(plan.task, plan.teacher_path, plan.augment_mlm_path, plan.teacher), data,
             plan.tokenizer, out)
     results = [_run_or_reuse(plan, spec, data, label=f"{i}/{len(specs)}") for i, spec in enumerate(specs, 1)]
     chosen = None
@@ -151,9 +151,7 @@ def run_finetune(opts: FinetuneOptions) -> dict:
         chosen = config_key(best)
         specs += plan_seeds_at_best(opts, best, results)
         results += [_run_or_reuse(plan, spec, data, label=f"seed {spec.seed}") for spec in specs[len(results):]]
-    summary = summarise(opts, results, chosen)
-    if _rebuild_kept_models(plan, specs, results, summary["best"]["best_run"], data):
-        summary = summarise(opts, results, chosen)
+    summary = _summary_with_kept_models(plan, specs, results, chosen, data)
     summary["pair_encoding_choice"] = plan.pair_choice
     summary["majority_baseline"] = majority_baseline(data, opts.task.lower())
     if transfer:
@@ -167,24 +165,30 @@ def run_finetune(opts: FinetuneOptions) -> dict:
     return summary
 
 
-def _rebuild_kept_models(plan: FinetunePlan, specs: list[RunSpec], results: list[dict], best_run: str,
-                         data: TaskData) -> bool:
-    """A run reused from its record has no model when that was deleted or never copied (a record
-    committed beside a study's results, a grid finished with --save-models none): the runs whose
-    model --save-models keeps are run again, so the folder always holds what it promises (a
-    teacher for --teacher, a model for predict). Returns whether any run was redone."""
+def _summary_with_kept_models(plan: FinetunePlan, specs: list[RunSpec], results: list[dict], chosen, data: TaskData) -> dict:
+    """The summary, once every run whose model --save-models keeps has it. A run reused from its
+    record has no model when that was deleted or never copied (a record committed beside a study's
+    results, a grid finished with --save-models none): it is trained again, and its new record (the
+    score of the weights now on disk) replaces the old one. A retrained run may score otherwise and
+    so move the best run to another record without a model: the check repeats until the best run
+    is one whose weights were trained here, never a run named best with no model (each run is
+    retrained at most once, so this ends)."""
     opts, out = plan.opts, Path(plan.opts.out)
-    if opts.save_models == "none":
-        return False
     kept = "adapter" if opts.adapter_tuning else "model"
-    redone = False
-    for i, (spec, result) in enumerate(zip(specs, results)):
-        run_id = result["run_id"]
-        if (opts.save_models == "all" or run_id == best_run) and not (out / "runs" / run_id / kept).is_dir():
-            logger.info("%s: its record has no %s folder; running it again to keep its %s", run_id, kept, kept)
-            results[i] = _run_or_reuse(plan, spec, data, label="rebuild", reuse=False)
-            redone = True
-    return redone
+    retrained: set[int] = set()
+    while True:
+        summary = summarise(opts, results, chosen)
+        best_run = summary["best"]["best_run"]
+        missing = [i for i, r in enumerate(results) if opts.save_models != "none" and i not in retrained
+                   and (opts.save_models == "all" or r["run_id"] == best_run)
+                   and not (out / "runs" / r["run_id"] / kept).is_dir()]
+        if not missing:
+            return summary
+        for i in missing:
+            logger.info("%s: its record has no %s folder; training it again to keep its %s (its new record "
+                        "replaces the old one)", results[i]["run_id"], kept, kept)
+            results[i] = _run_or_reuse(plan, specs[i], data, label="rebuild", reuse=False)
+            retrained.add(i)
 
 
 def _run_or_reuse(plan: FinetunePlan, spec: RunSpec, data: TaskData, label: str, reuse: bool = True) -> dict:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,10 +63,20 @@ def _generic(names) -> bool:
     return all(str(n).upper().startswith("LABEL_") for n in names)
 
 
-def check_teacher(path: str, ner: bool, tokenizer, name: str | None = None):
-    """The checks that need no task data (run before any is read): the teacher at `path` (its
-    resolved folder; `name`: as the user gave it, for messages) is a classifier of the right kind
-    with the student's vocabulary. Returns (config, is a bi-encoder)."""
+@dataclass(frozen=True)
+class CheckedTeacher:
+    """A teacher that passed `check_teacher`, with what the check read: the plan checks it once and
+    hands this down, so no run reads its configuration again."""
+    path: str      # the resolved folder
+    name: str      # as the user gave it, for messages
+    config: Any    # its configuration
+    bi: bool       # a bi-encoder
+
+
+def check_teacher(path: str, ner: bool, tokenizer, name: str | None = None) -> CheckedTeacher:
+    """The checks that need no task data (run before any is read, once, by finetune's plan): the
+    teacher at `path` (its resolved folder; `name`: as the user gave it, for messages) is a classifier
+    of the right kind with the student's vocabulary."""
     from transformers import AutoConfig, AutoTokenizer
 
     from ..model.modeling_bi_encoder import is_bi_encoder
@@ -92,22 +104,21 @@ def check_teacher(path: str, ner: bool, tokenizer, name: str | None = None):
         raise MiniAlbertError(f"--teacher {name} has another vocabulary than the student ({len(teacher_vocab):,} vs "
                               f"{len(tokenizer.get_vocab()):,} entries, or the same size with other ids): token-level "
                               "distillation needs the same tokenizer on both sides.")
-    return config, bi
+    return CheckedTeacher(path, name, config, bi)
 
 
-def load_task_teacher(path: str, data, tokenizer, attentions: bool = False, name: str | None = None):
-    """The fine-tuned teacher at `path` (its resolved folder: a saved model, a bi-encoder or any
-    Hugging Face sequence/token classifier; `name` as the user gave it), frozen, in eval mode.
-    Returns (model, pair_encoding). A teacher with another label set, label order or vocabulary than
-    the student's task is refused."""
+def load_task_teacher(teacher: CheckedTeacher, data, attentions: bool = False):
+    """The fine-tuned teacher that `check_teacher` passed (a saved model, a bi-encoder or any Hugging
+    Face sequence/token classifier), frozen, in eval mode. Returns (model, pair_encoding). A teacher
+    with another label set or label order than the student's task is refused (its vocabulary was
+    checked by the plan)."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from ..hf_utils import quiet_transformers
     from ..model.modeling_bi_encoder import load_bi_encoder
 
     ner = data.kind == "ner"
-    name = name or path
-    config, bi = check_teacher(path, ner, tokenizer, name)
+    path, name, config, bi = teacher.path, teacher.name, teacher.config, teacher.bi
     if config.num_labels != data.num_labels:
         raise MiniAlbertError(f"--teacher {name} has {config.num_labels} labels but the task has {data.num_labels} "
                               f"({data.label_names}); give a teacher fine-tuned on this task.")

@@ -17,7 +17,7 @@ from ..compat import ordered_evaluation, tensorboard_callback
 from ..distillation.losses import alignment_setup
 from ..resumable import resumable_callbacks, resume_point, training_seconds
 from .losses import intermediate_losses, prediction_loss
-from .teacher import TEACHER_FIELDS, load_task_teacher
+from .teacher import TEACHER_FIELDS, CheckedTeacher, load_task_teacher
 
 
 class TeacherFieldsCollator:
@@ -121,18 +121,18 @@ class IntermediateDistillationTrainer(Trainer):
 
 
 def run_task_distillation(opts, model, data, tokenizer, args, collator, run_dir: Path, pair_encoding: str,
-                          teacher_path: str, checkpoint_minutes: float = 0):
+                          teacher: CheckedTeacher, checkpoint_minutes: float = 0):
     """Stage 1 (when `opts.intermediate_epochs` > 0) then stage 2 on the labelled transfer set
     (`data.train`); returns the stage-2 trainer, which evaluates as a plain one does. `opts`: the
-    TaskDistillationOptions (or the fine-tuning options that carry them); `teacher_path`: the
-    teacher's resolved folder. Each stage checkpoints every `checkpoint_minutes` into
+    TaskDistillationOptions (or the fine-tuning options that carry them); `teacher`: the teacher
+    the plan checked. Each stage checkpoints every `checkpoint_minutes` into
     RUN/trainer-stage1 and RUN/trainer (the caller deletes them), and a rerun resumes: stage 1 also
     checkpoints its last step, so a run cut in stage 2 never repeats it."""
     args = dataclasses.replace(args, remove_unused_columns=False)  # teacher_logits/has_label reach the loss
     stage2_from = resume_point(run_dir / "trainer")
     stage1_seconds = 0.0
     if opts.intermediate_epochs and stage2_from is None:
-        teacher, _ = load_task_teacher(teacher_path, data, tokenizer, attentions=True, name=opts.teacher)
+        teacher, _ = load_task_teacher(teacher, data, attentions=True)
         stage1 = intermediate_model(model.base_model, teacher.base_model, opts.project_hidden, opts.average_heads)
         stage1_args = dataclasses.replace(args, output_dir=str(run_dir / "trainer-stage1"),
                                           learning_rate=opts.intermediate_lr, num_train_epochs=opts.intermediate_epochs,

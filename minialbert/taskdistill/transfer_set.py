@@ -5,9 +5,7 @@ resumed one, reads the very same rows."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +14,13 @@ from ..data.glue import GlueSplit, GlueTask
 from ..data.ner import NerSplit
 from ..data.tasks import DataOptions, data_identity, task_collator
 from ..data.transfer import read_transfer_data, split_words
+from ..errors import MiniAlbertError
 from ..fingerprint import fields_identity, numbers_identity, options_hash, path_identity
+from ..records import read_json, replace_dir, write_json
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
-from .teacher import label_with_teacher, load_task_teacher, teacher_identity
+from .teacher import CheckedTeacher, label_with_teacher, load_task_teacher, teacher_identity
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class TransferSources:
     task: GlueTask | None          # None for NER
     teacher_path: str              # the teacher's folder
     mlm_path: str | None = None    # the masked LM that augments (with --augment)
+    checked: CheckedTeacher | None = None  # the teacher as the plan checked it (its config, bi-encoder or not)
 
 
 def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources,
@@ -90,16 +91,17 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     import datasets
 
     folder = out / "transfer" / transfer_key(opts, data_opts, sources, len(tokenizer))
-    if (folder / "transfer.json").is_file() and (folder / "data").is_dir():  # a description alone is rebuilt
+    kept = _complete_set(folder)
+    if kept is not None:
         logger.info("Transfer set: reusing %s", folder)
-        return datasets.load_from_disk(str(folder / "data")), json.loads((folder / "transfer.json").read_text())
+        return kept
     # The slow steps (augmentation candidates, teacher logits: hours on SST-2) keep their work here
     # chunk by chunk, under the set's own key (every input of it), so a cut build resumes.
     partial = folder.with_name(folder.name + ".partial")
     split, has, sizes = _raw_rows(opts, data_opts, sources, data, tokenizer, partial)
     pair_encoding = data_opts.pair_encoding
     student = data.encode(split, pair_encoding)
-    teacher, teacher_encoding = load_task_teacher(sources.teacher_path, data, tokenizer, name=opts.teacher)
+    teacher, teacher_encoding = load_task_teacher(sources.checked, data)
     for_teacher = student if teacher_encoding == pair_encoding else data.encode(split, teacher_encoding)
     if data.kind == "ner":
         has = [has[s] for s in student["sentence"]]  # a long sentence becomes several features
@@ -115,11 +117,31 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     labelled.save_to_disk(str(tmp / "data"))
-    (tmp / "transfer.json").write_text(json.dumps(info, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)  # atomic: a half-built set is never taken for a finished one
+    write_json(tmp / "transfer.json", info)
+    replace_dir(tmp, folder)  # atomic: a half-built set is never taken for a finished one, nor a set lost
     shutil.rmtree(partial, ignore_errors=True)
     return datasets.load_from_disk(str(folder / "data")), info
+
+
+def _complete_set(folder: Path):
+    """(Dataset, description) of a finished set in `folder`, or None: a description alone, data that
+    does not load, or fewer rows than the description counts (a set half copied by hand or by an
+    older study script) is built again rather than trained on."""
+    import datasets
+
+    if not ((folder / "transfer.json").is_file() and (folder / "data").is_dir()):
+        return None
+    try:
+        info = read_json(folder / "transfer.json")
+        data = datasets.load_from_disk(str(folder / "data"))
+    except (MiniAlbertError, OSError, ValueError, FileNotFoundError) as e:
+        logger.warning("Transfer set %s is damaged (%s); building it again.", folder, e)
+        return None
+    if not isinstance(info, dict) or len(data) != info.get("rows"):
+        logger.warning("Transfer set %s holds %d rows where its description counts %s; building it again.",
+                       folder, len(data), info.get("rows") if isinstance(info, dict) else "none")
+        return None
+    return data, info
 
 
 def _examples(split, sizes: dict, n: int = 3) -> list:

@@ -2,7 +2,8 @@
 sdpa, flex attention and flash attention (when its package is installed), for the released
 student (real weights) and for random plain and relaxed students, in fp32 and bf16; plus
 sentences/s of each kernel. Prints one JSON object. `_supports_flash_attn` is declared only after
-this shows flash attention matching eager here.
+this shows flash attention matching eager here. tests/test_conventions.py runs `parity` on the CPU
+(fp32, no timing): every kernel the class declares must match eager there too.
 
     python scripts/device/attention_parity.py [--out result.json]
 """
@@ -18,6 +19,7 @@ import torch
 
 import minialbert
 from minialbert import MiniAlbertConfig, MiniAlbertModel
+from minialbert.records import write_json
 
 RELEASED = Path(minialbert.__file__).parent / "released" / "minialbert-minilm"
 TEXTS = ["A man is playing a guitar.", "The cat sleeps on the warm windowsill while rain falls outside.",
@@ -25,64 +27,84 @@ TEXTS = ["A man is playing a guitar.", "The cat sleeps on the warm windowsill wh
          "Patients with chronic kidney disease were randomised to two doses of the drug over twelve weeks."] * 13
 
 
-def compare(model, enc, device, dtype, impls):
-    """Max abs difference of each kernel's last hidden state from eager's, on real tokens and on all."""
+IMPLS = ("sdpa", "flex_attention", "flash_attention_2")
+SHAPES = {"released": None, "plain-3": dict(num_hidden_groups=3, use_adapters=False),
+          "relaxed-r32": dict(relaxation_rank=32)}
+
+
+def compare(model, enc, device, dtype, impls, timing: bool = True):
+    """Max abs difference of each kernel's last hidden state from eager's, on real tokens and on all;
+    with `timing`, sentences/s of each."""
     real = enc["attention_mask"].bool()
     out, speed = {}, {}
     model = model.to(device, dtype).eval()
-    with torch.no_grad():
-        for impl in ["eager", *impls]:
-            try:
-                # flash attention is not declared until this script shows it matching; let the attempt
-                # reach the kernel (or the missing package) rather than stop at the declaration
-                type(model)._supports_flash_attn = impl == "flash_attention_2"
-                model.set_attn_implementation(impl)
-                h = model(**enc).last_hidden_state.float()
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(10):
-                    model(**enc)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                speed[impl] = round(10 * len(enc["input_ids"]) / (time.perf_counter() - start))
-            except Exception as e:  # a kernel that is not installed here: reported, not fatal
-                out[impl] = f"unavailable: {type(e).__name__}: {str(e)[:200]}"
-                continue
-            if impl == "eager":
-                ref = h
-                continue
-            out[impl] = {"max_abs_diff_real_tokens": (h - ref)[real].abs().max().item(),
-                         "max_abs_diff_all": (h - ref).abs().max().item()}
-    return {"vs_eager": out, "sentences_per_s": speed}
+    declared = type(model)._supports_flash_attn
+    try:
+        with torch.no_grad():
+            for impl in ["eager", *impls]:
+                try:
+                    # flash attention is not declared until this script shows it matching; let the attempt
+                    # reach the kernel (or the missing package) rather than stop at the declaration
+                    type(model)._supports_flash_attn = impl == "flash_attention_2"
+                    model.set_attn_implementation(impl)
+                    h = model(**enc).last_hidden_state.float()
+                    if timing:
+                        speed[impl] = _sentences_per_s(model, enc, device)
+                except Exception as e:  # a kernel that is not installed here: reported, not fatal
+                    out[impl] = f"unavailable: {type(e).__name__}: {str(e)[:200]}"
+                    continue
+                if impl == "eager":
+                    ref = h
+                    continue
+                out[impl] = {"max_abs_diff_real_tokens": (h - ref)[real].abs().max().item(),
+                             "max_abs_diff_all": (h - ref).abs().max().item()}
+    finally:
+        type(model)._supports_flash_attn = declared  # the class declares what it declared before
+    return {"vs_eager": out, "sentences_per_s": speed} if timing else {"vs_eager": out}
 
 
-def main() -> None:
+def _sentences_per_s(model, enc, device) -> int:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        model(**enc)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return round(10 * len(enc["input_ids"]) / (time.perf_counter() - start))
+
+
+def parity(device: str, dtypes=(torch.float32, torch.bfloat16), texts=TEXTS, shapes=SHAPES, timing: bool = True,
+           log=None) -> dict:
+    """Every kernel of IMPLS against eager for each shape and dtype on `device` (one JSON-able dict)."""
     from transformers import AutoTokenizer
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     tok = AutoTokenizer.from_pretrained(RELEASED)
-    enc = {k: v.to(device) for k, v in tok(TEXTS, padding=True, return_tensors="pt").items()}
-    impls = ["sdpa", "flex_attention", "flash_attention_2"]
+    enc = {k: v.to(device) for k, v in tok(list(texts), padding=True, return_tensors="pt").items()}
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
               "transformers": __import__("transformers").__version__, "batch": list(enc["input_ids"].shape),
               "padding_fraction": round(1 - enc["attention_mask"].float().mean().item(), 3)}
     base = MiniAlbertModel.from_pretrained(RELEASED).config.to_dict()
-    shapes = {"released": None,
-              "plain-3": dict(num_hidden_groups=3, use_adapters=False),
-              "relaxed-r32": dict(relaxation_rank=32)}
     for name, overrides in shapes.items():
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in dtypes:
             torch.manual_seed(0)
             model = (MiniAlbertModel.from_pretrained(RELEASED) if overrides is None
                      else MiniAlbertModel(MiniAlbertConfig(**{**base, **overrides})))
-            result[f"{name}-{str(dtype).split('.')[-1]}"] = compare(model, enc, device, dtype, impls)
-            print(json.dumps({name: result[f"{name}-{str(dtype).split('.')[-1]}"]}), flush=True)
+            key = f"{name}-{str(dtype).split('.')[-1]}"
+            result[key] = compare(model, enc, device, dtype, IMPLS, timing)
+            if log:
+                log(json.dumps({name: result[key]}))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = parity(device, log=lambda line: print(line, flush=True))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        write_json(args.out, result)
     print(json.dumps(result, indent=2))
 
 

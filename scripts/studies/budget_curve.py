@@ -12,18 +12,19 @@ students the paper's {5e-5, 5e-4, 1e-3}), then the picked rate repeated to 3 see
 from __future__ import annotations
 
 import json
-import shutil
-import statistics
 import sys
 from collections import Counter
 from pathlib import Path
 
-from minialbert.records import write_text
+from minialbert.finetune import statistics as st
+from minialbert.records import copy_file, read_json, write_json, write_text
 
-from .common import FIGURES, RESULTS, copy_results, protocol_argv, read_score, save_figure, task_label
+from .common import FIGURES, RESULTS, STUDY_TASKS, copy_results, protocol_argv, read_score, save_figure, task_label
 from .jobs import Job, run_jobs
 
-TASKS = ["sst2", "mrpc", "stsb", "rte", "cola", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+# the study tasks in the column order of the paper's GLUE table (SST-2 first), NER after
+TASKS = sorted(STUDY_TASKS, key=lambda t: (t.startswith("ner:"), ("sst2", "mrpc", "stsb", "rte", "cola").index(t)
+                                          if not t.startswith("ner:") else STUDY_TASKS.index(t)))
 TEACHER_LRS = ["2e-5", "5e-5", "1e-4"]
 STUDENT_LRS = ["5e-5", "5e-4", "1e-3"]
 BUDGETS = [0, 64, 256, 1024, 4096]  # distillation steps of 64 packed windows of 128 tokens
@@ -84,9 +85,9 @@ def make_corpus(work: Path, biomed: Path) -> None:
     if (folder / "wiki.txt").exists():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    articles = json.loads(wiki_offline_json().read_text(encoding="utf-8"))
+    articles = read_json(wiki_offline_json())
     lines = [" ".join(a.get("extract", "").split()) for a in articles.values()]
-    shutil.copyfile(biomed, folder / "biomed.txt")
+    copy_file(biomed, folder / "biomed.txt")
     write_text(folder / "wiki.txt", "\n".join(line for line in lines if line) + "\n")
 
 
@@ -119,7 +120,7 @@ def rebuild(folder: Path) -> None:
     from minialbert.finetune.options import FinetuneOptions, config_key
     from minialbert.finetune.report import summarise
 
-    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("runs/*.json"))]
+    runs = [read_json(f) for f in sorted(folder.glob("runs/*.json"))]
     for r in runs:
         for split in r["metrics"].values():
             for k, v in split.items():
@@ -134,7 +135,7 @@ def rebuild(folder: Path) -> None:
     summary["data_name"] = task[4:] if task.startswith("ner-") else None  # the NER folder's name, as finetune writes it
     summary["incomplete"] = (f"rebuilt from {len(runs)} finished run records (the job stopped before writing "
                              f"results.json); the picked configuration has {summary['best']['runs']} seed(s)")
-    (folder / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    write_json(folder / "results.json", summary, allow_nan=False)
     print(f"rebuilt {folder / 'results.json'} ({summary['incomplete']})")
 
 
@@ -157,16 +158,16 @@ def summarise(args) -> int:
 
     def average(label):
         row = rows.get(label, {})
-        return statistics.fmean(row[t].mean for t in tasks) if all(t in row for t in tasks) else None
+        return st.mean(row[t].mean for t in tasks) if all(t in row for t in tasks) else None
 
     def tokens(label):
         f = results / "students" / label / "final" / "distillation.json"
-        return json.loads(f.read_text()).get("distilled_tokens") if f.exists() else None
+        return read_json(f).get("distilled_tokens") if f.exists() else None
 
     def zero_shot(label):  # STS-B dev Spearman of the pooled embeddings, no fine-tuning (bench embed)
         f = (results / "teacher-embed.json" if label == "teacher"
              else results / "students" / label.removesuffix("-adapter") / "embed.json")
-        return json.loads(f.read_text())["spearman"] if f.exists() else None
+        return read_json(f)["spearman"] if f.exists() else None
 
     curve = sorted((tokens(l), average(l), l) for l in rows if l.startswith("steps-") and not l.endswith("-adapter")
                    and average(l) is not None and tokens(l) is not None)
@@ -188,13 +189,13 @@ def summarise(args) -> int:
         top = max(curve, key=lambda c: c[0])
         student = rows[top[2]]
         summary.update({"student": top[2], "student_average": round(top[1], 2),
-                        "retention": round(top[1] / teacher_avg, 4),
+                        "retention": round(st.retention([top[1]], [teacher_avg]), 4),
                         "student_parameters": student[tasks[0]].parameters,
                         "parameter_ratio": round(student[tasks[0]].parameters / rows["teacher"][tasks[0]].parameters, 4),
                         "distilled_tokens": top[0], **measured(zero_shot_spearman=zero_shot(top[2])),
                         "seeds": {t: student[t].seeds for t in tasks}, "pipeline": "finetune"})
     out = results / "summary.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "models"}, indent=2))
     if curve:
         plot(curve, teacher_avg, rows, average, tokens, Path(args.figure))

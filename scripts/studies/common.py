@@ -3,11 +3,11 @@ rows read from committed `results.json` files."""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from minialbert.records import copy_file, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results"
@@ -16,7 +16,10 @@ SHARED = REPO.parent / "shared" / "data"
 GLUE_DIR, NER_DIR = SHARED / "glue", SHARED / "bioner"
 BIOMED = SHARED / "corpora" / "biomed" / "sentences.txt"
 # A result folder of a study row is named MODEL-PIPELINE, or MODEL-PIPELINE-NseedS for the same
-# pipeline repeated with N seeds (e.g. student-td2-aug4, teacher-cross-3seeds).
+# pipeline repeated with N seeds (e.g. student-td2-aug4, teacher-cross-3seeds); in the retention
+# study N counts the reporting seeds (43-45), beside the seed-42 runs that made the pick.
+# The seven tasks every fine-tuning study of the released student runs (GLUE dev, NER test F1).
+STUDY_TASKS = ("stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem")
 ROW_FOLDER = re.compile(r"^(?P<model>student|teacher)-(?P<pipeline>.+?)(?:-(?P<seeds>\d+)seeds)?$")
 
 
@@ -34,7 +37,7 @@ class Score:
 def read_score(path: Path) -> Score:
     from minialbert.finetune.report import task_score
 
-    r = json.loads(path.read_text())
+    r = read_json(path)
     pipeline = r.get("pipeline") or ("bi-encoder" if r.get("pair_encoding") == "bi" else "finetune")
     return Score(*task_score(r), r["base_parameters"], pipeline, 100 * r["score"])
 
@@ -63,18 +66,19 @@ def glue_folder(task: str) -> str:
 
 
 def protocol_argv(args, model: str, task: str, out: str, flags=(), teacher: str = "", lrs=("1e-4",), seeds: int = 1,
-                  seed_flag: str = "--runs", save: str = "none") -> list[str]:
+                  seed_flag: str = "--runs", save: str = "none", one_seed_on_sst2: bool = True) -> list[str]:
     """The one study protocol of a fine-tuning row, which every study's numbers come from: 3 epochs at
     batch 16 (SST-2: 1 epoch at batch 32, one seed: the large task), `seeds` seeds by `seed_flag`
     (--runs: every learning rate; --seeds-at-best: the best one), the pipeline's `flags` with
     {teacher} (the teaching model's folder) and {transfer} (the task's own text, or for NER the
     biomedical corpus) filled in, cross-encoding unless the pipeline says otherwise, in the study's
-    dtype where it has one (`args.dtype`)."""
+    dtype where it has one (`args.dtype`). `one_seed_on_sst2=False`: SST-2 runs its `seeds` too (a
+    pick that reports seeds other than the one that picked)."""
     sst2 = task == "sst2"
     transfer = args.biomed if task.startswith("ner:") else str(Path(args.glue_dir) / glue_folder(task))
     flags = [f.format(teacher=teacher, transfer=transfer) for f in flags]
     argv = ["finetune", "--model", model, *glue_or_ner_args(task, args.glue_dir, args.ner_dir), "--lr", *lrs,
-            seed_flag, str(1 if sst2 else seeds), "--epochs", "1" if sst2 else "3",
+            seed_flag, str(1 if sst2 and one_seed_on_sst2 else seeds), "--epochs", "1" if sst2 else "3",
             "--batch-size", "32" if sst2 else "16", "--out", out, *flags, "--save-models", save]
     if getattr(args, "dtype", None):  # a study pinned to one dtype (--dtype auto differs between CPUs)
         argv += ["--dtype", args.dtype]
@@ -100,11 +104,10 @@ def results_table(root: Path, tasks: list[str], kind: str, split_row) -> str:
 
 
 def copy_results(work: Path, dest: Path, files) -> None:
-    """Copy result files (paths inside `work`) to the same relative places under `dest`."""
+    """Copy result files (paths inside `work`) to the same relative places under `dest`, each
+    atomically and verified (records.copy_file)."""
     for f in files:
-        target = dest / Path(f).relative_to(work)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f, target)
+        copy_file(f, dest / Path(f).relative_to(work))
 
 
 def printing(make_text):

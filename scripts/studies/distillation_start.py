@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minialbert.records import read_json, read_jsonl, write_json
+
 from .common import FIGURES, RESULTS, save_figure
 from .jobs import Job, run_jobs
 
@@ -63,8 +65,8 @@ def plan(args) -> list[Job]:
 
 def read_run(run: Path) -> tuple[dict, list[dict]]:
     """A distill run's final distillation.json and its zero-shot curve (step, tokens, Spearman) from log.jsonl."""
-    info = json.loads((run / "final" / "distillation.json").read_text())
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    info = read_json(run / "final" / "distillation.json")
+    rows = read_jsonl(run / "log.jsonl")
     return info, [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")} for r in rows if "zero_shot_spearman" in r]
 
 
@@ -80,8 +82,7 @@ def run(args) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     def keep(job):
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"{job.name}.json").write_text(json.dumps(collect_run(work, job.name), indent=2) + "\n")
+        write_json(RESULTS_DIR / f"{job.name}.json", collect_run(work, job.name))
 
     jobs = [j for j in plan(args) if not args.only or j.name in args.only]
     for job in jobs:
@@ -92,7 +93,7 @@ def run(args) -> int:
 
 def read(name: str) -> dict | None:
     f = RESULTS_DIR / f"{name}.json"
-    return json.loads(f.read_text()) if f.exists() else None
+    return read_json(f) if f.exists() else None
 
 
 def _points(run: dict) -> list[float]:
@@ -166,7 +167,7 @@ def embedding_init(args) -> int:
         r = bench_embed(str(work / name / "final"), args.glue_dir)
         rows[name] = {"embedding_init": init, "steps": steps, "spearman": r["spearman"],
                       "embedding_layer_spearman": r["embedding_layer_spearman"]}
-    (RESULTS_DIR / "embedding-init.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(RESULTS_DIR / "embedding-init.json", rows)
     print(json.dumps(rows, indent=2))
     return 0
 
@@ -187,15 +188,14 @@ def release(args) -> int:
     if (run / "final" / "distillation.json").is_file():
         info, curve = read_run(run)
         keep = {k: info.get(k) for k in ("steps", "distilled_tokens", "train_seconds_total", "machine", "seed")}
-        RELEASE_CURVE.write_text(json.dumps({**keep, "settings_sources": info.get("settings_sources"), "curve": curve},
-                                            indent=2) + "\n")
-    data = json.loads(RELEASE_CURVE.read_text())
+        write_json(RELEASE_CURVE, {**keep, "settings_sources": info.get("settings_sources"), "curve": curve})
+    data = read_json(RELEASE_CURVE)
     fig, ax = plt.subplots(figsize=(6.6, 4.0))
     ax.plot([r["tokens"] / 1e6 for r in data["curve"]], [r["zero_shot_spearman"] for r in data["curve"]], "C1-",
             marker="o", label="released student (cpu-2h recipe)")
     embed = RESULTS / "retention" / "embed.json"
     if embed.is_file():
-        for i, (name, r) in enumerate(json.loads(embed.read_text()).get("compare", {}).items()):
+        for i, (name, r) in enumerate(read_json(embed).get("compare", {}).items()):
             ax.axhline(r["spearman"], color=f"C{i + 2}", ls="--", label=f"{name} {r['spearman']:.1f}")
     save_figure(fig, ax, args.figure, "The release run, scored every 250 steps", "distilled tokens (millions)",
                 "STS-B dev Spearman, zero-shot")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import sys
 
+from minialbert.records import write_text
+
 from .common import REPO
 
 # The README and every page of the documentation site (a page added under docs/ is covered as it is).
@@ -82,7 +84,7 @@ def update(args) -> int:
         text = doc.read_text()
         new = render(text, make)
         if new != text:
-            doc.write_text(new)
+            write_text(doc, new)  # atomic: a kill never leaves half a README
             print(f"updated {doc.relative_to(REPO)}")
     return 0
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minialbert.records import read_json, write_json
+
 from .common import FIGURES, RESULTS, save_figure
 
 RESULTS_DIR = RESULTS / "embeddings"
@@ -22,14 +24,13 @@ def curve(args) -> int:
     points = []
     for spec in args.points:
         name, run = spec.split("=", 1)
-        tokens = json.loads((Path(run) / "final" / "distillation.json").read_text())["distilled_tokens"]
-        result = json.loads((RESULTS_DIR / f"student-{name}.json").read_text())
+        tokens = read_json(Path(run) / "final" / "distillation.json")["distilled_tokens"]
+        result = read_json(RESULTS_DIR / f"student-{name}.json")
         points.append({"name": name, "distilled_tokens": tokens, "spearman": result["spearman"],
                        "spearman_per_iterations": {k: v["spearman"] for k, v in result.get("depths", {}).items()}})
     points.sort(key=lambda p: p["distilled_tokens"])
-    teacher = json.loads((RESULTS_DIR / "demo-student-vs-teacher.json").read_text())["compare"]["minilm"]["spearman"]
-    (RESULTS_DIR / "curve.json").write_text(json.dumps({"teacher_spearman": teacher, "points": points}, indent=2)
-                                            + "\n")
+    teacher = read_json(RESULTS_DIR / "demo-student-vs-teacher.json")["compare"]["minilm"]["spearman"]
+    write_json(RESULTS_DIR / "curve.json", {"teacher_spearman": teacher, "points": points})
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     floor = min(p["distilled_tokens"] for p in points if p["distilled_tokens"]) / 4
     xs = [p["distilled_tokens"] or floor for p in points]

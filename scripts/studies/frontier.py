@@ -1,9 +1,12 @@
 """Recursive or plain, at my size? (docs/studies/frontier.md): students of every kind distilled
 at equal tokens from the packaged MiniLM teacher with the `cpu-2h` recipe's corpus and losses
 (600 steps, 1.23 M tokens, seed 42), each then scored zero-shot on STS-B (train pairs, to choose
-on; dev, to report) and by two fine-tuned probes on the weak tasks (CoLA, NCBI-disease: lr 5e-4,
-batch 16, 3 epochs, seed 42, full training sets). One point's distillation is repeated with seed 43
-for the spread. Speed: one `bench embed --compare` over every point and the teacher, run after the
+on; dev, to report) and by two fine-tuned probes on the weak tasks (CoLA, NCBI-disease: one fixed
+lr, 5e-4, for every point, batch 16, 3 epochs, seed 42, full training sets). One point's
+distillation is repeated with seed 43 for the spread. The pick reads zero-shot STS-B train and the
+NCBI-disease probe, never CoLA (at a fixed rate CoLA sits at its floor: 6 of the first 16 points
+score exactly 0.00, so it separates nothing), and applies the noise rule: a point within twice the
+seed spread of the best is no worse than it, and the smallest such point is picked. Speed: one `bench embed --compare` over every point and the teacher, run after the
 grid with nothing else running (`speed`).
 
     python -m scripts.studies frontier run [--only NAME,...] [--parallel 2 --threads 1]
@@ -11,23 +14,28 @@ grid with nothing else running (`speed`).
     python -m scripts.studies frontier summary      # frontier.json, the figure, the README table
 
 Each point's result file (docs/results/frontier/points/NAME.json) is written as its last job
-ends; `run` skips finished jobs, so an interrupted grid resumes job by job."""
+ends, and its run records beside it (points/NAME/: distillation.json, the embed results, each
+probe's results.json and run records, copied atomically and verified); `run` skips finished jobs, so
+an interrupted grid resumes job by job."""
 
 from __future__ import annotations
 
-import json
-import statistics
 from pathlib import Path
 
-from .common import FIGURES, RESULTS, protocol_argv, save_figure
+from minialbert.finetune import statistics as st
+from minialbert.records import read_json, write_json
+
+from .common import FIGURES, RESULTS, copy_results, protocol_argv, save_figure
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "frontier"
 STEPS = 600  # x 16 windows x 128 tokens, packed: 1.23 M tokens, the r-a probe's budget
-# The probes: the one study protocol (3 epochs, batch 16, seed 42, cross-encoder) at one fixed rate,
-# the retention study's pick for the released student on both tasks.
+# The probes: the one study protocol (3 epochs, batch 16, seed 42, cross-encoder) at one fixed rate
+# for every point (the top of the student's grid; not tuned per point or per task).
 PROBE_LR = ("5e-4",)
 PROBES = ("cola", "ner:NCBI-disease")
+# What the pick reads besides zero-shot STS-B train: CoLA is reported but not read (see above).
+PICK_PROBES = ("ner:NCBI-disease",)
 RELAXED = ["--layer-map", "2,4,6", "--shared-layer-init", "average"]  # deltas differ only between distinct layers
 
 # name -> (kind, relaxation, distill flags on top of `--recipe cpu-2h`). Recursive points start as
@@ -46,6 +54,12 @@ POINTS: dict[str, tuple[str, str, list[str]]] = {
     "rel-n3-e256-r32": ("recursive", "low-rank r=32", [*RELAXED, "--relaxation-rank", "32", "--embedding-size", "256"]),
     "rel-n6-e128-r32": ("recursive", "low-rank r=32", ["--iterations", "6", "--layer-map", "1,2,3,4,5,6",
                                                       "--shared-layer-init", "average", "--relaxation-rank", "32"]),
+    # Relaxed recursion on the released map (6,6,6, shared layer 6: the recipe's own start, where the
+    # deltas start as LoRA does), with the strict point run again beside them: the three run in one
+    # invocation, on one machine in one dtype (RELEASED_MAP_GROUP), so they compare with each other.
+    "rec-n3-e128-rerun": ("recursive", "none", []),
+    "rel-n3-e128-r32-map666": ("recursive", "low-rank r=32 (map 6,6,6)", ["--relaxation-rank", "32"]),
+    "rel-n3-e128-r128-map666": ("recursive", "low-rank r=128 (map 6,6,6)", ["--relaxation-rank", "128"]),
     "plain-1-e128": ("plain", "none", ["--iterations", "1", "--layer-groups", "1", "--no-adapters", "--layer-map", "6"]),
     "plain-2-e128": ("plain", "none", ["--iterations", "2", "--layer-groups", "2", "--no-adapters",
                                        "--layer-map", "3,6"]),
@@ -59,18 +73,35 @@ POINTS: dict[str, tuple[str, str, list[str]]] = {
                                        "--layer-map", "2,4,6", "--embedding-size", "256"]),
 }
 SPREAD_PAIR = ("rec-n3-e128", "rec-n3-e128-s43")
+RELEASED_MAP_GROUP = ("rec-n3-e128-rerun", "rel-n3-e128-r32-map666", "rel-n3-e128-r128-map666")
+GROUP_DTYPE = "bf16"  # the dtype every committed point of the grid ran in (a lent H200)
 
 
-def distill_argv(name: str, biomed: str, steps: int = STEPS) -> list[str]:
-    return ["distill", "--recipe", "cpu-2h", "--corpus", f"wiki-offline+{biomed}", "--max-steps", str(steps),
+def distill_argv(name: str, biomed: str, steps: int = STEPS, dtype: str | None = None) -> list[str]:
+    argv = ["distill", "--recipe", "cpu-2h", "--corpus", f"wiki-offline+{biomed}", "--max-steps", str(steps),
             "--save-steps", "0.5", "--out", f"{name}/student", "--resume", *POINTS[name][2]]
+    return argv + (["--dtype", dtype] if dtype else [])
+
+
+def with_group(names: list[str]) -> list[str]:
+    """The points to run: asking for one point of RELEASED_MAP_GROUP runs the whole group, so the
+    strict rerun and the relaxed points share a machine and a dtype."""
+    if set(names) & set(RELEASED_MAP_GROUP):
+        names = [*names, *(n for n in RELEASED_MAP_GROUP if n not in names)]
+    return names
+
+
+def point_dtype(args, name: str) -> str | None:
+    """The group's points run in one pinned dtype (`--dtype`, default the grid's bf16); the others as
+    the recipe says (auto), as they ran."""
+    return (getattr(args, "dtype", None) or GROUP_DTYPE) if name in RELEASED_MAP_GROUP else getattr(args, "dtype", None)
 
 
 def plan(args, names) -> list[Job]:
     jobs = []
-    for name in names:
+    for name in with_group(list(names)):
         model = f"{name}/student/final"
-        jobs.append(Job(f"{name}/distill", distill_argv(name, args.biomed, args.steps),
+        jobs.append(Job(f"{name}/distill", distill_argv(name, args.biomed, args.steps, point_dtype(args, name)),
                         f"{name}/student/final/distillation.json"))
         for split in ("dev", "train"):
             jobs.append(Job(f"{name}/embed-{split}", ["bench", "embed", "--model", model, "--data-dir", args.glue_dir,
@@ -84,20 +115,31 @@ def plan(args, names) -> list[Job]:
     return jobs
 
 
+def point_files(work: Path, name: str) -> list[Path]:
+    """The files a point's jobs write that its row is made from."""
+    folder = work / name
+    return [folder / "student/final/distillation.json", folder / "embed-dev.json", folder / "embed-train.json",
+            *[folder / t.replace(":", "-") / "results.json" for t in PROBES]]
+
+
+def point_records(work: Path, name: str) -> list[Path]:
+    """What is committed beside a point's row: its files and every probe's run records."""
+    return [*point_files(work, name),
+            *(f for t in PROBES for f in sorted((work / name / t.replace(":", "-")).glob("runs/*.json")))]
+
+
 def point_result(work: Path, name: str) -> dict | None:
     """One point's row, from the files its jobs wrote (None until every job has finished)."""
     from minialbert.finetune.report import task_score
 
-    folder = work / name
-    files = [folder / "student/final/distillation.json", folder / "embed-dev.json", folder / "embed-train.json",
-             *[folder / t.replace(":", "-") / "results.json" for t in PROBES]]
+    files = point_files(work, name)
     if not all(f.exists() for f in files):
         return None
-    info = json.loads(files[0].read_text())
+    info = read_json(files[0])
     shape = info["student"]
     kind, relaxation, flags = POINTS[name]
-    dev, train = (json.loads(f.read_text()) for f in files[1:3])
-    probes = {t: round(task_score(json.loads(f.read_text()))[0], 2) for t, f in zip(PROBES, files[3:])}
+    dev, train = (read_json(f) for f in files[1:3])
+    probes = {t: round(task_score(read_json(f))[0], 2) for t, f in zip(PROBES, files[3:])}
     return {"name": name, "kind": kind, "parameters": shape["base_parameters"],
             "fp16_megabytes": shape["fp16_megabytes"], "iterations": shape["iterations"],
             "layer_groups": shape["layer_groups"], "embedding_size": shape["embedding_size"],
@@ -111,7 +153,7 @@ def point_result(work: Path, name: str) -> dict | None:
 
 
 def run(args) -> int:
-    names = args.only or list(POINTS)
+    names = with_group(args.only or list(POINTS))
     unknown = sorted(set(names) - set(POINTS))
     if unknown:
         raise SystemExit(f"unknown points {unknown}; points: {', '.join(POINTS)}")
@@ -119,12 +161,12 @@ def run(args) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.results) / "points"
 
-    def on_done(job):  # a point's file appears as its last job ends
+    def on_done(job):  # a point's file appears as its last job ends, its run records beside it
         name = job.name.split("/")[0]
         row = point_result(work, name)
         if row is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
+            copy_results(work, out, point_records(work, name))
+            write_json(out / f"{name}.json", row)
             print(f"point {name}: zero-shot train {row['zero_shot_train']}, dev {row['zero_shot']}, "
                   f"probes {row['probes']}", flush=True)
 
@@ -161,7 +203,7 @@ def speed(args) -> int:
     target.unlink(missing_ok=True)
     if run_jobs([Job("speed", argv, str(target))], work, 1, args.threads):
         return 1
-    write_speeds(json.loads(target.read_text()), {n: str(f) for n, f in folders.items()}, built, Path(args.results))
+    write_speeds(read_json(target), {n: str(f) for n, f in folders.items()}, built, Path(args.results))
     return 0
 
 
@@ -173,9 +215,8 @@ def write_speeds(result: dict, folders: dict, built: list, results: Path) -> Non
     speeds = {"bench": "bench embed --compare over every point and the teacher (STS-B dev sentences)",
               "threads": result["threads"], "machine": _machine(), "teacher": result["compare"]["minilm"]["sentences_per_s"],
               "points": rows, "timed_at_step_0": built}
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "speed.json").write_text(json.dumps(speeds, indent=2) + "\n")
-    print(json.dumps(speeds, indent=2))
+    write_json(results / "speed.json", speeds)
+    print(speeds)
 
 
 def _machine() -> dict:
@@ -185,7 +226,7 @@ def _machine() -> dict:
 
 
 def load_points(results: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((results / "points").glob("*.json"))]
+    return [read_json(p) for p in sorted((results / "points").glob("*.json"))]
 
 
 def summary(args) -> int:
@@ -194,8 +235,8 @@ def summary(args) -> int:
     points = load_points(results)
     if not points:
         raise SystemExit(f"no points in {results / 'points'}: run `python -m scripts.studies frontier run` first")
-    speeds = json.loads((results / "speed.json").read_text()) if (results / "speed.json").exists() else {}
-    teacher = json.loads((RESULTS / "retention" / "embed.json").read_text())
+    speeds = read_json(results / "speed.json") if (results / "speed.json").exists() else {}
+    teacher = read_json(RESULTS / "retention" / "embed.json")
     for p in points:
         p["sentences_per_s"] = speeds.get("points", {}).get(p["name"])
     spread = seed_spread(points)
@@ -211,11 +252,12 @@ def summary(args) -> int:
            "protocol": {"steps": STEPS, "recipe": "cpu-2h (corpus wiki-offline + biomedical sentences, its losses)",
                         "probe": f"finetune --lr {PROBE_LR[0]}, 3 epochs, batch 16, seed 42, full training sets",
                         "probe_tasks": list(PROBES),
-                        "pick": "zero-shot STS-B train pairs and the probes; dev is reported only"},
+                        "pick": PICK_CRITERION + "; dev and CoLA are reported only"},
            "seed_spread": spread, "speed": {k: v for k, v in speeds.items() if k != "points"},
            "run": args.run_note, "points": points}
     doc["pick"] = {"30": pick(doc, 30), "50": pick(doc, 50)}
-    (results / "frontier.json").write_text(json.dumps(doc, indent=2) + "\n")
+    doc["released_map_group"] = same_conditions(points, RELEASED_MAP_GROUP)
+    write_json(results / "frontier.json", doc)
     figure(doc, Path(args.figure))
     print(table(doc))
     return 0
@@ -230,7 +272,16 @@ def seed_spread(points: list[dict]) -> dict:
         return {}
     measures = {"zero_shot": (a["zero_shot"], b["zero_shot"]), "zero_shot_train": (a["zero_shot_train"], b["zero_shot_train"]),
                 **{f"probe:{t}": (a["probes"][t], b["probes"][t]) for t in PROBES}}
-    return {"points": list(SPREAD_PAIR), **{k: round(abs(x - y), 2) for k, (x, y) in measures.items()}}
+    return {"points": list(SPREAD_PAIR), **{k: round(st.seed_range([x, y]), 2) for k, (x, y) in measures.items()}}
+
+
+def same_conditions(points: list[dict], names) -> dict:
+    """Whether the points of a group that must compare ran on one machine in one dtype (those in)."""
+    group = [p for p in points if p["name"] in names]
+    machines = {str(p["machine"]) for p in group}
+    dtypes = {p["dtype"] for p in group}
+    return {"points": [p["name"] for p in group], "pending": [n for n in names if n not in {p["name"] for p in group}],
+            "same_machine_and_dtype": len(machines) <= 1 and len(dtypes) <= 1, "dtypes": sorted(dtypes)}
 
 
 def figure(doc: dict, path: Path) -> None:
@@ -247,7 +298,7 @@ def figure(doc: dict, path: Path) -> None:
         for kind, (marker, colour) in styles.items():
             pts = [p for p in doc["points"] if p["kind"] == kind and not p["name"].endswith("-s43")]
             xs = [100 * p["parameters"] / teacher["parameters"] for p in pts]
-            ys = [statistics.fmean(p["probes"].values()) if measure == "probe_mean" else p[measure] for p in pts]
+            ys = [st.mean(p["probes"].values()) if measure == "probe_mean" else p[measure] for p in pts]
             sizes = [20 + (p["sentences_per_s"] or 0) / 5 for p in pts]
             ax.scatter(xs, ys, s=sizes, marker=marker, color=colour, alpha=0.7, label=f"{kind} (area ~ speed)")
             for p, x, y in zip(pts, xs, ys):
@@ -298,8 +349,9 @@ def verdicts(doc: dict, spread: dict) -> str:
         rec = max(peers, key=MEASURES["zero-shot train"])
         cells = []
         for name, measure in MEASURES.items():
-            gap, noise = measure(rec) - measure(plain), 2 * spread.get(NOISE[name], 0.0)
-            cells.append("no difference" if abs(gap) <= noise else f"{'recursive' if gap > 0 else 'plain'} +{abs(gap):.2f}")
+            gap = measure(rec) - measure(plain)
+            cells.append("no difference" if st.within_noise(gap, spread.get(NOISE[name]))
+                         else f"{'recursive' if gap > 0 else 'plain'} +{abs(gap):.2f}")
         lines.append(f"| {100 * plain['parameters'] / T:.0f}% ({plain['name']}) | {rec['name']} "
                      f"({100 * rec['parameters'] / T:.0f}%) | " + " | ".join(cells) + " |")
     noise = ", ".join(f"{k} {v}" for k, v in spread.items() if k != "points")
@@ -308,32 +360,62 @@ def verdicts(doc: dict, spread: dict) -> str:
     return "\n".join(lines)
 
 
+PICK_CRITERION = "mean of zero-shot STS-B train and the NCBI-disease probe"
+
+
+def pick_score(point: dict) -> float:
+    """What the pick ranks by: zero-shot STS-B train and the probes of PICK_PROBES (never CoLA, never dev)."""
+    return st.mean([point["zero_shot_train"], *(point["probes"][t] for t in PICK_PROBES)])
+
+
 def pick(doc: dict, band: float = 30) -> dict:
-    """The release pick inside `band` % of the teacher's parameters: the highest mean of zero-shot
-    STS-B train and the probes' mean (dev is only reported, so the pick is not tuned to it)."""
+    """The release pick inside `band` % of the teacher's parameters, with the noise rule: the points
+    whose pick score is within twice the seed spread of the best one's (that spread measured on the
+    pick score of the repeated point) are no worse than it, and the smallest of them is picked."""
     T = doc["teacher"]["parameters"]
     inside = [p for p in doc["points"] if 100 * p["parameters"] / T <= band and not p["name"].endswith("-s43")]
-    score = lambda p: (p["zero_shot_train"] + statistics.fmean(p["probes"].values())) / 2
-    ranked = sorted(inside, key=score, reverse=True)
-    return {"band_percent": band, "criterion": "mean of zero-shot STS-B train and the probe mean",
-            "ranking": [{"name": p["name"], "score": round(score(p), 2)} for p in ranked]}
+    ranked = sorted(inside, key=pick_score, reverse=True)
+    by_name = {p["name"]: p for p in doc["points"]}
+    pair = [by_name[n] for n in SPREAD_PAIR if n in by_name]
+    spread = round(st.seed_range(pick_score(p) for p in pair), 2) if len(pair) == 2 else None
+    if not ranked:
+        return {"band_percent": band, "criterion": PICK_CRITERION, "seed_spread": spread, "ranking": [],
+                "within_noise_of_the_best": [], "pick": None}
+    best = pick_score(ranked[0])
+    tied = [p for p in ranked if st.within_noise(best - pick_score(p), spread)]
+    chosen = min(tied, key=lambda p: (p["parameters"], -pick_score(p)))
+    return {"band_percent": band, "criterion": PICK_CRITERION, "seed_spread": spread,
+            "ranking": [{"name": p["name"], "score": round(pick_score(p), 2)} for p in ranked],
+            "within_noise_of_the_best": [p["name"] for p in tied], "pick": chosen["name"]}
 
 
 def committed() -> dict:
-    return json.loads((RESULTS_DIR / "frontier.json").read_text())
+    return read_json(RESULTS_DIR / "frontier.json")
 
 
 def committed_table() -> str:
-    """The README's and RESULTS.md's frontier table, from the committed frontier.json."""
+    """The frontier page's table, from the committed frontier.json."""
     return table(committed())
 
 
 def committed_pick() -> str:
+    """The pick per size band, computed here from the committed points (so the text follows the rule)."""
     doc = committed()
     lines = []
-    for band, result in doc["pick"].items():
+    for band in (30, 50):
+        result = pick(doc, band)
         ranking = ", ".join(f"{r['name']} {r['score']:.2f}" for r in result["ranking"])
-        lines.append(f"   - <= {band}% of the teacher ({result['criterion']}): {ranking}")
+        ties = [n for n in result["within_noise_of_the_best"] if n != result["ranking"][0]["name"]]
+        lines.append(f"   - <= {band}% of the teacher ({result['criterion']}; seed spread {result['seed_spread']}): "
+                     f"**{result['pick']}**" + (f" (within the noise of the best: {', '.join(ties)})" if ties else "")
+                     + f"; ranking: {ranking}")
+    group = same_conditions(doc["points"], RELEASED_MAP_GROUP)
+    if group["pending"]:
+        lines.append(f"   - relaxed recursion on the released map 6,6,6 beside the strict rerun: pending "
+                     f"({', '.join(group['pending'])}; `frontier run --only {','.join(RELEASED_MAP_GROUP)}`)")
+    elif not group["same_machine_and_dtype"]:
+        lines.append("   - relaxed recursion on the released map 6,6,6: **not comparable**, its points ran on "
+                     "different machines or dtypes")
     return "\n".join(lines)
 
 
@@ -345,6 +427,9 @@ def add_commands(sub, defaults) -> None:
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--steps", type=int, default=STEPS, help="distillation steps per point (the study: 600)")
     r.add_argument("--probe-samples", type=int, default=None, help="probe on a subset (tests only)")
+    r.add_argument("--dtype", choices=["fp32", "bf16"], default=None,
+                   help=f"distil in this dtype (default: the recipe's auto; the points on the released map run "
+                        f"together in {GROUP_DTYPE}, the grid's dtype, unless this says otherwise)")
     r.add_argument("--results", default=str(RESULTS_DIR))
     r.set_defaults(func=run)
     s = sub.add_parser("speed", help="sentences/s of every point and the teacher in one bench embed --compare run")

@@ -8,7 +8,6 @@ job that reads it starts. Each job's wall and CPU seconds are kept per attempt i
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -46,7 +45,7 @@ class Ledger:
 
     def __init__(self, work: Path):
         self.path, self.written = work / LEDGER, time.time()
-        self.entries = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.entries = records.read_json(self.path) if self.path.is_file() else {}
 
     def measure(self, name: str, proc: subprocess.Popen, started: float) -> None:
         try:

@@ -4,8 +4,9 @@ warm-up, mean pooling, `--seeds` seeds. Results in docs/results/pair-encoding/."
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+from minialbert.records import copy_file
 
 from .common import RESULTS, printing, protocol_argv, results_table
 from .jobs import Job, run_jobs
@@ -32,9 +33,7 @@ def run(args) -> int:
     jobs = plan(args)
 
     def keep(job):  # results.json into the repository as soon as the job ends
-        target = RESULTS_DIR / job.done
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / job.done, target)
+        copy_file(work / job.done, RESULTS_DIR / job.done)  # atomic and verified
 
     for job in jobs:  # jobs finished in an earlier call
         if (work / job.done).exists():

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (FIGURES, RESULTS, ROW_FOLDER, Score, printing, protocol_argv, read_score, results_table,
+from minialbert.finetune import statistics as st
+from minialbert.records import copy_file, copy_tree, write_json
+
+from .common import (FIGURES, RESULTS, ROW_FOLDER, STUDY_TASKS, Score, copy_results, printing, protocol_argv, read_score, results_table,
                      save_figure, task_folder, task_label)
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "task-distillation"
-TASKS = ["stsb", "mrpc", "rte", "cola", "sst2", "ner:NCBI-disease", "ner:BC5CDR-chem"]
+TASKS = list(STUDY_TASKS)
 PAIR_TASKS = {"stsb", "mrpc", "rte"}
 NER_TASKS = {"ner:NCBI-disease", "ner:BC5CDR-chem"}
 
@@ -182,25 +183,27 @@ def _run(jobs: list[Job], work: Path, args) -> int:
         model, pipeline, seeds = parse_folder(target.parent.name)
         if seeds is not None and not (work / job.done).exists():
             single = work / f"{model}-{pipeline}" / target.name
-            for sub in ("runs", "transfer"):
-                if (single / sub).is_dir() and not (target / sub).exists():
-                    shutil.copytree(single / sub, target / sub, ignore=shutil.ignore_patterns("model", "tensorboard"))
+            for record in sorted((single / "runs").glob("*.json")):  # verified: a copy cut midway is repaired
+                copy_file(record, target / "runs" / record.name)
+            for built in sorted((single / "transfer").glob("*/transfer.json")):  # each set whole (copy_tree)
+                copy_tree(built.parent, target / "transfer" / built.parent.name)
 
     for job in jobs:  # a transfer set the teacher labelled for another row of this model and task serves
         target = work / Path(job.done).parent  # again (the runner reuses only an identical set: its key)
         if (work / job.done).exists() or not {"--augment", "--transfer-data"} & set(job.argv):
             continue
         model = parse_folder(target.parent.name)[0]
+        sets: dict = {}
         for built in sorted(work.glob(f"{model}-*/{target.name}/transfer/*/transfer.json")):
-            if not (target / "transfer" / built.parent.name).exists():
-                shutil.copytree(built.parent, target / "transfer" / built.parent.name)
+            sets.setdefault(built.parent.name, built.parent)
+        for key, built in sets.items():
+            if built != target / "transfer" / key:
+                copy_tree(built, target / "transfer" / key)
 
     def keep(job):
         folder = Path(job.done).parent
-        for f in [work / job.done, *(work / folder).glob("runs/*.json"), *(work / folder).glob("transfer/*/transfer.json")]:
-            target = RESULTS_DIR / f.relative_to(work)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, target)
+        copy_results(work, RESULTS_DIR, [work / job.done, *(work / folder).glob("runs/*.json"),
+                                         *(work / folder).glob("transfer/*/transfer.json")])
 
     for job in jobs:
         if (work / job.done).exists():
@@ -232,7 +235,7 @@ def augment_probe(args) -> int:
         result["mlms"][name] = {"path": path, **proposal_recall(words, load_mlm(path, name),
                                                                  AutoTokenizer.from_pretrained(path))}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "augment-probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS_DIR / "augment-probe.json", result)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -248,8 +251,8 @@ def summary(args) -> int:
         return 1
     student, teacher = choose(rows, "student"), choose(rows, "teacher")
     tasks = [t for t in TASKS if t in student and t in teacher]
-    s_avg = statistics.fmean(student[t].score.mean for t in tasks)
-    t_avg = statistics.fmean(teacher[t].score.mean for t in tasks)
+    s_avg = st.mean(student[t].score.mean for t in tasks)
+    t_avg = st.mean(teacher[t].score.mean for t in tasks)
     cross = {(m, t): r.score for (m, p, t), r in rows.items() if p == "cross"}
     cross_tasks = [t for t in tasks if ("student", t) in cross and ("teacher", t) in cross]
     by_row: dict = {}
@@ -267,12 +270,12 @@ def summary(args) -> int:
                                   "seeds": b[t].score.seeds, "row": b[t].pipeline,
                                   "selected_on_dev": round(b[t].selected_on, 2)}
                             for who, b in (("student", student), ("teacher", teacher))} for t in tasks},
-        "student_average": round(s_avg, 2), "teacher_average": round(t_avg, 2), "retention": round(s_avg / t_avg, 4),
+        "student_average": round(s_avg, 2), "teacher_average": round(t_avg, 2), "retention": round(st.retention([s_avg], [t_avg]), 4),
         "cross_encoder_only": {
             "tasks": cross_tasks,
-            "student_average": round(statistics.fmean(cross["student", t].mean for t in cross_tasks), 2)
+            "student_average": round(st.mean(cross["student", t].mean for t in cross_tasks), 2)
             if cross_tasks else None,
-            "teacher_average": round(statistics.fmean(cross["teacher", t].mean for t in cross_tasks), 2)
+            "teacher_average": round(st.mean(cross["teacher", t].mean for t in cross_tasks), 2)
             if cross_tasks else None},
         "models": {label: {"pipeline": sorted({s.pipeline for s in scores.values()}),
                            "scores": {t: {"mean": round(s.mean, 2), "std": round(s.std, 2), "seeds": s.seeds}
@@ -281,8 +284,8 @@ def summary(args) -> int:
     }
     c = result["cross_encoder_only"]
     if c["student_average"] is not None:
-        c["retention"] = round(c["student_average"] / c["teacher_average"], 4)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        c["retention"] = round(st.retention([c["student_average"]], [c["teacher_average"]]), 4)
+    write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "models"}, indent=2))
     _figure(rows, tasks, Path(args.figure))
     return 0
