@@ -90,10 +90,22 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
             info["shared_layer_init"] = layers if len(layers) > 1 else layers[0]
         inherited.append("minialbert.encoder.layer")
     if config.relaxation_rank:
-        info["relaxation_energy_kept"] = init_relaxation_from_teacher(student, teacher.model, layer_map)
-        inherited.append("minialbert.encoder.deltas")
+        info["relaxation_energy_kept"], starts = init_relaxation_from_teacher(student, teacher.model, layer_map)
+        info["relaxation_start"] = starts
+        # only the SVD-started deltas came from the teacher; LoRA-started ones are new and train at the full rate
+        for i, start in enumerate(starts):
+            if start == "svd":
+                inherited.append(f"minialbert.encoder.deltas.{i}")
+            elif isinstance(start, dict):
+                inherited += [f"minialbert.encoder.deltas.{i}.maps.{name}" for name, s in start.items() if s == "svd"]
     present = dict(student.named_modules())
     return student, info, [m for m in inherited if m in present]  # E == H: no projection
+
+
+def inherited_parameters(model, inherited: list[str], prefix: str = "") -> set[str]:
+    """The names (with `prefix`, e.g. "student." in the trained wrapper) of `model`'s parameters
+    inside the `inherited` modules that `build_student` returns."""
+    return {prefix + n for n, _ in model.named_parameters() if any(n.startswith(m + ".") for m in inherited)}
 
 
 def teacher_token_vectors(teacher_model, tokenizer, dims: int):

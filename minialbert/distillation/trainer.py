@@ -35,7 +35,7 @@ from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, ml
 from .masking import IndexedWindows, MaskingEpochCallback, SeededMaskingCollator
 from .recipe import DistillRecipe
 from .runlog import read_log
-from .student import build_student, resolve_alignment, student_config, student_description
+from .student import build_student, inherited_parameters, resolve_alignment, student_config, student_description
 from .teacher import Teacher, load_teacher
 
 logger = logging.getLogger(__name__)
@@ -267,8 +267,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         callbacks.append(ZeroShotCallback(recipe.zero_shot_data, recipe.zero_shot_every, tokenizer, out / "log.jsonl"))
     trainer = DistillationTrainer(model=model, args=args, train_dataset=train_data, data_collator=collator,
                                   teacher=teacher, callbacks=callbacks, inherited_lr_scale=recipe.inherited_lr_scale,
-                                  inherited={f"student.{n}" for n, _ in student.named_parameters()
-                                             if any(n.startswith(m + ".") for m in inherited)})
+                                  inherited=inherited_parameters(student, inherited, prefix="student."))
     logger.info("Layer map %s; losses: %s", layer_map, ", ".join(weights.active_components()))
     start = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
