@@ -18,6 +18,8 @@ from minialbert.model.initialization import _BERT_LAYER_MAP
 from minialbert.model.modeling_minialbert import relaxed_maps
 from minialbert.packaged import packaged_teacher_path
 
+from helpers import tiny_config
+
 
 @pytest.fixture(scope="module")
 def teacher():
@@ -107,6 +109,7 @@ def test_a_plain_student_of_every_teacher_layer_at_full_width_is_the_teacher(tea
 
 
 def test_plain_relaxed_and_bigger_adapter_students_distil_save_and_load(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import ModelCard
     from transformers import AutoModel
 
     monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path / "cache"))
@@ -126,6 +129,14 @@ def test_plain_relaxed_and_bigger_adapter_students_distil_save_and_load(tmp_path
         sizes[name] = saved
     assert sizes["plain"]["layer_groups"] == 2 and sizes["relaxed"]["relaxation_rank"] == 8
     assert sizes["adapters"]["adapter_reduction_factor"] == 4
+    cards = {name: ModelCard.load(tmp_path / name / "final" / "README.md") for name in kinds}
+    assert "plain 2-layer MiniALBERT student" in cards["plain"].text
+    assert "relaxed recursive MiniALBERT student: one shared layer plus rank-8" in cards["relaxed"].text
+    assert "one shared layer applied 3 times" in cards["adapters"].text
+    assert "recursive-transformer" in cards["adapters"].data.tags
+    assert "relaxed-recursive-transformer" in cards["relaxed"].data.tags
+    for name in ("plain", "relaxed"):
+        assert "recursive-transformer" not in cards[name].data.tags and "applied" not in cards[name].text, name
     capsys.readouterr()
     assert main(["info", str(tmp_path / "relaxed" / "final")]) == 0
     assert "relaxation deltas" in capsys.readouterr().out
@@ -151,6 +162,23 @@ def test_lora_started_deltas_train_at_the_full_rate_and_svd_started_ones_at_the_
     for key in deltas:
         assert torch.equal(before[key], after[key]) == (".deltas.0." in key), key
     assert all(torch.equal(before[k], after[k]) for k in before if ".encoder.layer." in k)
+
+
+@pytest.mark.parametrize("fields,kind,tags", [
+    ({}, "recursive MiniALBERT student: one shared layer applied 3 times", ["recursive-transformer"]),
+    ({"num_hidden_groups": 3}, "plain 3-layer MiniALBERT student: 3 unique layers, none shared", []),
+    ({"relaxation_rank": 8}, "relaxed recursive MiniALBERT student: one shared layer plus rank-8 per-iteration "
+     "deltas on its linear maps, over 3 iterations", ["relaxed-recursive-transformer"]),
+    ({"num_hidden_layers": 6, "num_hidden_groups": 2}, "recursive MiniALBERT student: 2 layers (ALBERT's layer "
+     "groups) shared over 6 iterations", ["recursive-transformer"]),
+])
+def test_the_model_card_says_what_kind_of_student_it_is(fields, kind, tags):
+    """Cards of distilled and released students (distillation/trainer.py, inference/export.py) describe
+    the student by its kind; only students that apply a layer more than once are tagged recursive."""
+    from minialbert.model_card import student_kind, student_tags
+
+    config = tiny_config(**fields)
+    assert student_kind(config) == kind and student_tags(config) == tags
 
 
 def test_relaxation_without_a_teacher_shared_layer_is_refused(tmp_path, capsys):
