@@ -318,9 +318,10 @@ def claim_run_folder(out: Path, overwrite: bool) -> None:
 def recipe_differences(before: dict, now: DistillRecipe, ignore=()) -> list[str]:
     """'field: before -> now' for every field of `now` (its dtype resolved, as runs store it) that
     differs from the stored recipe `before`, except those in `ignore`. A stored dtype 'auto' (folders
-    of earlier versions, which stored it unresolved) matches whatever it resolves to here."""
+    of earlier versions, which stored it unresolved) is what 'auto' resolves to here, so a resume with
+    another explicit --dtype is refused."""
     now = dataclasses.replace(now, dtype=resolve_dtype(now.dtype)).to_dict()
-    before = dict(before, dtype=now["dtype"]) if before.get("dtype") == "auto" else before
+    before = dict(before, dtype=resolve_dtype("auto")) if before.get("dtype") == "auto" else before
     return [f"{k}: {before.get(k, now[k])!r} -> {now[k]!r}" for k in sorted(now)
             if k not in ignore and before.get(k, now[k]) != now[k]]
 
