@@ -36,18 +36,20 @@ def corpus_datasets(corpus: str | None) -> list[str]:
     return []
 
 
-def student_kind(config) -> str:
-    """What a MiniALBERT student is, in words (after "a"), by docs/method.md's "Student kinds"."""
+def student_kind(config) -> tuple[str, str]:
+    """What a MiniALBERT student is (docs/method.md, "Student kinds"): its kind (after "a") and its
+    layers in words, as the cards write them: "a {kind} ({layers}, hidden ...)"."""
     N, g, r = config.num_hidden_layers, config.num_hidden_groups, config.relaxation_rank
     deltas = f"rank-{r} per-iteration deltas on {'its' if g == 1 else 'their'} linear maps"
     if g == N:
-        return f"plain {N}-layer MiniALBERT student: {N} unique layers, none shared" + (f", plus {deltas}" if r else "")
+        plain = f"{N} unique layers, none shared"
+        return f"plain {N}-layer MiniALBERT student", f"{plain}, plus {deltas}" if r else plain
     layers = "one shared layer" if g == 1 else f"{g} layers (ALBERT's layer groups)"
     if r:
-        return f"relaxed recursive MiniALBERT student: {layers} plus {deltas}, over {N} iterations"
+        return "relaxed recursive MiniALBERT student", f"{layers} plus {deltas}, over {N} iterations"
     if g == 1:
-        return f"recursive MiniALBERT student: one shared layer applied {N} times"
-    return f"recursive MiniALBERT student: {layers} shared over {N} iterations"
+        return "recursive MiniALBERT student", f"one shared layer applied {N} times"
+    return "recursive MiniALBERT student", f"{layers} shared over {N} iterations"
 
 
 def student_tags(config) -> list[str]:

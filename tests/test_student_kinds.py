@@ -130,9 +130,9 @@ def test_plain_relaxed_and_bigger_adapter_students_distil_save_and_load(tmp_path
     assert sizes["plain"]["layer_groups"] == 2 and sizes["relaxed"]["relaxation_rank"] == 8
     assert sizes["adapters"]["adapter_reduction_factor"] == 4
     cards = {name: ModelCard.load(tmp_path / name / "final" / "README.md") for name in kinds}
-    assert "plain 2-layer MiniALBERT student" in cards["plain"].text
-    assert "relaxed recursive MiniALBERT student: one shared layer plus rank-8" in cards["relaxed"].text
-    assert "one shared layer applied 3 times" in cards["adapters"].text
+    assert "A plain 2-layer MiniALBERT student (2 unique layers" in cards["plain"].text
+    assert "A relaxed recursive MiniALBERT student (one shared layer plus rank-8" in cards["relaxed"].text
+    assert "A recursive MiniALBERT student (one shared layer applied 3 times, hidden 384" in cards["adapters"].text
     assert "recursive-transformer" in cards["adapters"].data.tags
     assert "relaxed-recursive-transformer" in cards["relaxed"].data.tags
     for name in ("plain", "relaxed"):
@@ -165,12 +165,13 @@ def test_lora_started_deltas_train_at_the_full_rate_and_svd_started_ones_at_the_
 
 
 @pytest.mark.parametrize("fields,kind,tags", [
-    ({}, "recursive MiniALBERT student: one shared layer applied 3 times", ["recursive-transformer"]),
-    ({"num_hidden_groups": 3}, "plain 3-layer MiniALBERT student: 3 unique layers, none shared", []),
-    ({"relaxation_rank": 8}, "relaxed recursive MiniALBERT student: one shared layer plus rank-8 per-iteration "
-     "deltas on its linear maps, over 3 iterations", ["relaxed-recursive-transformer"]),
-    ({"num_hidden_layers": 6, "num_hidden_groups": 2}, "recursive MiniALBERT student: 2 layers (ALBERT's layer "
-     "groups) shared over 6 iterations", ["recursive-transformer"]),
+    ({}, ("recursive MiniALBERT student", "one shared layer applied 3 times"), ["recursive-transformer"]),
+    ({"num_hidden_groups": 3}, ("plain 3-layer MiniALBERT student", "3 unique layers, none shared"), []),
+    ({"relaxation_rank": 8}, ("relaxed recursive MiniALBERT student", "one shared layer plus rank-8 per-iteration "
+                              "deltas on its linear maps, over 3 iterations"), ["relaxed-recursive-transformer"]),
+    ({"num_hidden_layers": 6, "num_hidden_groups": 2},
+     ("recursive MiniALBERT student", "2 layers (ALBERT's layer groups) shared over 6 iterations"),
+     ["recursive-transformer"]),
 ])
 def test_the_model_card_says_what_kind_of_student_it_is(fields, kind, tags):
     """Cards of distilled and released students (distillation/trainer.py, inference/export.py) describe

@@ -364,7 +364,8 @@ def _student_card(folder: Path, student, summary: dict) -> None:
     """README.md with the Hub's metadata (base model = the teacher) and how the student was made."""
     c = student.config
     losses = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("final_losses", {}).items() if k in COMPONENTS)
-    how = (f"A {student_kind(c)} (hidden {c.hidden_size}, embedding {c.embedding_size}, "
+    kind, layers = student_kind(c)
+    how = (f"A {kind} ({layers}, hidden {c.hidden_size}, embedding {c.embedding_size}, "
            f"adapters {'yes' if c.use_adapters else 'no'}; "
            f"{sum(p.numel() for p in student.minialbert.parameters()):,} parameters without the MLM head), "
            f"distilled layer to layer by `minialbert distill` from `{summary['teacher']}` on "

@@ -256,7 +256,8 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     c = encoder.config
     parameters = sum(p.numel() for p in encoder.parameters())
     figures = "".join(f"\n- {k}: {v}" for k, v in (measured or {}).items())
-    how = (f"`{name}`: a {student_kind(c)} (hidden {c.hidden_size}, embedding {c.embedding_size}, "
+    kind, layers = student_kind(c)
+    how = (f"`{name}`: a {kind} ({layers}, hidden {c.hidden_size}, embedding {c.embedding_size}, "
            f"adapters {'yes' if c.use_adapters else 'no'}; "
            f"{parameters:,} parameters), distilled layer to layer from `{info.get('teacher', '?')}` on "
            f"`{info.get('corpus', '?')}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
