@@ -36,6 +36,30 @@ def corpus_datasets(corpus: str | None) -> list[str]:
     return []
 
 
+def student_kind(config) -> tuple[str, str]:
+    """What a MiniALBERT student is (docs/method.md, "Student kinds"): its kind (after "a") and its
+    layers in words, as the cards write them: "a {kind} ({layers}, hidden ...)"."""
+    N, g, r = config.num_hidden_layers, config.num_hidden_groups, config.relaxation_rank
+    deltas = f"rank-{r} per-iteration deltas on {'its' if g == 1 else 'their'} linear maps"
+    if g == N:
+        plain = f"{N} unique layers, none shared"
+        return f"plain {N}-layer MiniALBERT student", f"{plain}, plus {deltas}" if r else plain
+    layers = "one shared layer" if g == 1 else f"{g} layers (ALBERT's layer groups)"
+    if r:
+        return "relaxed recursive MiniALBERT student", f"{layers} plus {deltas}, over {N} iterations"
+    if g == 1:
+        return "recursive MiniALBERT student", f"one shared layer applied {N} times"
+    return "recursive MiniALBERT student", f"{layers} shared over {N} iterations"
+
+
+def student_tags(config) -> list[str]:
+    """Hub tags of a student's kind: only a student that applies a layer more than once is a
+    recursive transformer, and one with per-iteration deltas a relaxed one."""
+    if config.num_hidden_groups == config.num_hidden_layers:
+        return []
+    return ["relaxed-recursive-transformer"] if config.relaxation_rank else ["recursive-transformer"]
+
+
 def write_model_card(folder, *, title: str, how: str, base_model: str | None = None, datasets=(), tags=(),
                      pipeline_tag: str | None = None, library_name: str = "transformers",
                      results: list[dict] | None = None) -> Path:

@@ -182,39 +182,47 @@ STUDENT_KINDS = {"recursive": {}, "plain": dict(num_hidden_groups=3, use_adapter
                  "relaxed": dict(relaxation_rank=4)}
 
 
+# Every kernel the class declares, by transformers' name (eager is always there).
+DECLARED_KERNELS = ["eager"] + [impl for impl, flag in (("sdpa", "_supports_sdpa"),
+                                                        ("flex_attention", "_supports_flex_attn"),
+                                                        ("flash_attention_2", "_supports_flash_attn"))
+                                if getattr(MiniAlbertModel, flag)]
+
+
 @pytest.mark.parametrize("kind", STUDENT_KINDS)
-def test_every_kernel_of_the_attention_interface_agrees_with_eager_on_padded_batches(kind):
-    """sdpa through transformers' attention interface (`ALL_ATTENTION_FUNCTIONS`, with the mask its
-    builder makes) against the explicit softmax, for every student kind; maps of every iteration
-    whichever kernel is configured."""
+def test_every_declared_kernel_agrees_with_eager_with_and_without_maps(kind):
+    """Every kernel the class declares (transformers' attention interface, with the mask its builder
+    makes), for every student kind, on a padded batch, from input_ids and from inputs_embeds, with
+    and without attention maps: the same states as the explicit softmax, and when maps are asked
+    for, eager's maps (padded keys get no weight). Flex attention compiles with inductor here (about
+    40 s on 2 cores, once per process)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+    assert DECLARED_KERNELS[:3] == ["eager", "sdpa", "flex_attention"]
     torch.manual_seed(0)
     model = MiniAlbertModel(tiny_config(**STUDENT_KINDS[kind])).eval()
-    assert model._supports_sdpa and "sdpa" in ALL_ATTENTION_FUNCTIONS
     ids, mask = batch()
+    inputs = {"input_ids": {"input_ids": ids}, "inputs_embeds": {"inputs_embeds": model.get_input_embeddings()(ids)}}
     outputs = {}
     with torch.no_grad():
-        for impl in ("eager", "sdpa"):
+        for impl in DECLARED_KERNELS:
+            assert impl == "eager" or impl in ALL_ATTENTION_FUNCTIONS
             model.set_attn_implementation(impl)
-            outputs[impl] = model(ids, mask).last_hidden_state
-            maps = model(ids, mask, output_attentions=True).attentions
-            assert len(maps) == 3 and all(m.shape == (3, 4, 12, 12) for m in maps)
-            assert torch.allclose(maps[1][1, :, :, 7:], torch.zeros(4, 12, 5))  # padded keys get no weight
-    torch.testing.assert_close(outputs["sdpa"], outputs["eager"], atol=1e-5, rtol=1e-5)
-
-
-def test_flex_attention_compiles_on_the_cpu_and_agrees_with_eager():
-    """Flex attention (compiled by inductor; about 40 s on 2 cores) on a padded batch."""
-    torch.manual_seed(0)
-    model = MiniAlbertModel(tiny_config(relaxation_rank=4)).eval()
-    assert model._supports_flex_attn
-    ids, mask = batch()
-    with torch.no_grad():
-        eager = model(ids, mask).last_hidden_state
-        model.set_attn_implementation("flex_attention")
-        flex = model(ids, mask).last_hidden_state
-    torch.testing.assert_close(flex, eager, atol=1e-5, rtol=1e-5)
+            assert model.config._attn_implementation == impl
+            for source, given in inputs.items():
+                for maps in (False, True):
+                    outputs[impl, source, maps] = model(**given, attention_mask=mask, output_attentions=maps)
+    eager = outputs["eager", "input_ids", True]
+    assert len(eager.attentions) == 3 and all(m.shape == (3, 4, 12, 12) for m in eager.attentions)
+    assert torch.allclose(eager.attentions[1][1, :, :, 7:], torch.zeros(4, 12, 5))  # padded keys get no weight
+    for (impl, source, maps), out in outputs.items():
+        torch.testing.assert_close(out.last_hidden_state, eager.last_hidden_state, atol=1e-5, rtol=1e-5,
+                                   msg=lambda m: f"{impl}, {source}, maps {maps}: {m}")
+        if maps:
+            for theirs, ours in zip(out.attentions, eager.attentions, strict=True):
+                torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+        else:
+            assert out.attentions is None
 
 
 def test_the_attention_parity_script_on_the_cpu_matches_every_declared_kernel_to_eager():

@@ -65,7 +65,10 @@ def test_the_resolved_dtype_is_stored_and_a_resume_that_would_switch_precision_i
     other = "bf16" if here == "fp32" else "fp32"
     assert recipe_differences(DistillRecipe(dtype=other).to_dict(), now) == [f"dtype: {other!r} -> {here!r}"]
     assert recipe_differences(DistillRecipe(dtype=here).to_dict(), now) == []
-    assert recipe_differences(DistillRecipe(dtype="auto").to_dict(), now) == []  # folders of earlier versions
+    # folders of earlier versions stored 'auto' unresolved: it is what 'auto' resolves to here, not a wildcard
+    assert recipe_differences(DistillRecipe(dtype="auto").to_dict(), now) == []
+    assert recipe_differences(DistillRecipe(dtype="auto").to_dict(), DistillRecipe(dtype=other)) == [
+        f"dtype: {here!r} -> {other!r}"]
 
 
 # --- 2. seeds planned once -------------------------------------------------------------------------

@@ -121,9 +121,17 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
     else:
         parts["shared_layer"] = reason if recipe.shared_layer_from_teacher else "random: --shared-layer-init 0"
     if config.relaxation_rank and layers_copyable:
-        info["relaxation_energy_kept"] = init_relaxation_from_teacher(student, teacher.model, layer_map)
-        parts["deltas"] = f"rank-{config.relaxation_rank} SVD of (mapped teacher layer - shared layer)"
-        inherited.append("minialbert.encoder.deltas")
+        info["relaxation_energy_kept"], starts = init_relaxation_from_teacher(student, teacher.model, layer_map)
+        info["relaxation_start"] = starts
+        parts["deltas"] = (f"rank-{config.relaxation_rank}: SVD of (mapped teacher layer - shared layer) where they "
+                           "differ, LoRA's start (down random, up zero) where they do not; per iteration: "
+                           + ", ".join(s if isinstance(s, str) else "mixed" for s in starts))
+        # only the SVD-started deltas came from the teacher; LoRA-started ones are new and train at the full rate
+        for i, start in enumerate(starts):
+            if start == "svd":
+                inherited.append(f"minialbert.encoder.deltas.{i}")
+            elif isinstance(start, dict):
+                inherited += [f"minialbert.encoder.deltas.{i}.maps.{name}" for name, s in start.items() if s == "svd"]
     elif config.relaxation_rank:
         parts["deltas"] = reason
     if family.relative_bias and not getattr(config, "relative_attention_num_buckets", 0):
@@ -139,6 +147,12 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
 
 def _layers_text(layers: list[int]) -> str:
     return f"teacher layer {layers[0]}" if len(layers) == 1 else f"mean of teacher layers {layers}"
+
+
+def inherited_parameters(model, inherited: list[str], prefix: str = "") -> set[str]:
+    """The names (with `prefix`, e.g. "student." in the trained wrapper) of `model`'s parameters
+    inside the `inherited` modules that `build_student` returns."""
+    return {prefix + n for n, _ in model.named_parameters() if any(n.startswith(m + ".") for m in inherited)}
 
 
 def teacher_token_vectors(teacher_model, tokenizer, dims: int):

@@ -25,7 +25,7 @@ from ..checkpoints import (check_max_length, checkpoint_step, latest_complete_ch
 from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
-from ..model_card import corpus_datasets, write_model_card
+from ..model_card import corpus_datasets, student_kind, student_tags, write_model_card
 from ..records import DISTILLATION_FIELDS, read_json, replace_dir, write_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
@@ -34,7 +34,7 @@ from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, ml
 from .masking import IndexedWindows, MaskingEpochCallback, SeededMaskingCollator
 from .recipe import DistillRecipe, resolve_layer_choices, teacher_depth
 from .runlog import read_log
-from .student import build_student, resolve_alignment, student_config, student_description
+from .student import build_student, inherited_parameters, resolve_alignment, student_config, student_description
 from .teacher import Teacher, load_teacher
 
 logger = logging.getLogger(__name__)
@@ -272,8 +272,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
                                           recipe.zero_shot_split, recipe.zero_shot_pairs))
     trainer = DistillationTrainer(model=model, args=args, train_dataset=train_data, data_collator=collator,
                                   teacher=teacher, callbacks=callbacks, inherited_lr_scale=recipe.inherited_lr_scale,
-                                  inherited={f"student.{n}" for n, _ in student.named_parameters()
-                                             if any(n.startswith(m + ".") for m in inherited)})
+                                  inherited=inherited_parameters(student, inherited, prefix="student."))
     logger.info("Layer map %s; losses: %s", layer_map, ", ".join(weights.active_components()))
     start = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -324,9 +323,10 @@ def claim_run_folder(out: Path, overwrite: bool) -> None:
 def recipe_differences(before: dict, now: DistillRecipe, ignore=()) -> list[str]:
     """'field: before -> now' for every field of `now` (its dtype resolved, as runs store it) that
     differs from the stored recipe `before`, except those in `ignore`. A stored dtype 'auto' (folders
-    of earlier versions, which stored it unresolved) matches whatever it resolves to here."""
+    of earlier versions, which stored it unresolved) is what 'auto' resolves to here, so a resume with
+    another explicit --dtype is refused."""
     now = dataclasses.replace(now, dtype=resolve_dtype(now.dtype)).to_dict()
-    before = dict(before, dtype=now["dtype"]) if before.get("dtype") == "auto" else before
+    before = dict(before, dtype=resolve_dtype("auto")) if before.get("dtype") == "auto" else before
     return [f"{k}: {before.get(k, now[k])!r} -> {now[k]!r}" for k in sorted(now)
             if k not in ignore and before.get(k, now[k]) != now[k]]
 
@@ -375,15 +375,16 @@ def _student_card(folder: Path, student, summary: dict) -> None:
     """README.md with the Hub's metadata (base model = the teacher) and how the student was made."""
     c = student.config
     losses = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("final_losses", {}).items() if k in COMPONENTS)
-    how = (f"A recursive MiniALBERT student (one shared layer applied {c.num_hidden_layers} times, hidden "
-           f"{c.hidden_size}, embedding {c.embedding_size}, adapters {'yes' if c.use_adapters else 'no'}; "
+    kind, layers = student_kind(c)
+    how = (f"A {kind} ({layers}, hidden {c.hidden_size}, embedding {c.embedding_size}, "
+           f"adapters {'yes' if c.use_adapters else 'no'}; "
            f"{sum(p.numel() for p in student.minialbert.parameters()):,} parameters without the MLM head), "
            f"distilled layer to layer by `minialbert distill` from `{summary['teacher']}` on "
            f"`{summary['corpus']}`: {summary['steps']} steps, {summary.get('distilled_tokens') or 0:,} tokens, "
            f"seed {summary['seed']}. Last logged losses: {losses or 'none (not trained)'}. The full recipe is in "
            "distillation.json.\n\nLoad it after `import minialbert`: `AutoModelForMaskedLM.from_pretrained(folder)`.")
     write_model_card(folder, title="MiniALBERT student", base_model=summary["teacher"],
-                     datasets=corpus_datasets(summary["corpus"]), tags=["distillation", "recursive-transformer"],
+                     datasets=corpus_datasets(summary["corpus"]), tags=["distillation", *student_tags(c)],
                      pipeline_tag="fill-mask", how=how)
 
 

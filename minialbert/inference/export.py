@@ -224,7 +224,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     from ..checkpoints import resolve_model_name
     from ..hf_utils import quiet_transformers
     from ..model import MiniAlbertModel
-    from ..model_card import write_model_card
+    from ..model_card import student_kind, student_tags, write_model_card
     from ..records import read_json
     from .embeddings import add_sentence_transformers_files
 
@@ -256,8 +256,9 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     c = encoder.config
     parameters = sum(p.numel() for p in encoder.parameters())
     figures = "".join(f"\n- {k}: {v}" for k, v in (measured or {}).items())
-    how = (f"`{name}`: a recursive MiniALBERT student (one shared layer applied {c.num_hidden_layers} times, hidden "
-           f"{c.hidden_size}, embedding {c.embedding_size}, adapters {'yes' if c.use_adapters else 'no'}; "
+    kind, layers = student_kind(c)
+    how = (f"`{name}`: a {kind} ({layers}, hidden {c.hidden_size}, embedding {c.embedding_size}, "
+           f"adapters {'yes' if c.use_adapters else 'no'}; "
            f"{parameters:,} parameters), distilled layer to layer from `{info.get('teacher', '?')}` on "
            f"`{info.get('corpus', '?')}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
            f"{info.get('train_seconds_total', '?')} s on {info.get('machine', {}).get('cpu', '?')}, seed "
@@ -273,7 +274,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
            f"`import minialbert` (or by name, `--model {name}` in every minialbert command), or "
            "`AutoModel.from_pretrained(folder, trust_remote_code=True)`.")
     write_model_card(staging, title=name, base_model=info.get("teacher"), library_name="sentence-transformers",
-                     tags=["distillation", "recursive-transformer", "sentence-transformers", "sentence-similarity"],
+                     tags=["distillation", *student_tags(c), "sentence-transformers", "sentence-similarity"],
                      pipeline_tag="sentence-similarity", how=how)
     shutil.rmtree(out, ignore_errors=True)
     staging.replace(out)

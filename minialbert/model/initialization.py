@@ -232,29 +232,47 @@ def init_layer_groups_from_teacher(student, teacher, layer_map: list[int]) -> li
     return groups
 
 
+# A teacher-minus-shared difference below this share of the teacher weight's norm (float32 rounding)
+# holds nothing to start from: that delta starts as LoRA's.
+_NEGLIGIBLE_RESIDUAL = 1e-6
+
+
 @torch.no_grad()
-def init_relaxation_from_teacher(student, teacher, layer_map: list[int]) -> list[float]:
+def init_relaxation_from_teacher(student, teacher, layer_map: list[int]) -> tuple[list[float], list]:
     """Relaxed recursion's start (Bae et al., 2025): iteration i's rank-r delta of each linear map is
     the truncated SVD of (teacher layer layer_map[i]'s weight - the shared weight), split evenly
     between its two factors, so W + B_i A_i is the best rank-r step from the shared layer towards the
-    layer that iteration imitates (zero where the shared layer is that layer). Biases and LayerNorms
-    stay shared. Returns, per iteration, the share of that difference's energy the deltas keep."""
+    layer that iteration imitates. Where that difference is negligible (the shared layer is that
+    layer) the split would give two zero factors whose gradients stay zero forever, so such a delta
+    starts as LoRA's does instead: `down` (A) kaiming-uniform as PEFT's lora_A, `up` (B) zero, a zero
+    delta that trains. Biases and LayerNorms stay shared. Returns, per iteration, the share of the
+    SVD-started differences' energy the deltas keep (1.0 where there is none), and the start of its
+    deltas: "svd", "lora", or {map: start} where they differ."""
     from .modeling_minialbert import relaxed_maps
 
     encoder, layers = student.base_model.encoder, _teacher_layers(teacher)
-    rank, kept = student.config.relaxation_rank, []
+    rank, kept, starts = student.config.relaxation_rank, [], []
     for i, deltas in enumerate(encoder.deltas):
         energy = total = 0.0
+        start = {}
         for name, (path, _, _) in relaxed_maps(student.config).items():
             shared = encoder.layer_at(i).get_submodule(path).weight.float()
             target = layer_part(layers[layer_map[i] - 1], family_for(teacher), path).weight.float()
+            delta = deltas.maps[name]
+            if torch.linalg.norm(target - shared) <= _NEGLIGIBLE_RESIDUAL * torch.linalg.norm(target):
+                nn.init.kaiming_uniform_(delta.down, a=math.sqrt(5))
+                nn.init.zeros_(delta.up)
+                start[name] = "lora"
+                continue
             U, S, Vh = torch.linalg.svd(target - shared, full_matrices=False)
             root = S[:rank].sqrt()
-            deltas.maps[name].up.copy_(U[:, :rank] * root)
-            deltas.maps[name].down.copy_(root[:, None] * Vh[:rank])
+            delta.up.copy_(U[:, :rank] * root)
+            delta.down.copy_(root[:, None] * Vh[:rank])
             energy, total = energy + float((S[:rank] ** 2).sum()), total + float((S ** 2).sum())
+            start[name] = "svd"
         kept.append(round(energy / total, 4) if total > 0 else 1.0)
-    return kept
+        starts.append(next(iter(start.values())) if len(set(start.values())) == 1 else start)
+    return kept, starts
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ Relaxed Recursive Transformers of Bae et al., 2025), W_i = W + B_i A_i.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -87,7 +88,7 @@ class MiniAlbertAttention(nn.Module):
     default, "eager", "flex_attention", or any kernel registered with `AttentionInterface`) picks
     the function from `ALL_ATTENTION_FUNCTIONS`, and the mask comes from transformers' mask builder
     in the form that kernel wants. Requested attention maps (distillation, plotting) always come
-    from the explicit softmax, as transformers does: fused kernels return none.
+    from the explicit softmax, as transformers does (fused kernels return none), with eager's mask.
     """
 
     def __init__(self, config: MiniAlbertConfig):
@@ -382,12 +383,17 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
             raise KeyError(f"no adapter named {name!r}; adapters: {', '.join(self.encoder.adapter_names()) or 'none'}")
         self.encoder.active_adapter = name
 
-    def attention_mask_for(self, hidden_states, attention_mask):
+    def attention_mask_for(self, hidden_states, attention_mask, output_attentions: bool = False):
         """The (B, T) 0/1 padding mask in the form the configured attention kernel wants
         (transformers' mask builder: boolean 4-D for sdpa, additive for eager, a block mask for flex,
-        2-D for flash attention; None where nothing is masked), built once for all iterations."""
-        return create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
-                                         attention_mask=attention_mask)
+        2-D for flash attention; None where nothing is masked), built once for all iterations. When
+        maps are asked for, every kernel runs the explicit softmax, so the mask is eager's (a flex
+        block mask, or no mask for a kernel without a mask builder, would be wrong there)."""
+        config = self.config
+        if output_attentions and config._attn_implementation != "eager":
+            config = copy.copy(config)
+            config._attn_implementation = "eager"
+        return create_bidirectional_mask(config=config, inputs_embeds=hidden_states, attention_mask=attention_mask)
 
     def embed(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
         """Embeddings, projected to H when E < H: the state before the first iteration."""
@@ -406,7 +412,7 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
         output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
                                 else output_hidden_states)
         hidden_states = self.embed(input_ids, token_type_ids, position_ids, inputs_embeds)
-        return self.encoder(hidden_states, self.attention_mask_for(hidden_states, attention_mask),
+        return self.encoder(hidden_states, self.attention_mask_for(hidden_states, attention_mask, bool(output_attentions)),
                             bool(output_attentions), bool(output_hidden_states),
                             num_iterations or self.config.inference_iterations, adapter)
 
