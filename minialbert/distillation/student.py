@@ -36,16 +36,27 @@ def student_config(recipe: DistillRecipe, teacher_config) -> MiniAlbertConfig:
         use_adapters=recipe.adapters if recipe.adapters is not None else base.get("use_adapters", True),
         adapter_reduction_factor=recipe.adapter_reduction_factor or base.get("adapter_reduction_factor", 16),
         num_hidden_groups=recipe.layer_groups or 1, relaxation_rank=recipe.relaxation_rank,
+        **teacher_relative_bias(teacher_config, recipe.num_attention_heads),
     )
     return MiniAlbertConfig(**kw)
+
+
+def teacher_relative_bias(teacher_config, heads: int | None = None) -> dict:
+    """MPNet's relative position bias (one table shared by all its layers, worth about 10 zero-shot
+    STS-B points to all-mpnet-base-v2) carried into the student's config; none for other teachers, or
+    when the student's head count differs from the teacher's (the table is per head)."""
+    if teacher_config.model_type != "mpnet" or (heads and heads != teacher_config.num_attention_heads):
+        return {}
+    # MPNet's bucketing uses 32 buckets and distance 128 whatever its config says (compute_position_bias)
+    return dict(relative_attention_num_buckets=32, relative_attention_max_distance=128)
 
 
 def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: MiniAlbertConfig,
                   layer_map=None) -> tuple[MiniAlbertForMaskedLM, dict, list[str]]:
     from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_outputs,
                                         init_embeddings_from_teacher, init_layer_groups_from_teacher,
-                                        init_relaxation_from_teacher, init_shared_layer_from_teacher,
-                                        parse_shared_layer_init)
+                                        init_relative_bias_from_teacher, init_relaxation_from_teacher,
+                                        init_shared_layer_from_teacher, parse_shared_layer_init)
 
     torch.manual_seed(recipe.seed)
     student = MiniAlbertForMaskedLM(config)
@@ -92,6 +103,9 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
     if config.relaxation_rank:
         info["relaxation_energy_kept"] = init_relaxation_from_teacher(student, teacher.model, layer_map)
         inherited.append("minialbert.encoder.deltas")
+    if init_relative_bias_from_teacher(student, teacher.model):  # MPNet: its shared relative position bias
+        info["relative_bias_init"] = "teacher"
+        inherited.append("minialbert.encoder.relative_attention_bias")
     present = dict(student.named_modules())
     return student, info, [m for m in inherited if m in present]  # E == H: no projection
 
