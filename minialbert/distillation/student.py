@@ -49,8 +49,19 @@ def student_config(recipe: DistillRecipe, teacher_config, tokenizer=None) -> Min
         use_adapters=recipe.adapters if recipe.adapters is not None else base.get("use_adapters", True),
         adapter_reduction_factor=recipe.adapter_reduction_factor or base.get("adapter_reduction_factor", 16),
         num_hidden_groups=recipe.layer_groups or 1, relaxation_rank=recipe.relaxation_rank,
+        **teacher_relative_bias(teacher_config, recipe.num_attention_heads),
     )
     return MiniAlbertConfig(**kw)
+
+
+def teacher_relative_bias(teacher_config, heads: int | None = None) -> dict:
+    """MPNet's relative position bias (one table shared by all its layers, worth about 10 zero-shot
+    STS-B points to all-mpnet-base-v2) carried into the student's config; none for other teachers, or
+    when the student's head count differs from the teacher's (the table is per head)."""
+    if teacher_config.model_type != "mpnet" or (heads and heads != teacher_config.num_attention_heads):
+        return {}
+    # MPNet's bucketing uses 32 buckets and distance 128 whatever its config says (compute_position_bias)
+    return dict(relative_attention_num_buckets=32, relative_attention_max_distance=128)
 
 
 def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: MiniAlbertConfig,
@@ -60,8 +71,8 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
     modules); `info["init"]` says what each part received."""
     from ..model.initialization import (init_embeddings_from_module, init_embeddings_from_outputs,
                                         init_embeddings_from_teacher, init_layer_groups_from_teacher,
-                                        init_relaxation_from_teacher, init_shared_layer_from_teacher,
-                                        parse_shared_layer_init)
+                                        init_relative_bias_from_teacher, init_relaxation_from_teacher,
+                                        init_shared_layer_from_teacher, parse_shared_layer_init)
 
     torch.manual_seed(recipe.seed)
     student = MiniAlbertForMaskedLM(config)
@@ -140,6 +151,10 @@ def build_student(recipe: DistillRecipe, teacher: Teacher, tokenizer, config: Mi
         parts["adapters"] = "random (new)"
     parts["head"] = ("random (new); the output loss reads the teacher's head" if teacher.head is not None
                      else "random (new); the teacher has no MLM head")
+    if init_relative_bias_from_teacher(student, teacher.model):  # MPNet: its shared relative position bias
+        info["relative_bias_init"] = "teacher"
+        parts["relative_bias"] = "the teacher's (one bucketed table shared by every layer)"
+        inherited.append("minialbert.encoder.relative_attention_bias")
     info["init"] = parts
     present = dict(student.named_modules())
     return student, info, [m for m in inherited if m in present]  # E == H: no projection

@@ -21,7 +21,7 @@ RUN_SPEC = {"identity": False, "run_spec": True}
 @dataclass(kw_only=True)
 class FinetuneOptions(TaskDistillationOptions):
     """fine-tuning"""
-    model: str = field(metadata={"required": True, "help": "MiniALBERT checkpoint folder, any HF encoder, or 'minilm'"})
+    model: str = field(metadata={"required": True, "help": "MiniALBERT checkpoint folder, any HF encoder, 'minilm' or 'mpnet'"})
     task: str = field(metadata={"required": True, "help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner"})
     out: str = field(metadata={**NOT_IDENTITY, "required": True, "help": "output folder (re-running it resumes; see run identity)"})
     data_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs) or NER folder; "

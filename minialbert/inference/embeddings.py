@@ -105,7 +105,7 @@ class ZeroShotSTSB:
 class BenchEmbedOptions:
     """`minialbert bench embed`: the fields are bench_embed's parameters."""
     model: str = field(metadata={"required": True,
-                                 "help": "student folder, bi-encoder folder, 'minilm' or a hub encoder"})
+                                 "help": "student folder, bi-encoder folder, 'minilm', 'mpnet' or a hub encoder"})
     data_dir: str = field(metadata={"required": True, "help": "GLUE folder or its STS-B folder (official TSVs)"})
     pooling: str = field(default="mean", metadata={"choices": list(POOLINGS)})
     batch_size: int = 64
@@ -138,6 +138,9 @@ def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: in
     from ..runtime import resolve_device
 
     stsb = ZeroShotSTSB(data_dir, split, max_pairs)
+    for other in compare:  # a name that cannot be resolved (e.g. 'mpnet' not installed) stops the run before any work
+        if not other.startswith("model2vec:"):
+            resolve_model_name(other)
     encoder, tokenizer = load_encoder(model)
     encoder = encoder.to(resolve_device(device))
     N = getattr(encoder.config, "num_hidden_layers", None)

@@ -34,6 +34,10 @@ class MiniAlbertConfig(PretrainedConfig):
         exit_iterations: iterations (1-based) with a trained classifier of their own (elastic
             depth: `finetune --exits all`); None = one head, on the last iteration.
         inference_iterations: run only the first K iterations (and their exit head); None = all N.
+        relative_attention_num_buckets: > 0 adds to every iteration's attention scores a learned
+            bias per head for the bucketed distance between query and key, one table shared by all
+            iterations, as MPNet's (carried from an MPNet teacher); 0 = none.
+        relative_attention_max_distance: distances beyond this share the last bucket (MPNet: 128).
     """
 
     model_type = "minialbert"
@@ -62,6 +66,8 @@ class MiniAlbertConfig(PretrainedConfig):
         tie_word_embeddings: bool = False,
         exit_iterations: list[int] | None = None,
         inference_iterations: int | None = None,
+        relative_attention_num_buckets: int = 0,
+        relative_attention_max_distance: int = 128,
         **kwargs,
     ):
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
@@ -85,6 +91,8 @@ class MiniAlbertConfig(PretrainedConfig):
         self.relaxation_rank = relaxation_rank
         self.exit_iterations = sorted(set(exit_iterations)) if exit_iterations else None
         self.inference_iterations = inference_iterations
+        self.relative_attention_num_buckets = relative_attention_num_buckets
+        self.relative_attention_max_distance = relative_attention_max_distance
         self.validate_geometry()
 
     def validate_geometry(self) -> None:
@@ -120,6 +128,15 @@ class MiniAlbertConfig(PretrainedConfig):
         K = self.inference_iterations
         if K is not None and isinstance(N, int) and (not isinstance(K, int) or not 1 <= K <= N):
             problems.append(f"inference_iterations (--iterations) {K!r} must lie in 1..{N}")
+        buckets, distance = self.relative_attention_num_buckets, self.relative_attention_max_distance
+        if not isinstance(buckets, int) or buckets < 0 or buckets % 4:
+            # MPNet's bucketing halves the table by direction, then half of each half is exact distances
+            problems.append(f"relative_attention_num_buckets {buckets!r} must be 0 (no relative bias) or a "
+                            "multiple of 4 (MPNet: 32)")
+        elif buckets and (not isinstance(distance, int) or distance <= buckets // 4):
+            # the distances up to buckets / 4 have a bucket each; max_distance must lie beyond them
+            problems.append(f"relative_attention_max_distance {distance!r} must be an integer above "
+                            f"{buckets // 4} (relative_attention_num_buckets / 4; MPNet: 128)")
         if problems:
             raise MiniAlbertConfigError("Invalid MiniALBERT configuration: " + "; ".join(problems) + ".")
 

@@ -301,3 +301,23 @@ def init_embeddings_from_outputs(student, token_outputs, token_coordinates) -> s
     base.projection.weight.copy_(solution[:E].T)
     base.projection.bias.copy_(solution[E])
     return "model2vec"
+
+
+@torch.no_grad()
+def init_relative_bias_from_teacher(student, teacher) -> bool:
+    """Copy the teacher's relative position bias (MPNet: `encoder.relative_attention_bias`, one
+    buckets x heads table shared by all its layers) into the student's, which every iteration adds as
+    the teacher's layers do. Returns whether there was one to copy (False: the student has no table,
+    or the teacher none)."""
+    table = getattr(student.base_model.encoder, "relative_attention_bias", None)
+    source = getattr(getattr(teacher.base_model, "encoder", None), "relative_attention_bias", None)
+    if table is None or source is None:
+        return False
+    (rows, heads), (teacher_rows, teacher_heads) = table.weight.shape, source.weight.shape
+    # MPNet reads only the first 32 rows of its table, whatever relative_attention_num_buckets says
+    if heads != teacher_heads or rows > teacher_rows:
+        raise InitializationError(
+            f"The teacher's relative position bias is {teacher_rows} x {teacher_heads} (buckets x heads) but the "
+            f"student's is {rows} x {heads}; give the student the teacher's head count.")
+    table.weight.copy_(source.weight[:rows])
+    return True

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 from transformers.utils import can_return_tuple
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -63,11 +64,15 @@ class MiniAlbertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(e))
 
 
-def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, position_bias=None,
+                            **kwargs):
     """Explicit softmax attention, as transformers' own models write it, returning the maps. The
     mask is either additive (what transformers builds for "eager") or boolean, True where a key may
-    be attended to (what it builds for "sdpa": maps are asked for on any model)."""
+    be attended to (what it builds for "sdpa": maps are asked for on any model). `position_bias`
+    (1|B, heads, T, T): the relative position bias, added to the scores as MPNet does."""
     scores = (query @ key.transpose(2, 3)) * scaling
+    if position_bias is not None:
+        scores = scores + position_bias
     if attention_mask is not None:
         scores = (scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
                   if attention_mask.dtype == torch.bool else scores + attention_mask)
@@ -79,6 +84,16 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 def _linear(linear: nn.Linear, x, delta, name: str):
     """linear(x), plus the iteration's low-rank delta of that map when the student is relaxed."""
     return linear(x) if delta is None else linear(x) + delta(name, x)
+
+
+def mask_with_position_bias(attention_mask, position_bias):
+    """One float additive mask holding the padding mask (boolean, additive or None) and the relative
+    position bias (1, heads, T, T), for kernels that take no bias of their own (sdpa and the like)."""
+    if attention_mask is None:
+        return position_bias
+    if attention_mask.dtype == torch.bool:
+        return torch.where(attention_mask, position_bias, torch.finfo(position_bias.dtype).min)
+    return attention_mask + position_bias
 
 
 class MiniAlbertAttention(nn.Module):
@@ -111,16 +126,26 @@ class MiniAlbertAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden_states, attention_mask, output_attentions: bool = False, delta=None):
+    def forward(self, hidden_states, attention_mask, output_attentions: bool = False, delta=None, position_bias=None):
         """attention_mask: what `MiniAlbertModel.attention_mask_for` built (or a boolean (B, 1, 1|T, T)
-        key mask, or None); `delta`: the iteration's low-rank deltas (relaxed students) or None."""
+        key mask, or None); `delta`: the iteration's low-rank deltas (relaxed students) or None;
+        `position_bias`: the encoder's relative position bias (1, heads, T, T) or None."""
         q = self._split_heads(_linear(self.query, hidden_states, delta, "query"))
         k = self._split_heads(_linear(self.key, hidden_states, delta, "key"))
         v = self._split_heads(_linear(self.value, hidden_states, delta, "value"))
         attend = eager_attention_forward if output_attentions else ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward)
+        extra = {}
+        if position_bias is not None:
+            position_bias = position_bias.to(q.dtype)
+            if attend is eager_attention_forward:
+                extra["position_bias"] = position_bias
+            elif self.config._attn_implementation == "flex_attention":  # transformers' score_mod adds it per head
+                extra["position_bias"] = position_bias.expand(q.shape[0], -1, -1, -1)
+            else:  # sdpa (and other kernels without a bias argument): inside a float mask
+                attention_mask = mask_with_position_bias(attention_mask, position_bias)
         context, probs = attend(self, q, k, v, attention_mask, scaling=self.scaling,
-                                dropout=self.attention_dropout_p if self.training else 0.0)
+                                dropout=self.attention_dropout_p if self.training else 0.0, **extra)
         context = context.reshape(*hidden_states.shape[:-1], -1)
         out = self.LayerNorm(hidden_states + self.output_dropout(_linear(self.dense, context, delta, "dense")))
         return out, probs if output_attentions else None
@@ -232,6 +257,21 @@ class MiniAlbertEncoder(nn.Module):
         # registered last: a strict student's parameters draw the same random numbers as before
         self.deltas = (nn.ModuleList(IterationDeltas(config) for _ in range(config.num_hidden_layers))
                        if config.relaxation_rank else None)
+        # MPNet's relative position bias: one (buckets x heads) table, shared by every iteration as
+        # MPNet shares it by all its layers (named as MPNet names it, so a teacher's copies over).
+        self.relative_attention_bias = (nn.Embedding(config.relative_attention_num_buckets, config.num_attention_heads)
+                                        if config.relative_attention_num_buckets else None)
+
+    def position_bias(self, hidden_states):
+        """The relative position bias (1, heads, T, T) that every iteration adds to its attention
+        scores, computed once per forward with MPNet's own bucketing; None without a bias table."""
+        if self.relative_attention_bias is None:
+            return None
+        positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
+        buckets = MPNetEncoder.relative_position_bucket(
+            positions[None, :] - positions[:, None], num_buckets=self.config.relative_attention_num_buckets,
+            max_distance=self.config.relative_attention_max_distance)
+        return self.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
 
     def adapter_names(self) -> list[str]:
         return ([DEFAULT_ADAPTER] if self.adapters is not None else []) + list(self.named_adapters)
@@ -252,14 +292,15 @@ class MiniAlbertEncoder(nn.Module):
             return self.layer
         return self.layer[i * self.config.num_hidden_groups // self.config.num_hidden_layers]
 
-    def step(self, i: int, hidden_states, attention_mask, output_attentions=False, adapters=None):
+    def step(self, i: int, hidden_states, attention_mask, output_attentions=False, adapters=None, position_bias=None):
         """Iteration i (0-based): its layer, with iteration i's deltas (relaxed students) and
-        adapters (`adapters`, or the checkpoint's own)."""
+        adapters (`adapters`, or the checkpoint's own), and the relative position bias when there is one
+        (`position_bias(hidden_states)`, computed once for all iterations)."""
         adapters = self.adapters if adapters is None else adapters
         layer, delta = self.layer_at(i), self.deltas[i] if self.deltas is not None else None
         if adapters is not None:
             hidden_states = adapters.attention[i](hidden_states)
-        hidden_states, probs = layer.attention(hidden_states, attention_mask, output_attentions, delta)
+        hidden_states, probs = layer.attention(hidden_states, attention_mask, output_attentions, delta, position_bias)
         if adapters is not None:
             hidden_states = adapters.ffn[i](hidden_states)
         return layer.ffn(hidden_states, delta), probs
@@ -269,8 +310,9 @@ class MiniAlbertEncoder(nn.Module):
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attn = [] if output_attentions else None
         adapters = self.adapter_set(adapter)
+        position_bias = self.position_bias(hidden_states)
         for i in range(num_iterations or self.config.num_hidden_layers):
-            hidden_states, probs = self.step(i, hidden_states, attention_mask, output_attentions, adapters)
+            hidden_states, probs = self.step(i, hidden_states, attention_mask, output_attentions, adapters, position_bias)
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             if output_attentions:
@@ -554,9 +596,10 @@ def early_exit_logits(base, exit_head, exits, token_level: bool, input_ids, atte
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
     active = torch.arange(input_ids.shape[0], device=input_ids.device)
     logits_out, used = [None] * input_ids.shape[0], torch.full((input_ids.shape[0],), N)
-    adapters = base.encoder.adapter_set(adapter)
+    adapters, position_bias = base.encoder.adapter_set(adapter), base.encoder.position_bias(h)
     for i in range(1, N + 1):
-        h, _ = base.encoder.step(i - 1, h, base.attention_mask_for(h, mask[active]), adapters=adapters)
+        h, _ = base.encoder.step(i - 1, h, base.attention_mask_for(h, mask[active]), adapters=adapters,
+                                 position_bias=position_bias)
         if i not in exits:
             continue
         logits = exit_head(i)(h if token_level else h[:, 0])
