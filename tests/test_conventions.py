@@ -312,7 +312,8 @@ def test_run_identity_is_every_option_field_but_those_marked_unable_to_change_nu
     identity = run_identity(opts, student_dir, rte)
     marked = {f.name for f in dataclasses.fields(FinetuneOptions) if f.metadata.get("identity") is False}
     distillation = {f.name for f in dataclasses.fields(TaskDistillationOptions)}
-    assert set(identity) == {f.name for f in dataclasses.fields(FinetuneOptions)} - marked - distillation
+    # every option field, plus the code's numbers version (fingerprint.CODE_NUMBERS_VERSION)
+    assert set(identity) == {f.name for f in dataclasses.fields(FinetuneOptions)} - marked - distillation | {"code_numbers"}
     taught = run_identity(dataclasses.replace(opts, teacher=student_dir), student_dir, rte, student_dir)
     assert set(taught) == set(identity) | {"distillation"} and set(taught["distillation"]) == distillation
     assert marked == {"out", "save_models", "learning_rates", "batch_size", "epochs", "max_steps", "runs", "grid",
