@@ -19,6 +19,13 @@ import dataclasses
 import types
 import typing
 
+# Choices the options of several commands share (here, not beside the code that uses them, so that the
+# command line can build its parsers without importing torch).
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+DTYPE_HELP = ("auto: bf16 on a GPU that supports it; on a CPU whichever of fp32/bf16 a matmul probe finds faster "
+              "(cached per CPU) | fp32 | bf16 | fp16 (GPU only)")
+POOLINGS = ("mean", "cls")
+
 
 def _field_type(cls, f):
     """The field's type, without Optional (`int | None` -> int; `list[float] | None` -> list[float])."""

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
-from ..inference.bench import BenchInferOptions, BenchOnnxOptions
-from ..inference.depth import BenchDepthOptions
-from ..inference.embeddings import BenchEmbedOptions
+from ..inference.options import BenchDepthOptions, BenchEmbedOptions, BenchInferOptions, BenchOnnxOptions
 from ..options import add_dataclass_flags, options_kwargs
 from ..records import write_json
 
@@ -58,7 +56,7 @@ class ExportOptions:
     pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
         "with --sentence-transformers: the pooling of the sentence embedding")})
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
-    opset: int = 18
+    opset: int = field(default=18, metadata={"help": "ONNX opset version; lower it for an older ONNX Runtime"})
     iterations: int | None = field(default=None, metadata={"metavar": "K", "help": (
         "export a K-iteration graph (elastic depth) instead of all N iterations")})
 
@@ -93,7 +91,7 @@ def register(sub, bench_sub) -> None:
                     "saved bi-encoders, 'minilm' and any Hugging Face encoder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchEmbedOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", default=None, help="also write the JSON result to this file (atomically)")
     p.set_defaults(func=run_bench_embed)
 
@@ -105,7 +103,7 @@ def register(sub, bench_sub) -> None:
                     "change in points.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchOnnxOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_onnx)
 
     p = bench_sub.add_parser(
@@ -115,7 +113,7 @@ def register(sub, bench_sub) -> None:
                     "bert-6layer (random BERT shapes, no download), or a checkpoint folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchInferOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_infer)
 
     p = bench_sub.add_parser(
@@ -125,7 +123,7 @@ def register(sub, bench_sub) -> None:
                     "one run, configurations interleaved batch by batch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchDepthOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_depth)
 
 

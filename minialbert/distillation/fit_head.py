@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,7 +15,8 @@ from transformers import TrainerCallback
 
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
-from ..runtime import DTYPE_HELP, DTYPES, resolve_device, resolve_dtype, training_arguments
+from .options import FitHeadOptions  # noqa: F401  (options apart: the CLI reads them without torch)
+from ..runtime import resolve_device, resolve_dtype, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -70,25 +70,6 @@ class AccuracyCurve(TrainerCallback):
             self.mlm.train()
             self.curve.append({"step": state.global_step, "masked_token_accuracy": round(acc, 4)})
             logger.info("fit-head step %d: held-out masked-token accuracy %.4f", state.global_step, acc)
-
-
-@dataclass
-class FitHeadOptions:
-    """`minialbert fit-head`: the fields are fit_mlm_head's parameters. Its defaults are a head's, not
-    a student's: a few hundred steps of a high learning rate train one small module."""
-    out: str = field(metadata={"required": True, "help": "where to save the completed masked-LM checkpoint"})
-    teacher: str = field(default="minilm", metadata={"help": "encoder to complete ('minilm' = packaged)"})
-    corpus: str = field(default="wiki-offline", metadata={"help": "corpus, as for distill"})
-    max_steps: int = 300
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    max_length: int = 128
-    max_docs: int | None = None
-    eval_windows: int = field(default=256, metadata={"help": "held-out windows for the accuracy check"})
-    eval_every: int = field(default=0, metadata={
-        "help": "also measure held-out accuracy every N steps (the curve goes into fit_head.json)"})
-    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
-    seed: int = 42
 
 
 def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max_steps=300, batch_size=32, learning_rate=2e-3,

@@ -174,6 +174,26 @@ def _recipe_file(name_or_path: str) -> tuple[Path, dict]:
     return path, data
 
 
+def recipe_fields(name_or_path: str) -> set[str]:
+    """The fields a recipe file sets itself (the others take the defaults)."""
+    return set(_recipe_file(name_or_path)[1])
+
+
+# What each shipped recipe is for, in a few words (`distill --help` lists them).
+RECIPE_PURPOSES = {
+    "cpu-demo": "offline demo, about 10 minutes on a laptop CPU",
+    "cpu-2h": "the released student's recipe, about 1-2 CPU hours",
+    "paper-general": "the paper's general-domain run; needs a network and GPUs",
+    "paper-bio": "the paper's biomedical run; needs a network and GPUs",
+    "retention-student": "the student of the retention study (docs/RESULTS.md), whose script sets its budget",
+}
+
+
+def recipe_listing() -> str:
+    """The shipped recipes, each with what it is for."""
+    return "; ".join(f"{n}: {RECIPE_PURPOSES[n]}" if n in RECIPE_PURPOSES else n for n in available_recipes())
+
+
 def load_recipe(name_or_path: str | None) -> DistillRecipe:
     """A shipped recipe by name, or a YAML file, as written (no preset or flags applied)."""
     return DistillRecipe() if name_or_path is None else DistillRecipe(**_recipe_file(name_or_path)[1])

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data.tasks import DataOptions
 from ..errors import MiniAlbertError, require
-from ..model.pooling import POOLINGS
-from ..runtime import DTYPE_HELP, DTYPES
+from ..options import DTYPE_HELP, DTYPES, POOLINGS
 from ..taskdistill.options import TaskDistillationOptions
 
 PAPER_LRS = (5e-5, 5e-4, 1e-3)
@@ -21,7 +19,9 @@ RUN_SPEC = {"identity": False, "run_spec": True}
 @dataclass(kw_only=True)
 class FinetuneOptions(TaskDistillationOptions):
     """fine-tuning"""
-    model: str = field(metadata={"required": True, "help": "MiniALBERT checkpoint folder, any HF encoder, or 'minilm'"})
+    model: str = field(metadata={"required": True, "help": (
+        "the model to fine-tune: a MiniALBERT checkpoint folder (e.g. OUT/final of distill), the released student "
+        "'minialbert-minilm', a packaged teacher ('minilm', 'mpnet'), or any Hugging Face encoder name or folder")})
     task: str = field(metadata={"required": True, "help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner"})
     out: str = field(metadata={**NOT_IDENTITY, "required": True, "help": "output folder (re-running it resumes; see run identity)"})
     data_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs) or NER folder; "
@@ -40,8 +40,8 @@ class FinetuneOptions(TaskDistillationOptions):
     seed: int = field(default=42, metadata={"help": "the first run's seed (run k uses seed + k); also draws the "
                                                     "--max-train-samples subset and the augmented copies"})
     dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
-    max_length: int = 128
-    weight_decay: float = 0.01
+    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps with a linear warm-up"})
     seeds_at_best: int | None = field(default=None, metadata={**RUN_SPEC,
         "help": "pick the best configuration with one seed each, then repeat it to N seeds (results.json reports "
@@ -95,6 +95,8 @@ class FinetuneOptions(TaskDistillationOptions):
         return self
 
     def data_options(self) -> DataOptions:
+        from ..data.tasks import DataOptions  # torch: only where the data is read
+
         return DataOptions(self.task, self.data_dir, self.max_length, self.label_all_subtokens,
                            self.max_train_samples, self.seed, self.pair_encoding)
 
@@ -156,3 +158,14 @@ def plan_seeds_at_best(opts: FinetuneOptions, best: dict, results: list[dict]) -
 
 def config_key(config: dict) -> tuple:
     return config["learning_rate"], config["batch_size"], config["epochs"], config["max_steps"]
+
+
+@dataclass
+class BenchFinetuneOptions:
+    """`minialbert bench finetune`: the fields are bench_finetune's parameters."""
+    model: str = field(default="minialbert-768", metadata={"help": "preset (random weights) or checkpoint folder"})
+    task_name: str = field(default="sst2", metadata={"flag": "--task", "help": "GLUE task"})
+    data_dir: str | None = field(default=None, metadata={"help": "GLUE folder with the task's train.tsv"})
+    steps: int = field(default=20, metadata={"help": "timed steps of each mode (full, adapters)"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step"})
+    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
