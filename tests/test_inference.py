@@ -235,6 +235,34 @@ def test_int8_export_is_smaller_and_close(token_classifier, tmp_path, capsys):
     assert torch.corrcoef(torch.stack([torch.from_numpy(a).flatten(), torch.from_numpy(b).flatten()]))[0, 1] > 0.99
 
 
+def test_export_of_a_distilled_student_writes_its_encoder_unless_asked_for_the_mlm_head(tmp_path, capsys):
+    """A distilled student is saved as a masked LM; what a user deploys is its encoder. Before `--part`,
+    `export STUDENT --onnx` wrote the vocabulary logits (the head is most of the file)."""
+    from helpers import save_tiny_student
+
+    student = save_tiny_student(tmp_path / "student", tokenizer=False)
+    assert main(["export", student, "--onnx", str(tmp_path / "encoder.onnx")]) == 0
+    encoder = json.loads(capsys.readouterr().out)
+    assert encoder["part"] == "base" and encoder["class"] == "MiniAlbertModel"
+    assert "logits" not in encoder["outputs"] and encoder["outputs"][0] == "last_hidden_state"
+    assert main(["export", student, "--onnx", str(tmp_path / "mlm.onnx"), "--part", "mlm"]) == 0
+    mlm = json.loads(capsys.readouterr().out)
+    assert mlm["part"] == "mlm" and mlm["outputs"] == ["logits"] and mlm["parameters"] > encoder["parameters"]
+    (logits,) = _onnx_outputs(tmp_path / "mlm.onnx", _inputs(2, 7, 120))
+    assert logits.shape[-1] == MiniAlbertConfig.from_pretrained(student).vocab_size
+    assert main(["export", student, "--onnx", str(tmp_path / "task.onnx"), "--part", "task"]) == 2
+    assert "--part mlm or --part base" in capsys.readouterr().err
+    assert not (tmp_path / "task.onnx").exists()
+
+
+def test_export_of_a_fine_tuned_model_writes_its_head_by_default(token_classifier, tmp_path, capsys):
+    folder, _ = token_classifier
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "base.onnx"), "--part", "base"]) == 0
+    assert json.loads(capsys.readouterr().out)["class"] == "MiniAlbertModel"
+    assert main(["export", str(folder), "--sentence-transformers", str(tmp_path / "st"), "--part", "base"]) == 2
+    assert "--part chooses what --onnx writes" in capsys.readouterr().err
+
+
 def test_export_bad_input(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing"), "--onnx", str(tmp_path / "m.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -36,7 +36,11 @@ class ExportOptions:
     """`minialbert export`: one of --onnx, --sentence-transformers and --release."""
     model: str = field(metadata={"positional": True, "help": "checkpoint folder, adapter task folder, preset or hub "
                                                              "name"})
-    onnx: str | None = field(default=None, metadata={"metavar": "OUT.onnx", "help": "write an ONNX file"})
+    onnx: str | None = field(default=None, metadata={"metavar": "OUT.onnx", "help": "write an ONNX file of --part"})
+    part: str | None = field(default=None, metadata={"choices": ["base", "mlm", "task"], "help": (
+        "with --onnx: which part of MODEL to write: base (the encoder: token states), mlm (the masked-LM head's "
+        "vocabulary logits) or task (a fine-tuned head). Default: base for a masked-LM checkpoint such as a "
+        "distilled student, task for a fine-tuned model or adapter task folder")})
     sentence_transformers: str | None = field(default=None, metadata={"metavar": "OUT", "help": (
         "write a sentence-transformers folder instead (the encoder + pooling; for a student, a bi-encoder or any "
         "encoder): SentenceTransformer(OUT) loads it after `import minialbert`, or with trust_remote_code=True "
@@ -72,7 +76,7 @@ def register(sub, bench_sub) -> None:
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser(
-        "export", help="Export a model (base or task head) to ONNX, optionally with int8 weights.",
+        "export", help="Export a model (its encoder, MLM head or task head) to ONNX, or for release.",
         description="Exports MODEL (a checkpoint folder with any head, an adapter-only task folder, a preset "
                     "or a hub name) with dynamic batch and sequence axes, checks its outputs against PyTorch "
                     "on inputs of another shape (fp32: max abs diff must be <= 1e-4, else nothing is "
@@ -212,6 +216,8 @@ def run_export(args) -> int:
     if sum(x is not None for x in (args.onnx, args.sentence_transformers, args.release)) + args.update_code != 1:
         raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx, --sentence-transformers OUT, "
                               "--release OUT or --update-code.")
+    if args.part and not args.onnx:
+        raise MiniAlbertError("--part chooses what --onnx writes; give --onnx OUT.onnx with it.")
     if args.update_code:
         from ..inference.export import update_model_code
 
@@ -242,7 +248,7 @@ def run_export(args) -> int:
         print(json.dumps(export_sentence_transformers(args.model, args.sentence_transformers, args.pooling), indent=2))
         return 0
     print(json.dumps(export_onnx(args.model, args.onnx, int8=args.int8, opset=args.opset,
-                                 iterations=args.iterations), indent=2))
+                                 iterations=args.iterations, part=args.part), indent=2))
     return 0
 
 
