@@ -125,6 +125,7 @@ def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max
               "trainable_parameters": sum(p.numel() for p in mlm.parameters() if p.requires_grad)}
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # save_strategy="no": nothing to keep there
     mlm.requires_grad_(True)
+    mlm.config.mlm_head_trained = max_steps > 0  # read by MiniAlbertForMaskedLM's loading warning
     mlm.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "fit_head.json").write_text(json.dumps(report, indent=2))
