@@ -90,6 +90,32 @@ def test_predict_cli(two_tasks, tmp_path, capsys):
     assert "line 1: expected a JSON object with a 'text' field" in capsys.readouterr().err
 
 
+def test_predict_takes_the_finetune_output_folder_and_answers_with_label_names_and_scores(two_tasks, tmp_path,
+                                                                                          capsys):
+    """`predict --task-file rte=OUT` with the very folder `finetune --adapter-tuning --out OUT` wrote
+    (its best run's adapter is OUT/runs/RUN/adapter), and an SST-2 answer named, not "0"."""
+    base, dirs = two_tasks
+    glue = shared_path("data", "glue")
+    sst2 = tmp_path / "sst2"
+    assert main(["finetune", "--model", str(base), "--task", "sst2", "--data-dir", str(glue), "--adapter-tuning",
+                 "--max-steps", "2", "--max-length", "32", "--max-train-samples", "32", "--out", str(sst2)]) == 0
+    rte = dirs["rte"].parents[2]  # OUT of `finetune --out OUT`
+    assert (rte / "results.json").is_file()
+    (tmp_path / "in.jsonl").write_text(json.dumps({"task": "rte", "text": "It rains.", "text_pair": "Water falls."})
+                                       + "\n" + json.dumps({"task": "sst2", "text": "A lovely, moving film."}) + "\n")
+    capsys.readouterr()
+    assert main(["predict", "--base", str(base), "--task-file", f"rte={rte}", "--task-file", f"sst2={sst2}",
+                 "--input", str(tmp_path / "in.jsonl")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["prediction"] in ("entailment", "not_entailment")
+    assert rows[1]["prediction"] in ("negative", "positive")
+    assert all(0.5 <= r["score"] <= 1 for r in rows)  # the probability of the chosen label
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--base", str(base), "--task-file", str(tmp_path / "empty"), "--input",
+                 str(tmp_path / "in.jsonl")]) == 2
+    assert "OUT/runs/RUN/adapter" in capsys.readouterr().err
+
+
 def test_predict_names_tasks_by_their_own_task_and_refuses_two_of_one_name(two_tasks, tmp_path, capsys):
     base, dirs = two_tasks
     assert dirs["rte"].name == dirs["stsb"].name == "adapter"  # every adapter-tuned task is saved so

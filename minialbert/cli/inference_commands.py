@@ -19,7 +19,9 @@ class PredictOptions:
     """`minialbert predict`."""
     base: str = field(metadata={"required": True, "help": "base checkpoint (the distilled student)"})
     task_file: list[str] = field(metadata={"required": True, "action": "append", "metavar": "[NAME=]DIR",
-                                           "help": "adapter task folder, optionally named (repeatable); the name defaults to "
+                                           "help": "adapter task folder (OUT/runs/RUN/adapter) or the --out folder of "
+                                                   "`finetune --adapter-tuning` (its best run's adapter is used), "
+                                                   "optionally named (repeatable); the name defaults to "
                                                    "the task file's own task ('rte', 'ner:NCBI-disease'); two "
                                                    "tasks of one name are refused"})
     input: str = field(metadata={"required": True, "help": "JSON lines with text (and text_pair, task)"})
@@ -160,9 +162,12 @@ def run_predict(args) -> int:
             raise MiniAlbertError(f"{path}, line {n}: several tasks are loaded ({', '.join(server.tasks)}); say "
                                   "which with a 'task' field.")
         pair = [req["text_pair"]] if "text_pair" in req else None
-        labels, used = server.predict_with_depth(task, [text], pair, iterations=args.iterations,
-                                                 early_exit=args.early_exit)
-        lines.append(json.dumps({"task": task, "prediction": labels[0], "iterations": used[0]}))
+        labels, scores, used = server.predict_with_scores(task, [text], pair, iterations=args.iterations,
+                                                          early_exit=args.early_exit)
+        answer = {"task": task, "prediction": labels[0]}
+        if scores[0] is not None:
+            answer["score"] = round(scores[0], 4) if isinstance(scores[0], float) else [round(s, 4) for s in scores[0]]
+        lines.append(json.dumps({**answer, "iterations": used[0]}))
     text = "\n".join(lines) + "\n"
     if args.output:
         Path(args.output).write_text(text)
