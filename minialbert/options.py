@@ -98,6 +98,29 @@ def add_dataclass_flags(parser, cls, *, help: dict | None = None, defaults_none:
             target.add_argument(flag, type=kind, choices=meta.get("choices"), **kw)
 
 
+MIN_MAX_LENGTH = 8
+
+
+def max_length_problem(value: int) -> str | None:
+    """The one check of every command's --max-length (and a recipe's max_length): what is wrong, or None."""
+    if value is None or value >= MIN_MAX_LENGTH:
+        return None
+    return (f"must be at least {MIN_MAX_LENGTH} tokens (got {value}): an input needs [CLS], [SEP] and some text "
+            "(128 or 256 are usual)")
+
+
+def max_length(text: str) -> int:
+    """argparse type of --max-length: an integer that passes max_length_problem."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}") from None
+    problem = max_length_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def from_args(cls, args, **extra):
     """The dataclass `cls` from a parsed namespace (its fields' values), plus `extra`."""
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}, **extra)

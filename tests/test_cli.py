@@ -152,7 +152,7 @@ def test_distill_help_shows_each_recipe_field_resolved_and_where_from(recipe, ex
 
 def test_help_names_what_a_newcomer_looks_for():
     helps = {(prog, flag): text for prog, flag, text in _helps(build_parser())}
-    assert "retention-student: the student of the retention study" in helps[("minialbert distill", "--recipe")]
+    assert "retention-student: the student of the budget-curve study" in helps[("minialbert distill", "--recipe")]
     for key in [("minialbert finetune", "--model"), ("minialbert bench embed", "--model")]:
         assert "minialbert-minilm" in helps[key] and "mpnet" in helps[key], helps[key]
     assert "(default: md)" in helps[("minialbert report", "--format")]
@@ -163,3 +163,62 @@ def test_distill_help_for_a_missing_recipe_is_one_error_line(capsys):
 
     assert main(["distill", "--recipe", "no-such-recipe", "--help"]) == 2
     assert "Unknown recipe 'no-such-recipe'" in capsys.readouterr().err
+
+
+# --- one --max-length rule ------------------------------------------------------------------------------
+
+def _commands_with(flag):
+    return [p.prog.split()[1:] for p in subparsers(build_parser())
+            if any(flag in a.option_strings for a in p._actions)]
+
+
+def test_every_max_length_flag_has_one_limit_and_one_message(capsys, tmp_path):
+    """Before: distill refused 1 with one wording, finetune with another, and bench/fit-head commands took
+    0 or 1 and failed later (or not at all)."""
+    from minialbert.cli import main
+    from minialbert.distillation.recipe import load_recipe
+    from minialbert.errors import MiniAlbertError
+
+    commands = _commands_with("--max-length")
+    assert len(commands) >= 7  # distill, fit-head, finetune, ablate and the benchmarks
+    messages = set()
+    for command in commands:
+        for value in ("0", "7"):
+            with pytest.raises(SystemExit):
+                main(command + ["--max-length", value])
+            err = capsys.readouterr().err.splitlines()[-1]
+            messages.add(err.split("--max-length:", 1)[1].replace(f"(got {value})", "(got N)"))
+    assert len(messages) == 1 and "at least 8 tokens" in messages.pop()
+    for command in commands:  # 8 itself is accepted by the parser
+        parser = build_parser()
+        action = next(a for p in subparsers(parser) if p.prog.split()[1:] == command
+                      for a in p._actions if "--max-length" in a.option_strings)
+        assert action.type("8") == 8
+    (tmp_path / "short.yaml").write_text("max_length: 7\n")
+    with pytest.raises(MiniAlbertError, match=r"--max-length must be at least 8 tokens \(got 7\)"):
+        load_recipe(str(tmp_path / "short.yaml")).validate()
+
+
+# --- what ships names only what ships or what the hub serves -----------------------------------------------
+
+def test_shipped_recipes_name_nothing_outside_the_package():
+    """cpu-2h named ../shared/data/corpora/biomed/sentences.txt, so `distill --recipe cpu-2h` stopped
+    with "Corpus ... does not exist" anywhere but beside this repository."""
+    from minialbert.distillation.recipe import RECIPE_DIR, available_recipes, load_recipe
+
+    for name in available_recipes():
+        text = (RECIPE_DIR / f"{name}.yaml").read_text()
+        assert "../" not in text and "retention_study.py" not in text, name
+        for source in load_recipe(name).corpus.split("+"):
+            assert source == "wiki-offline" or source.startswith("hf:"), (name, source)
+
+
+def test_the_released_card_and_the_card_writers_cite_no_local_folders():
+    from minialbert.model_card import corpus_datasets, public_corpus
+    from minialbert.packaged import released_student
+
+    card = (released_student("minialbert-minilm") / "README.md").read_text()
+    assert "../" not in card and "minialbert distill --recipe cpu-2h" in card
+    assert public_corpus("wiki-offline+../shared/data/corpora/biomed/sentences.txt") == \
+        "wiki-offline + sentences.txt (a local file)"
+    assert corpus_datasets("wiki-offline+hf:timaeus/pile-pubmed_abstracts::train") == ["timaeus/pile-pubmed_abstracts"]

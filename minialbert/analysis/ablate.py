@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
+from ..options import max_length
 from ..records import write_json
 
 # variant -> recipe overrides (Table 3: alignment losses; Table 4: embedding loss, full-rank embeddings)
@@ -47,7 +48,7 @@ class AblateOptions:
     finetune_steps: int = field(default=200, metadata={"help": "fine-tuning steps per student and task"})
     finetune_lr: float = field(default=5e-4, metadata={"help": "fine-tuning learning rate (one value for every "
                                                                "variant, so the comparison is fair)"})
-    max_length: int = field(default=128, metadata={"help": "fine-tuning sequence length"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": "fine-tuning sequence length"})
     set: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FIELD=VALUE", "help": (
         "override a recipe field for every variant (repeatable), e.g. --set batch_size=8")})
 

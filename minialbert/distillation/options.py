@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..options import DTYPE_HELP, DTYPES
+from ..options import DTYPE_HELP, DTYPES, max_length
 
 TEACHER_SHAPES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -23,7 +23,8 @@ class FitHeadOptions:
     batch_size: int = field(default=32, metadata={"help": "corpus windows per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate of the head (high: one small "
                                                                  "module trains)"})
-    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})
     max_docs: int | None = field(default=None, metadata={"help": "use only the first N documents of the corpus "
                                                                  "(default: all)"})
     eval_windows: int = field(default=256, metadata={"help": "held-out windows for the accuracy check"})

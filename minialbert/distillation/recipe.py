@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import MiniAlbertError, require
+from ..options import max_length, max_length_problem
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 # A field a resumed run may change (the run's length and bookkeeping); any other difference would
@@ -45,7 +46,7 @@ class DistillRecipe:
     temperature: float = 1.0
     # corpus
     corpus: str = "wiki-offline"
-    max_length: int = 256
+    max_length: int = field(default=256, metadata={"type": max_length})
     stride: int = 128
     windows_per_doc: int = 10
     text_field: str = "text"
@@ -93,7 +94,7 @@ class DistillRecipe:
     def validate(self) -> "DistillRecipe":
         """Cheap checks before anything is loaded; each names its flag and how to fix it."""
         positive_ints = {"batch_size": "examples per device per step", "gradient_accumulation_steps": "",
-                         "max_length": "tokens per window", "windows_per_doc": "",
+                         "windows_per_doc": "",
                          "logging_steps": "", "save_total_limit": ""}
         for name, what in positive_ints.items():
             value = getattr(self, name)
@@ -108,8 +109,7 @@ class DistillRecipe:
             value = getattr(self, name)
             require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}); leave it out to "
                                                  "take the preset's or the teacher's value.")
-        require(self.max_length >= 8, f"--max-length {self.max_length} is too short: a window needs [CLS], "
-                                      "[SEP] and some text; use 8 or more (128 or 256 are usual).")
+        require(not max_length_problem(self.max_length), f"--max-length {max_length_problem(self.max_length)}.")
         require(self.stride >= 0, f"--stride must be 0 or more (got {self.stride}): the tokens two windows "
                                   "of one document share.")
         require(self.save_steps > 0, f"--save-steps must be positive (got {self.save_steps}): a step count, or a "
@@ -185,7 +185,8 @@ RECIPE_PURPOSES = {
     "cpu-2h": "the released student's recipe, about 1-2 CPU hours",
     "paper-general": "the paper's general-domain run; needs a network and GPUs",
     "paper-bio": "the paper's biomedical run; needs a network and GPUs",
-    "retention-student": "the student of the retention study (docs/RESULTS.md), whose script sets its budget",
+    "retention-student": "the student of the budget-curve study (docs/RESULTS.md), whose script adds the teacher, "
+                         "corpus and budget",
 }
 
 

@@ -26,7 +26,7 @@ from ..checkpoints import (check_max_length, checkpoint_step, latest_complete_ch
 from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
-from ..model_card import corpus_datasets, write_model_card
+from ..model_card import corpus_datasets, public_corpus, write_model_card
 from ..records import DISTILLATION_FIELDS, read_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
@@ -381,7 +381,7 @@ def _student_card(folder: Path, student, summary: dict) -> None:
            f"{c.hidden_size}, embedding {c.embedding_size}, adapters {'yes' if c.use_adapters else 'no'}; "
            f"{sum(p.numel() for p in student.minialbert.parameters()):,} parameters without the MLM head), "
            f"distilled layer to layer by `minialbert distill` from `{summary['teacher']}` on "
-           f"`{summary['corpus']}`: {summary['steps']} steps, {summary.get('distilled_tokens') or 0:,} tokens, "
+           f"`{public_corpus(summary['corpus'])}`: {summary['steps']} steps, {summary.get('distilled_tokens') or 0:,} tokens, "
            f"seed {summary['seed']}. Last logged losses: {losses or 'none (not trained)'}. The full recipe is in "
            "distillation.json.\n\nLoad it after `import minialbert`: `AutoModelForMaskedLM.from_pretrained(folder)`.")
     write_model_card(folder, title="MiniALBERT student", base_model=summary["teacher"],

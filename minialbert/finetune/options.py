@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import MiniAlbertError, require
-from ..options import DTYPE_HELP, DTYPES, POOLINGS
+from ..options import DTYPE_HELP, DTYPES, POOLINGS, max_length, max_length_problem
 from ..taskdistill.options import TaskDistillationOptions
 
 PAPER_LRS = (5e-5, 5e-4, 1e-3)
@@ -40,7 +40,8 @@ class FinetuneOptions(TaskDistillationOptions):
     seed: int = field(default=42, metadata={"help": "the first run's seed (run k uses seed + k); also draws the "
                                                     "--max-train-samples subset and the augmented copies"})
     dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
-    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps with a linear warm-up"})
     seeds_at_best: int | None = field(default=None, metadata={**RUN_SPEC,
@@ -82,7 +83,7 @@ class FinetuneOptions(TaskDistillationOptions):
         require(self.epochs is None or self.epochs > 0, f"--epochs must be positive (got {self.epochs}).")
         require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1 (got {self.max_steps}).")
         require(self.checkpoint_minutes >= 0, f"--checkpoint-minutes must be 0 or more (got {self.checkpoint_minutes}).")
-        require(self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length}).")
+        require(not max_length_problem(self.max_length), f"--max-length {max_length_problem(self.max_length)}.")
         require(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio}).")
         require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
         require(self.pair_encoding in ("auto", *PAIR_ENCODINGS),
@@ -168,4 +169,5 @@ class BenchFinetuneOptions:
     data_dir: str | None = field(default=None, metadata={"help": "GLUE folder with the task's train.tsv"})
     steps: int = field(default=20, metadata={"help": "timed steps of each mode (full, adapters)"})
     batch_size: int = field(default=32, metadata={"help": "examples per step"})
-    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})

@@ -257,7 +257,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     from ..checkpoints import resolve_model_name
     from ..hf_utils import quiet_transformers
     from ..model import MiniAlbertModel
-    from ..model_card import write_model_card
+    from ..model_card import public_corpus, write_model_card
     from ..records import read_json
     from .embeddings import add_sentence_transformers_files
 
@@ -292,7 +292,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     how = (f"`{name}`: a recursive MiniALBERT student (one shared layer applied {c.num_hidden_layers} times, hidden "
            f"{c.hidden_size}, embedding {c.embedding_size}, adapters {'yes' if c.use_adapters else 'no'}; "
            f"{parameters:,} parameters), distilled layer to layer from `{info.get('teacher', '?')}` on "
-           f"`{info.get('corpus', '?')}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
+           f"`{public_corpus(info.get('corpus'))}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
            f"{info.get('train_seconds_total', '?')} s on {info.get('machine', {}).get('cpu', '?')}, seed "
            f"{info.get('seed', '?')}. Made with:\n\n```bash\n{command.strip()}\n```\n\nMeasured:{figures or ' -'}\n\n"
            "**What it is for**: sentence embeddings (mean-pooled final states; semantic similarity, search, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..options import POOLINGS, float_list
+from ..options import POOLINGS, float_list, max_length
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3)
 
@@ -48,7 +48,8 @@ class BenchDepthOptions:
     thresholds: list[float] = field(default_factory=lambda: list(THRESHOLDS), metadata={
         "type": float_list, "help": "comma-separated early-exit entropy thresholds"})
     batch_size: int = field(default=32, metadata={"help": "examples per timed batch"})
-    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})
     figure: str | None = field(default=None, metadata={"help": "write score vs latency as a PNG here"})
 
 @dataclass
@@ -63,7 +64,8 @@ class BenchEmbedOptions:
         "how token states become a sentence embedding: mean over real tokens (how MiniLM was trained) or the "
         "[CLS] state")})
     batch_size: int = field(default=64, metadata={"help": "sentences encoded per batch"})
-    max_length: int = field(default=128, metadata={"help": "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})
     depths: bool = field(default=False, metadata={
         "help": "MiniALBERT: also score and time the embeddings after each K = 1..N iterations"})
     device: str = field(default="cpu", metadata={"choices": ["cpu", "auto", "cuda"], "help": (
