@@ -66,8 +66,11 @@ def load_texts(opts: CorpusOptions):
         try:
             ds = datasets.load_dataset(name, config, split=split, streaming=opts.streaming)
         except Exception as e:  # network or name problems: one clear paragraph
-            raise MiniAlbertError(f"Could not load the hub corpus {source!r}: {e}. Hub corpora need a "
-                                  "network; offline, use wiki-offline or a local file.") from None
+            from ..checkpoints import loading_problem
+
+            raise MiniAlbertError(f"Could not load the hub corpus {source!r}: {loading_problem(e)}. Hub corpora "
+                                  "need a network once (then the local cache serves them); offline, use "
+                                  "wiki-offline or a local file (--corpus).") from None
         if opts.text_field not in (ds.column_names or []):
             raise MiniAlbertError(f"The corpus {source!r} has no {opts.text_field!r} column (columns: "
                                   f"{ds.column_names}); choose one with --text-field.")
