@@ -62,7 +62,9 @@ class ExportOptions:
     pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
         "with --sentence-transformers: the pooling of the sentence embedding")})
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
-    opset: int = field(default=18, metadata={"help": "ONNX opset version; lower it for an older ONNX Runtime"})
+    opset: int = field(default=18, metadata={"help": (
+        "ONNX opset of the file: 18 (the exporter's first; runs on every current ONNX Runtime) up to the installed "
+        "onnx's newest")})
     iterations: int | None = field(default=None, metadata={"metavar": "K", "help": (
         "export a K-iteration graph (elastic depth) instead of all N iterations")})
 
@@ -80,7 +82,8 @@ def register(sub, bench_sub) -> None:
     p = sub.add_parser(
         "export", help="Export a model (its encoder, MLM head or task head) to ONNX, or for release.",
         description="Exports MODEL (a checkpoint folder with any head, an adapter-only task folder, a preset "
-                    "or a hub name) with dynamic batch and sequence axes, checks its outputs against PyTorch "
+                    "or a hub name) with dynamic batch and sequence axes (a distilled student as its encoder, unless "
+                    "--part mlm asks for its masked-LM head), checks its outputs against PyTorch "
                     "on inputs of another shape (fp32: max abs diff must be <= 1e-4, else nothing is "
                     "written), and prints a JSON report. The shared layer is stored once. --int8 writes "
                     "dynamically quantised int8 weights (onnxruntime) instead of fp32; use "

@@ -38,6 +38,8 @@ def recipe_in(argv) -> str:
     """The `--recipe` given on a `distill` command line (so that `distill --recipe X --help` shows X's
     values), else the default recipe."""
     argv = list(argv or [])
+    if not argv or argv[0] != "distill":  # another command's --recipe (ablate) is its own business
+        return DEFAULT_RECIPE
     for i, arg in enumerate(argv):
         if arg == "--recipe" and i + 1 < len(argv):
             return argv[i + 1]
