@@ -13,7 +13,7 @@ import torch
 
 from .. import allocator
 from ..compat import cpu_has_native_bf16
-from ..runtime import DTYPES, matmul_gflops
+from ..runtime import matmul_gflops
 from ..model import MiniAlbertForMaskedLM
 from .options import TEACHER_SHAPES, DistillBenchOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 from .losses import LossWeights, distillation_losses, uniform_layer_map

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import MiniAlbertError, require
 from ..options import DTYPE_HELP, DTYPES, POOLINGS, max_length, max_length_problem
 from ..taskdistill.options import TaskDistillationOptions
+
+if TYPE_CHECKING:  # torch: imported where the data is read
+    from ..data.tasks import DataOptions
 
 PAPER_LRS = (5e-5, 5e-4, 1e-3)
 PAIR_ENCODINGS = ("cross", "bi")
@@ -96,7 +100,7 @@ class FinetuneOptions(TaskDistillationOptions):
         return self
 
     def data_options(self) -> DataOptions:
-        from ..data.tasks import DataOptions  # torch: only where the data is read
+        from ..data.tasks import DataOptions
 
         return DataOptions(self.task, self.data_dir, self.max_length, self.label_all_subtokens,
                            self.max_train_samples, self.seed, self.pair_encoding)
