@@ -71,6 +71,24 @@ def test_an_unreachable_hub_name_fails_at_once_without_retries(tmp_path):
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_hub_corpus_with_the_hub_unreachable_fails_without_retries(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(PYTHONPATH=ROOT, HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    code = ("from transformers import AutoTokenizer\n"
+            "from minialbert.data.corpus import CorpusOptions, build_windows\n"
+            "from minialbert.packaged import packaged_teacher_path\n"
+            "from minialbert.errors import MiniAlbertError\n"
+            "try:\n"
+            "    build_windows(AutoTokenizer.from_pretrained(packaged_teacher_path()), "
+            "CorpusOptions(source='hf:no-such-org/no-such-corpus', max_length=64))\n"
+            "except MiniAlbertError as e:\n"
+            "    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=tmp_path)
+    assert "Could not load the hub corpus 'hf:no-such-org/no-such-corpus'" in result.stdout, result.stderr[-2000:]
+    assert "no connection to http://127.0.0.1:9" in result.stdout and "Retrying" not in result.stderr
+
+
 def test_loading_errors_give_the_advice_once_with_one_full_stop(tmp_path):
     from minialbert.checkpoints import read_config
     from minialbert.errors import MiniAlbertError
