@@ -1,31 +1,16 @@
 """minialbert: distil BERT-like teachers into compact recursive MiniALBERT students.
 
 Importing the package registers the `minialbert` model type with transformers' Auto classes, and
-nothing else: every submodule imports this package first, so the registration is always in place,
-and the fine-tuning stack loads only when it is used (`minialbert.load_adapter_model`).
+nothing else. The registration happens as soon as transformers itself is loaded: at once when it
+already is, else right after its first import (a post-import hook), so `import minialbert` stays
+free of torch and transformers and `minialbert --help` answers at once. The model classes load on
+first use (`minialbert.MiniAlbertModel`), the fine-tuning stack likewise (`minialbert.load_adapter_model`).
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
-
-from .model import (
-    PRESETS,
-    MiniAlbertConfig,
-    MiniAlbertConfigError,
-    MiniAlbertForMaskedLM,
-    MiniAlbertForQuestionAnswering,
-    MiniAlbertForSequenceClassification,
-    MiniAlbertForTokenClassification,
-    MiniAlbertModel,
-    parameter_breakdown,
-    preset_config,
-)
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
@@ -35,15 +20,63 @@ __all__ = ["MiniAlbertConfig", "MiniAlbertConfigError", "MiniAlbertModel", "Mini
            "MiniAlbertForQuestionAnswering", "PRESETS", "preset_config", "parameter_breakdown",
            "load_adapter_model"]
 
-AutoConfig.register("minialbert", MiniAlbertConfig, exist_ok=True)
-for _auto, _cls in ((AutoModel, MiniAlbertModel), (AutoModelForMaskedLM, MiniAlbertForMaskedLM),
-                    (AutoModelForSequenceClassification, MiniAlbertForSequenceClassification),
-                    (AutoModelForTokenClassification, MiniAlbertForTokenClassification),
-                    (AutoModelForQuestionAnswering, MiniAlbertForQuestionAnswering)):
-    _auto.register(MiniAlbertConfig, _cls, exist_ok=True)
+# Loaded on first access (PEP 562): each of these imports torch and transformers.
+_MODEL_NAMES = ("PRESETS", "MiniAlbertConfig", "MiniAlbertConfigError", "MiniAlbertForMaskedLM",
+                "MiniAlbertForQuestionAnswering", "MiniAlbertForSequenceClassification",
+                "MiniAlbertForTokenClassification", "MiniAlbertModel", "parameter_breakdown", "preset_config")
+
+
+def register_auto_classes() -> None:
+    """Register MiniAlbertConfig and its models with transformers' Auto classes (idempotent).
+    Called by minialbert.model once its classes exist."""
+    from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
+                              AutoModelForSequenceClassification, AutoModelForTokenClassification)
+
+    from . import model
+
+    AutoConfig.register("minialbert", model.MiniAlbertConfig, exist_ok=True)
+    for auto, cls in ((AutoModel, model.MiniAlbertModel), (AutoModelForMaskedLM, model.MiniAlbertForMaskedLM),
+                      (AutoModelForSequenceClassification, model.MiniAlbertForSequenceClassification),
+                      (AutoModelForTokenClassification, model.MiniAlbertForTokenClassification),
+                      (AutoModelForQuestionAnswering, model.MiniAlbertForQuestionAnswering)):
+        auto.register(model.MiniAlbertConfig, cls, exist_ok=True)
+
+
+class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
+    """Runs the registration right after `transformers` is first imported, by whoever imports it.
+    Why a hook and not an import here: transformers pulls in torch (seconds), and the CLI must parse
+    its arguments (--help, a typo) before paying for either."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "transformers":
+            return None
+        sys.meta_path.remove(self)  # once; the normal finders locate the package
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            # minialbert.model already importing (it imports transformers itself) registers at its end.
+            if "minialbert.model" not in sys.modules:
+                importlib.import_module("minialbert.model")
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "transformers" in sys.modules:
+    importlib.import_module("minialbert.model")  # registers
+elif not any(isinstance(f, _RegisterAfterTransformers) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterTransformers())
 
 
 def __getattr__(name):  # PEP 562: keep `import minialbert` light
+    if name in _MODEL_NAMES:
+        from . import model
+
+        return getattr(model, name)
     if name == "load_adapter_model":
         from .model.adapters import load_adapter_model
 

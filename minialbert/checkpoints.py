@@ -15,10 +15,16 @@ from .packaged import (PACKAGED_TEACHER_ALIASES, packaged_teacher_path, released
 logger = logging.getLogger(__name__)
 
 
+MODEL_ADVICE = ("Give a local checkpoint folder, 'minilm' for the packaged teacher, 'minialbert-minilm' for the "
+                "released student, or a hub name (which needs a network).")
+
+
 def resolve_model_name(name: str) -> str:
     """Map the packaged-teacher aliases ('minilm'; 'mpnet' when its optional packages are installed,
     else a message naming the install command) and the names of released students to their folders;
-    anything else passes through unchanged (a local path, or a hub name for users with a network)."""
+    anything else passes through unchanged (a local path, or a hub name for users with a network).
+    A hub name that is neither cached nor reachable fails here, at once, instead of after the hub
+    client's retries (about 30 s)."""
     if name.lower() in PACKAGED_TEACHER_ALIASES:
         return str(packaged_teacher_path())
     if (optional := split_zip_teacher(name)) is not None and not Path(name).exists():
@@ -26,12 +32,59 @@ def resolve_model_name(name: str) -> str:
     if not Path(name).exists() and (released := released_student(name)) is not None:
         return str(released)
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
-        raise MiniAlbertError(f"The model folder {name} does not exist; give a checkpoint folder, 'minilm' "
-                              "for the packaged teacher, or a hub name (needs a network).")
+        raise MiniAlbertError(f"The model folder {name} does not exist. {MODEL_ADVICE}")
     path = Path(name).expanduser()
     if path.is_dir():
         check_model_folder(path)
+    elif not path.exists():
+        _require_hub_or_cache(name)
     return str(path) if name.startswith("~") else name
+
+
+def _require_hub_or_cache(name: str) -> None:
+    """`name` is no local path, so it is a hub name: it must be in the local hub cache, or the hub reachable."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id (HFValidationError) either: transformers names the problem
+        return
+    if cached:
+        return
+    why = hub_unreachable(constants.ENDPOINT, constants.HF_HUB_OFFLINE)
+    if why:
+        raise MiniAlbertError(f"{name!r} is not a local folder, nor in the local Hugging Face cache, and the hub "
+                              f"cannot be reached ({why}). {MODEL_ADVICE}")
+
+
+_HUB_CHECKED: dict = {}
+
+
+def hub_unreachable(endpoint: str, offline: bool, timeout: float = 3.0) -> str | None:
+    """Why the hub at `endpoint` cannot be used (offline mode, or no TCP connection within `timeout`
+    seconds), else None; asked once per process. A plain connect, not a request: the answer must come
+    in seconds, where the hub client retries with back-off."""
+    if offline:
+        return "HF_HUB_OFFLINE is set"
+    if endpoint not in _HUB_CHECKED:
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            _HUB_CHECKED[endpoint] = None
+        except OSError as e:
+            _HUB_CHECKED[endpoint] = f"no connection to {endpoint}: {e.strerror or e}"
+    return _HUB_CHECKED[endpoint]
+
+
+def loading_problem(error: Exception) -> str:
+    """The first line of a loading error, without transformers' own advice and trailing full stops
+    (our message adds the advice that fits)."""
+    text = str(error).strip().split("\n")[0].strip()
+    return text.rstrip(".") or type(error).__name__
 
 
 def read_config(name: str, path=None, role: str = ""):
@@ -39,11 +92,12 @@ def read_config(name: str, path=None, role: str = ""):
     paragraph saying why it cannot be read. `role` names the model (e.g. "the teacher ")."""
     from transformers import AutoConfig
 
+    path = path or resolve_model_name(name)  # a missing folder, damaged weights or no hub: said there
     try:
-        return AutoConfig.from_pretrained(path or resolve_model_name(name))
+        return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"Could not read the configuration of {role}{name!r}: {e}. Give a local checkpoint "
-                              "folder, 'minilm' for the packaged teacher, or a hub name (needs a network).") from None
+        raise MiniAlbertError(f"Could not read the configuration of {role}{name!r}: {loading_problem(e)}. "
+                              f"{MODEL_ADVICE}") from None
 
 
 def check_max_length(name: str, max_length: int, role: str = "", config=None) -> None:

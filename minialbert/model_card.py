@@ -32,10 +32,18 @@ def hub_id(name: str | None) -> str | None:
 
 
 def corpus_datasets(corpus: str | None) -> list[str]:
-    """Hub dataset ids for a corpus option (hf:NAME[:...] -> NAME); local text has none."""
-    if corpus and corpus.startswith("hf:"):
-        return [corpus[3:].split(":")[0]]
-    return []
+    """Hub dataset ids for a corpus option (hf:NAME[:...] -> NAME, each source of a + mix); local text has none."""
+    return [part[3:].split(":")[0] for part in (corpus or "").split("+") if part.startswith("hf:")]
+
+
+def public_corpus(corpus: str | None) -> str:
+    """A corpus option as a card shows it: hub datasets and wiki-offline by name, a local file by its
+    file name only (the folder it sat in means nothing to a reader)."""
+    parts = []
+    for part in (corpus or "?").split("+"):
+        local = not part.startswith("hf:") and ("/" in part or "\\" in part)
+        parts.append(f"{Path(part).name} (a local file)" if local else part)
+    return " + ".join(parts)
 
 
 def student_kind(config) -> tuple[str, str]:

@@ -19,6 +19,13 @@ import dataclasses
 import types
 import typing
 
+# Choices the options of several commands share (here, not beside the code that uses them, so that the
+# command line can build its parsers without importing torch).
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+DTYPE_HELP = ("auto: bf16 on a GPU that supports it; on a CPU whichever of fp32/bf16 a matmul probe finds faster "
+              "(cached per CPU) | fp32 | bf16 | fp16 (GPU only)")
+POOLINGS = ("mean", "cls")
+
 
 def _field_type(cls, f):
     """The field's type, without Optional (`int | None` -> int; `list[float] | None` -> list[float])."""
@@ -89,6 +96,29 @@ def add_dataclass_flags(parser, cls, *, help: dict | None = None, defaults_none:
             target.add_argument(flag, type=typing.get_args(kind)[0], nargs=meta.get("nargs", "+"), **kw)
         else:
             target.add_argument(flag, type=kind, choices=meta.get("choices"), **kw)
+
+
+MIN_MAX_LENGTH = 8
+
+
+def max_length_problem(value: int) -> str | None:
+    """The one check of every command's --max-length (and a recipe's max_length): what is wrong, or None."""
+    if value is None or value >= MIN_MAX_LENGTH:
+        return None
+    return (f"must be at least {MIN_MAX_LENGTH} tokens (got {value}): an input needs [CLS], [SEP] and some text "
+            "(128 or 256 are usual)")
+
+
+def max_length(text: str) -> int:
+    """argparse type of --max-length: an integer that passes max_length_problem."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {text!r}") from None
+    problem = max_length_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def from_args(cls, args, **extra):

@@ -21,9 +21,7 @@ from .fingerprint import cache_root  # noqa: F401  (re-exported: where derived f
 from .records import write_json
 
 logger = logging.getLogger(__name__)
-DTYPES = ("auto", "fp32", "bf16", "fp16")
-DTYPE_HELP = ("auto: bf16 on a GPU that supports it; on a CPU whichever of fp32/bf16 a matmul probe finds faster "
-              "(cached per CPU) | fp32 | bf16 | fp16 (GPU only)")
+from .options import DTYPE_HELP, DTYPES  # noqa: F401  (with the option definitions, light for the CLI)
 BF16_MARGIN = 1.10  # bf16 must beat fp32 by 10% to be picked: a tie is not worth the lower precision
 
 

@@ -240,3 +240,39 @@ def test_saved_student_carries_a_model_card_naming_its_teacher(tmp_path):
     info = json.loads((out / "final" / "distillation.json").read_text())
     assert info["code_numbers"] == CODE_NUMBERS_VERSION
     assert info["versions"] == {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def test_a_short_run_logs_every_step_and_its_summary_compares_the_first_and_last(tmp_path, capsys):
+    """A 5-step smoke run under cpu-demo (--logging-steps 10) used to log step 1 alone and print
+    "step 1 -> step 1, +0.0%" for every loss."""
+    out = tmp_path / "run"
+    assert main(["distill", "--out", str(out), "--max-steps", "5", *FAST]) == 0
+    assert [row["step"] for row in log_rows(out) if "loss" in row] == [1, 2, 3, 4, 5]
+    summary = capsys.readouterr().out.split("Distilled 5 steps", 1)[1]
+    header = next(line for line in summary.splitlines() if line.startswith("component"))
+    assert header.split()[1:5] == ["step", "1", "step", "5"], header
+    # the MLM loss trained the head: the saved config says so (loading it gives no warning)
+    assert json.loads((out / "final" / "config.json").read_text())["mlm_head_trained"] is True
+
+
+def test_a_summary_of_one_logged_step_says_so_instead_of_a_zero_change(tmp_path):
+    from minialbert.distillation.trainer import loss_summary
+
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 9.5, "mlm": 8.0}) + "\n")
+    assert loss_summary(tmp_path / "log.jsonl").startswith("Only step 1 was logged (loss 9.5000, mlm 8.0000)")
+
+
+def test_loading_an_untrained_mlm_head_warns(tmp_path, caplog):
+    """`--max-steps 0` saves the initialised student: its MLM head never trained. Its config records
+    that, and loading it for fill-mask warns (before: random words, no word from the project)."""
+    from minialbert import MiniAlbertForMaskedLM
+
+    out = tmp_path / "init"
+    assert main(["distill", "--out", str(out), "--max-steps", "0", *FAST]) == 0
+    assert json.loads((out / "final" / "config.json").read_text())["mlm_head_trained"] is False
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        AutoModelForMaskedLM.from_pretrained(out / "final")
+    assert "masked-LM head of this checkpoint was never trained" in caplog.text
+    model, info = MiniAlbertForMaskedLM.from_pretrained(out / "final", output_loading_info=True)  # as transformers'
+    assert isinstance(model, MiniAlbertForMaskedLM) and "missing_keys" in info

@@ -90,6 +90,32 @@ def test_predict_cli(two_tasks, tmp_path, capsys):
     assert "line 1: expected a JSON object with a 'text' field" in capsys.readouterr().err
 
 
+def test_predict_takes_the_finetune_output_folder_and_answers_with_label_names_and_scores(two_tasks, tmp_path,
+                                                                                          capsys):
+    """`predict --task-file rte=OUT` with the very folder `finetune --adapter-tuning --out OUT` wrote
+    (its best run's adapter is OUT/runs/RUN/adapter), and an SST-2 answer named, not "0"."""
+    base, dirs = two_tasks
+    glue = shared_path("data", "glue")
+    sst2 = tmp_path / "sst2"
+    assert main(["finetune", "--model", str(base), "--task", "sst2", "--data-dir", str(glue), "--adapter-tuning",
+                 "--max-steps", "2", "--max-length", "32", "--max-train-samples", "32", "--out", str(sst2)]) == 0
+    rte = dirs["rte"].parents[2]  # OUT of `finetune --out OUT`
+    assert (rte / "results.json").is_file()
+    (tmp_path / "in.jsonl").write_text(json.dumps({"task": "rte", "text": "It rains.", "text_pair": "Water falls."})
+                                       + "\n" + json.dumps({"task": "sst2", "text": "A lovely, moving film."}) + "\n")
+    capsys.readouterr()
+    assert main(["predict", "--base", str(base), "--task-file", f"rte={rte}", "--task-file", f"sst2={sst2}",
+                 "--input", str(tmp_path / "in.jsonl")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["prediction"] in ("entailment", "not_entailment")
+    assert rows[1]["prediction"] in ("negative", "positive")
+    assert all(0.5 <= r["score"] <= 1 for r in rows)  # the probability of the chosen label
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--base", str(base), "--task-file", str(tmp_path / "empty"), "--input",
+                 str(tmp_path / "in.jsonl")]) == 2
+    assert "OUT/runs/RUN/adapter" in capsys.readouterr().err
+
+
 def test_predict_names_tasks_by_their_own_task_and_refuses_two_of_one_name(two_tasks, tmp_path, capsys):
     base, dirs = two_tasks
     assert dirs["rte"].name == dirs["stsb"].name == "adapter"  # every adapter-tuned task is saved so
@@ -233,6 +259,34 @@ def test_int8_export_is_smaller_and_close(token_classifier, tmp_path, capsys):
     inputs = _inputs(4, 20, 1200)
     (a,), (b,) = _onnx_outputs(tmp_path / "fp32.onnx", inputs), _onnx_outputs(tmp_path / "int8.onnx", inputs)
     assert torch.corrcoef(torch.stack([torch.from_numpy(a).flatten(), torch.from_numpy(b).flatten()]))[0, 1] > 0.99
+
+
+def test_export_of_a_distilled_student_writes_its_encoder_unless_asked_for_the_mlm_head(tmp_path, capsys):
+    """A distilled student is saved as a masked LM; what a user deploys is its encoder. Before `--part`,
+    `export STUDENT --onnx` wrote the vocabulary logits (the head is most of the file)."""
+    from helpers import save_tiny_student
+
+    student = save_tiny_student(tmp_path / "student", tokenizer=False)
+    assert main(["export", student, "--onnx", str(tmp_path / "encoder.onnx")]) == 0
+    encoder = json.loads(capsys.readouterr().out)
+    assert encoder["part"] == "base" and encoder["class"] == "MiniAlbertModel"
+    assert "logits" not in encoder["outputs"] and encoder["outputs"][0] == "last_hidden_state"
+    assert main(["export", student, "--onnx", str(tmp_path / "mlm.onnx"), "--part", "mlm"]) == 0
+    mlm = json.loads(capsys.readouterr().out)
+    assert mlm["part"] == "mlm" and mlm["outputs"] == ["logits"] and mlm["parameters"] > encoder["parameters"]
+    (logits,) = _onnx_outputs(tmp_path / "mlm.onnx", _inputs(2, 7, 120))
+    assert logits.shape[-1] == MiniAlbertConfig.from_pretrained(student).vocab_size
+    assert main(["export", student, "--onnx", str(tmp_path / "task.onnx"), "--part", "task"]) == 2
+    assert "--part mlm or --part base" in capsys.readouterr().err
+    assert not (tmp_path / "task.onnx").exists()
+
+
+def test_export_of_a_fine_tuned_model_writes_its_head_by_default(token_classifier, tmp_path, capsys):
+    folder, _ = token_classifier
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "base.onnx"), "--part", "base"]) == 0
+    assert json.loads(capsys.readouterr().out)["class"] == "MiniAlbertModel"
+    assert main(["export", str(folder), "--sentence-transformers", str(tmp_path / "st"), "--part", "base"]) == 2
+    assert "--part chooses what --onnx writes" in capsys.readouterr().err
 
 
 def test_export_bad_input(tmp_path, capsys):

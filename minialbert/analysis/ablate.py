@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
+from ..options import max_length
 from ..records import write_json
 
 # variant -> recipe overrides (Table 3: alignment losses; Table 4: embedding loss, full-rank embeddings)
@@ -35,7 +36,8 @@ class AblateOptions:
     budget_steps: int = field(metadata={"required": True, "help": "distillation steps per variant"})
     tasks: str = field(metadata={"required": True, "help": "comma list: GLUE names and ner:NAME (e.g. "
                                                            "rte,stsb,ner:NCBI-disease)"})
-    out: str = field(metadata={"required": True})
+    out: str = field(metadata={"required": True, "help": "output folder: one student and its fine-tuning "
+                                                           "runs per variant, ablation.md, ablation.json"})
     recipe: str = field(default="cpu-demo", metadata={"help": "distillation recipe (name or YAML)"})
     variants: str = field(default="full,hidden,attention,none", metadata={"help": (
         "comma list. full/hidden/attention/none: alignment losses (Table 3); embedding-loss, full-rank (E = H): "
@@ -43,9 +45,10 @@ class AblateOptions:
         "only), the baseline distillation must beat")})
     glue_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs); default: the hub"})
     ner_dir: str | None = field(default=None, metadata={"help": "folder holding the NER data sets"})
-    finetune_steps: int = 200
-    finetune_lr: float = 5e-4
-    max_length: int = field(default=128, metadata={"help": "fine-tuning sequence length"})
+    finetune_steps: int = field(default=200, metadata={"help": "fine-tuning steps per student and task"})
+    finetune_lr: float = field(default=5e-4, metadata={"help": "fine-tuning learning rate (one value for every "
+                                                               "variant, so the comparison is fair)"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": "fine-tuning sequence length"})
     set: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FIELD=VALUE", "help": (
         "override a recipe field for every variant (repeatable), e.g. --set batch_size=8")})
 

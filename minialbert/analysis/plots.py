@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..distillation.runlog import read_log
 from ..errors import MiniAlbertError
+from .options import PlotAttentionOptions, PlotLossesOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 
 COMPONENTS = ("loss", "mlm", "attention", "hidden", "output", "embedding")
 
@@ -21,28 +21,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-@dataclass
-class PlotLossesOptions:
-    """`minialbert plot-losses`."""
-    run_dir: list[str] = field(metadata={"positional": True, "help": (
-        "the --out folder(s) of `minialbert distill` (several: overlaid)")})
-    out: str = field(metadata={"required": True, "help": "PNG file"})
-
-
-@dataclass
-class PlotAttentionOptions:
-    """`minialbert plot-attention`."""
-    teacher: str = field(metadata={"required": True, "help": "teacher name/folder ('minilm' = packaged)"})
-    student: str = field(metadata={"required": True, "help": "student folder (e.g. OUT/final)"})
-    text: str = field(metadata={"required": True})
-    out: str = field(metadata={"required": True, "help": "PNG file"})
-    layer_map: list[int] | None = field(default=None, metadata={
-        "help": "teacher layer per iteration; default: the student's distillation.json, else uniform"})
-    iterations: list[int] | None = field(default=None, metadata={
-        "help": "student iterations to show (default first, middle, last)"})
-    max_heads: int = 12
 
 
 def plot_losses(run_dirs, out_png) -> list[str]:

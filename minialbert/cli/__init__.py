@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import logging
 import os
@@ -10,24 +9,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import MiniAlbertError
 from ..allocator import keep_freed_memory
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import analysis_commands, distill_commands, finetune_commands, inference_commands, model_commands
-
-    parser = argparse.ArgumentParser(
-        prog="minialbert",
-        description="Distil a BERT-like teacher into a compact recursive MiniALBERT student, "
-                    "then fine-tune and evaluate it. Run `minialbert COMMAND --help` for details.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    model_commands.register(sub)
-    bench_sub = distill_commands.register(sub)
-    finetune_commands.register(sub, bench_sub)
-    analysis_commands.register(sub)
-    inference_commands.register(sub, bench_sub)
-    return parser
+from ..errors import MiniAlbertError
+from .parsers import build_parser  # no torch: --help and argument errors answer at once
 
 
 FILESYSTEM_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOSPC,
@@ -37,7 +21,12 @@ FILESYSTEM_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST, err
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     keep_freed_memory()  # large per-step buffers are reused instead of mapped again (allocator.py)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(argv)
+    except MiniAlbertError as e:  # e.g. `distill --recipe MISSING --help`
+        print(f"minialbert: error: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out) if isinstance(getattr(args, "out", None), str) else None

@@ -8,7 +8,7 @@ import json
 
 def register(sub) -> None:
     from ..analysis.ablate import AblateOptions
-    from ..analysis.plots import PlotAttentionOptions, PlotLossesOptions
+    from ..analysis.options import PlotAttentionOptions, PlotLossesOptions
     from ..options import add_dataclass_flags
 
     p = sub.add_parser(

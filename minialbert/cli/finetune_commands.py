@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..finetune.bench import BenchFinetuneOptions
-from ..finetune.options import FinetuneOptions
+from ..finetune.options import BenchFinetuneOptions, FinetuneOptions
 from ..finetune.report import ReportOptions
 from ..options import add_dataclass_flags, from_args, options_kwargs
 
@@ -34,7 +33,7 @@ def register(sub, bench_sub) -> None:
     p = bench_sub.add_parser("finetune", help="Seconds per step: full fine-tuning vs adapter tuning, same run.",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchFinetuneOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_finetune)
 
 

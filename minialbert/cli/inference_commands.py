@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MiniAlbertError
-from ..inference.bench import BenchInferOptions, BenchOnnxOptions
-from ..inference.depth import BenchDepthOptions
-from ..inference.embeddings import BenchEmbedOptions
+from ..inference.options import BenchDepthOptions, BenchEmbedOptions, BenchInferOptions, BenchOnnxOptions
 from ..options import add_dataclass_flags, options_kwargs
 from ..records import write_json
 
@@ -21,7 +19,9 @@ class PredictOptions:
     """`minialbert predict`."""
     base: str = field(metadata={"required": True, "help": "base checkpoint (the distilled student)"})
     task_file: list[str] = field(metadata={"required": True, "action": "append", "metavar": "[NAME=]DIR",
-                                           "help": "adapter task folder, optionally named (repeatable); the name defaults to "
+                                           "help": "adapter task folder (OUT/runs/RUN/adapter) or the --out folder of "
+                                                   "`finetune --adapter-tuning` (its best run's adapter is used), "
+                                                   "optionally named (repeatable); the name defaults to "
                                                    "the task file's own task ('rte', 'ner:NCBI-disease'); two "
                                                    "tasks of one name are refused"})
     input: str = field(metadata={"required": True, "help": "JSON lines with text (and text_pair, task)"})
@@ -38,7 +38,11 @@ class ExportOptions:
     """`minialbert export`: one of --onnx, --sentence-transformers and --release."""
     model: str = field(metadata={"positional": True, "help": "checkpoint folder, adapter task folder, preset or hub "
                                                              "name"})
-    onnx: str | None = field(default=None, metadata={"metavar": "OUT.onnx", "help": "write an ONNX file"})
+    onnx: str | None = field(default=None, metadata={"metavar": "OUT.onnx", "help": "write an ONNX file of --part"})
+    part: str | None = field(default=None, metadata={"choices": ["base", "mlm", "task"], "help": (
+        "with --onnx: which part of MODEL to write: base (the encoder: token states), mlm (the masked-LM head's "
+        "vocabulary logits) or task (a fine-tuned head). Default: base for a masked-LM checkpoint such as a "
+        "distilled student, task for a fine-tuned model or adapter task folder")})
     sentence_transformers: str | None = field(default=None, metadata={"metavar": "OUT", "help": (
         "write a sentence-transformers folder instead (the encoder + pooling; for a student, a bi-encoder or any "
         "encoder): SentenceTransformer(OUT) loads it after `import minialbert`, or with trust_remote_code=True "
@@ -58,7 +62,9 @@ class ExportOptions:
     pooling: str = field(default="mean", metadata={"choices": ["mean", "cls"], "help": (
         "with --sentence-transformers: the pooling of the sentence embedding")})
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantisation of the weights"})
-    opset: int = 18
+    opset: int = field(default=18, metadata={"help": (
+        "ONNX opset of the file: 18 (the exporter's first; runs on every current ONNX Runtime) up to the installed "
+        "onnx's newest")})
     iterations: int | None = field(default=None, metadata={"metavar": "K", "help": (
         "export a K-iteration graph (elastic depth) instead of all N iterations")})
 
@@ -74,9 +80,10 @@ def register(sub, bench_sub) -> None:
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser(
-        "export", help="Export a model (base or task head) to ONNX, optionally with int8 weights.",
+        "export", help="Export a model (its encoder, MLM head or task head) to ONNX, or for release.",
         description="Exports MODEL (a checkpoint folder with any head, an adapter-only task folder, a preset "
-                    "or a hub name) with dynamic batch and sequence axes, checks its outputs against PyTorch "
+                    "or a hub name) with dynamic batch and sequence axes (a distilled student as its encoder, unless "
+                    "--part mlm asks for its masked-LM head), checks its outputs against PyTorch "
                     "on inputs of another shape (fp32: max abs diff must be <= 1e-4, else nothing is "
                     "written), and prints a JSON report. The shared layer is stored once. --int8 writes "
                     "dynamically quantised int8 weights (onnxruntime) instead of fp32; use "
@@ -93,7 +100,7 @@ def register(sub, bench_sub) -> None:
                     "saved bi-encoders, 'minilm', 'mpnet' and any Hugging Face encoder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchEmbedOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", default=None, help="also write the JSON result to this file (atomically)")
     p.set_defaults(func=run_bench_embed)
 
@@ -105,7 +112,7 @@ def register(sub, bench_sub) -> None:
                     "change in points.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchOnnxOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_onnx)
 
     p = bench_sub.add_parser(
@@ -115,7 +122,7 @@ def register(sub, bench_sub) -> None:
                     "bert-6layer (random BERT shapes, no download), or a checkpoint folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchInferOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_infer)
 
     p = bench_sub.add_parser(
@@ -125,7 +132,7 @@ def register(sub, bench_sub) -> None:
                     "one run, configurations interleaved batch by batch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_flags(p, BenchDepthOptions)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_bench_depth)
 
 
@@ -158,9 +165,12 @@ def run_predict(args) -> int:
             raise MiniAlbertError(f"{path}, line {n}: several tasks are loaded ({', '.join(server.tasks)}); say "
                                   "which with a 'task' field.")
         pair = [req["text_pair"]] if "text_pair" in req else None
-        labels, used = server.predict_with_depth(task, [text], pair, iterations=args.iterations,
-                                                 early_exit=args.early_exit)
-        lines.append(json.dumps({"task": task, "prediction": labels[0], "iterations": used[0]}))
+        labels, scores, used = server.predict_with_scores(task, [text], pair, iterations=args.iterations,
+                                                          early_exit=args.early_exit)
+        answer = {"task": task, "prediction": labels[0]}
+        if scores[0] is not None:
+            answer["score"] = round(scores[0], 4) if isinstance(scores[0], float) else [round(s, 4) for s in scores[0]]
+        lines.append(json.dumps({**answer, "iterations": used[0]}))
     text = "\n".join(lines) + "\n"
     if args.output:
         Path(args.output).write_text(text)
@@ -214,6 +224,8 @@ def run_export(args) -> int:
     if sum(x is not None for x in (args.onnx, args.sentence_transformers, args.release)) + args.update_code != 1:
         raise MiniAlbertError("export needs exactly one target: --onnx OUT.onnx, --sentence-transformers OUT, "
                               "--release OUT or --update-code.")
+    if args.part and not args.onnx:
+        raise MiniAlbertError("--part chooses what --onnx writes; give --onnx OUT.onnx with it.")
     if args.update_code:
         from ..inference.export import update_model_code
 
@@ -244,7 +256,7 @@ def run_export(args) -> int:
         print(json.dumps(export_sentence_transformers(args.model, args.sentence_transformers, args.pooling), indent=2))
         return 0
     print(json.dumps(export_onnx(args.model, args.onnx, int8=args.int8, opset=args.opset,
-                                 iterations=args.iterations), indent=2))
+                                 iterations=args.iterations, part=args.part), indent=2))
     return 0
 
 

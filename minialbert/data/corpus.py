@@ -8,6 +8,7 @@ with a text field, or 'hf:NAME[:CONFIG][:SPLIT]' through `load_dataset` (optiona
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,6 +43,31 @@ class CorpusOptions:
 MIX = "+"  # "wiki-offline+path/to/biomed.txt": several sources, one after the other
 
 
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be used now (checkpoints.hub_unreachable), or None."""
+    from huggingface_hub import constants
+
+    from ..checkpoints import hub_unreachable
+
+    return hub_unreachable(constants.ENDPOINT, constants.HF_HUB_OFFLINE)
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """datasets and huggingface_hub in offline mode for one call (cached data only) when the hub is
+    unreachable: without it, an unreachable hub costs about a minute of retries before the same error."""
+    import datasets
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
 def load_texts(opts: CorpusOptions):
     """A `datasets` Dataset (or IterableDataset when streaming) with one column 'text'; a mix of
     sources joined by '+' is their concatenation (each source in full; the windows are shuffled in
@@ -63,11 +89,17 @@ def load_texts(opts: CorpusOptions):
         parts = source[3:].split(":")
         name, config = parts[0], (parts[1] or None) if len(parts) > 1 else None
         split = parts[2] if len(parts) > 2 else "train"
+        from ..checkpoints import loading_problem
+
+        unreachable = _hub_unreachable()
         try:
-            ds = datasets.load_dataset(name, config, split=split, streaming=opts.streaming)
+            with _hub_offline(unreachable is not None):  # the cache at once, not a minute of retries
+                ds = datasets.load_dataset(name, config, split=split, streaming=opts.streaming)
         except Exception as e:  # network or name problems: one clear paragraph
-            raise MiniAlbertError(f"Could not load the hub corpus {source!r}: {e}. Hub corpora need a "
-                                  "network; offline, use wiki-offline or a local file.") from None
+            raise MiniAlbertError(f"Could not load the hub corpus {source!r}: {loading_problem(e)}"
+                                  f"{f' ({unreachable})' if unreachable else ''}. Hub corpora need a network once "
+                                  "(then the local cache serves them); offline, use wiki-offline or a local file "
+                                  "(--corpus).") from None
         if opts.text_field not in (ds.column_names or []):
             raise MiniAlbertError(f"The corpus {source!r} has no {opts.text_field!r} column (columns: "
                                   f"{ds.column_names}); choose one with --text-field.")
@@ -143,7 +175,8 @@ def _source_identity(src: str) -> str:
         try:
             import datasets
 
-            builder = datasets.load_dataset_builder(parts[0], (parts[1] or None) if len(parts) > 1 else None)
+            with _hub_offline(_hub_unreachable() is not None):
+                builder = datasets.load_dataset_builder(parts[0], (parts[1] or None) if len(parts) > 1 else None)
             return f"{src}@{builder.hash}"
         except Exception:  # offline without a cached copy: loading fails next, with its own clear error
             return src

@@ -58,6 +58,12 @@ GLUE_TASKS = {t.name: t for t in [
     GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), hub_text=("sentence1", "sentence2")),
 ]}
 
+# Class names of the tasks whose files store 0/1, as the Hugging Face glue dataset names them (for
+# answers a reader understands; the files and trained heads keep "0"/"1").
+LABEL_NAMES = {"cola": ("unacceptable", "acceptable"), "sst2": ("negative", "positive"),
+               "mrpc": ("not_equivalent", "equivalent"), "qqp": ("not_duplicate", "duplicate"),
+               "wnli": ("not_entailment", "entailment")}
+
 # The hub's integer labels follow these orders (datasets' glue ClassLabel names).
 _HUB_LABEL_NAMES = {"mnli": ("entailment", "neutral", "contradiction"), "qnli": ("entailment", "not_entailment"),
                     "rte": ("entailment", "not_entailment")}

@@ -4,7 +4,6 @@ checks of the fast training path. Figures only; no assertions on speed."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 import platform
 import resource
 import statistics
@@ -14,20 +13,15 @@ import torch
 
 from .. import allocator
 from ..compat import cpu_has_native_bf16
-from ..runtime import DTYPE_HELP, DTYPES, matmul_gflops
+from ..runtime import matmul_gflops
 from ..model import MiniAlbertForMaskedLM
+from .options import TEACHER_SHAPES, DistillBenchOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 from .losses import LossWeights, distillation_losses, uniform_layer_map
 from .recipe import DistillRecipe
 from .teacher import Teacher
 from .masking import SeededMaskingCollator
 from .student import student_config
 from .trainer import DistillationModel
-
-TEACHER_SHAPES = {
-    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
-}
-
 
 def matmul_peak_gflops(dtype, tokens: int, hidden: int, device: str = "cpu") -> float:
     """FLOP/s of the model's dominant matrix product, the FFN linear (tokens x H) @ (H x 4H)."""
@@ -70,26 +64,6 @@ class _BenchTokenizer:
         batch["attention_mask"] = torch.tensor([[1] * len(e["input_ids"]) + [0] * (T - len(e["input_ids"]))
                                                 for e in examples])
         return batch
-
-
-@dataclass
-class DistillBenchOptions:
-    teacher_config: str = field(default="bert-base", metadata={
-        "choices": list(TEACHER_SHAPES), "help": "teacher shape: bert-base (12x768) or minilm (6x384)"})
-    student: str = field(default="minialbert-312", metadata={"help": "student preset (H/heads/FFN follow the teacher)"})
-    batch: int = field(default=4, metadata={"help": "sequences per step"})
-    seq: int = field(default=256, metadata={"help": "tokens per sequence"})
-    steps: int = field(default=3, metadata={"help": "timed steps (after one warm-up step); the median is reported"})
-    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
-    device: str = field(default="auto", metadata={"choices": ["auto", "cpu", "cuda"], "help":
-        "where the models, batches and the matmul peak run (auto: a GPU when one is visible; cuda without a GPU is "
-        "an error)"})
-    fused_unmapped_attention: bool = field(default=True, metadata={"help": (
-        "teacher layers whose maps no loss reads run fused scaled-dot-product attention, as in training; "
-        "--no-fused-unmapped-attention times the all-eager teacher")})
-    profile: bool = field(default=False, metadata={"help": "split the step into data, teacher forward, student "
-                                                           "forward, losses, backward, optimizer (seconds, share, "
-                                                           "GFLOP/s)"})
 
 
 def bench_distill(opts: DistillBenchOptions) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +16,8 @@ from transformers import TrainerCallback
 
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
-from ..runtime import DTYPE_HELP, DTYPES, resolve_device, resolve_dtype, training_arguments
+from .options import FitHeadOptions  # noqa: F401  (options apart: the CLI reads them without torch)
+from ..runtime import resolve_device, resolve_dtype, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -86,25 +86,6 @@ class AccuracyCurve(TrainerCallback):
             logger.info("fit-head step %d: held-out masked-token accuracy %.4f", state.global_step, acc)
 
 
-@dataclass
-class FitHeadOptions:
-    """`minialbert fit-head`: the fields are fit_mlm_head's parameters. Its defaults are a head's, not
-    a student's: a few hundred steps of a high learning rate train one small module."""
-    out: str = field(metadata={"required": True, "help": "where to save the completed masked-LM checkpoint"})
-    teacher: str = field(default="minilm", metadata={"help": "encoder to complete ('minilm' = packaged; 'mpnet' once installed)"})
-    corpus: str = field(default="wiki-offline", metadata={"help": "corpus, as for distill"})
-    max_steps: int = 300
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    max_length: int = 128
-    max_docs: int | None = None
-    eval_windows: int = field(default=256, metadata={"help": "held-out windows for the accuracy check"})
-    eval_every: int = field(default=0, metadata={
-        "help": "also measure held-out accuracy every N steps (the curve goes into fit_head.json)"})
-    dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
-    seed: int = 42
-
-
 def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max_steps=300, batch_size=32, learning_rate=2e-3,
                  max_length=128, max_docs=None, eval_windows=256, seed=42, eval_every: int = 0,
                  dtype: str = "auto") -> dict:
@@ -166,6 +147,7 @@ def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max
               "trainable_parameters": sum(p.numel() for p in mlm.parameters() if p.requires_grad)}
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # save_strategy="no": nothing to keep there
     mlm.requires_grad_(True)
+    mlm.config.mlm_head_trained = max_steps > 0  # read by MiniAlbertForMaskedLM's loading warning
     mlm.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "fit_head.json").write_text(json.dumps(report, indent=2))

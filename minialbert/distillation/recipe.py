@@ -11,6 +11,7 @@ from typing import Callable
 import yaml
 
 from ..errors import MiniAlbertError, require
+from ..options import max_length, max_length_problem
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 # A field a resumed run may change (the run's length and bookkeeping); any other difference would
@@ -49,7 +50,7 @@ class DistillRecipe:
     temperature: float = 1.0
     # corpus
     corpus: str = "wiki-offline"
-    max_length: int = 256
+    max_length: int = field(default=256, metadata={"type": max_length})
     stride: int = 128
     windows_per_doc: int = 10
     text_field: str = "text"
@@ -99,7 +100,7 @@ class DistillRecipe:
     def validate(self) -> "DistillRecipe":
         """Cheap checks before anything is loaded; each names its flag and how to fix it."""
         positive_ints = {"batch_size": "examples per device per step", "gradient_accumulation_steps": "",
-                         "max_length": "tokens per window", "windows_per_doc": "",
+                         "windows_per_doc": "",
                          "logging_steps": "", "save_total_limit": ""}
         for name, what in positive_ints.items():
             value = getattr(self, name)
@@ -114,8 +115,7 @@ class DistillRecipe:
             value = getattr(self, name)
             require(value is None or value >= 1, f"--{_flag(name)} must be at least 1 (got {value}); leave it out to "
                                                  "take the preset's or the teacher's value.")
-        require(self.max_length >= 8, f"--max-length {self.max_length} is too short: a window needs [CLS], "
-                                      "[SEP] and some text; use 8 or more (128 or 256 are usual).")
+        require(not max_length_problem(self.max_length), f"--max-length {max_length_problem(self.max_length)}.")
         require(self.stride >= 0, f"--stride must be 0 or more (got {self.stride}): the tokens two windows "
                                   "of one document share.")
         require(self.save_steps > 0, f"--save-steps must be positive (got {self.save_steps}): a step count, or a "
@@ -182,6 +182,27 @@ def _recipe_file(name_or_path: str) -> tuple[Path, dict]:
         raise MiniAlbertError(f"Recipe {path} has unknown fields {unknown}; known fields: "
                               f"{', '.join(DistillRecipe.names())}.")
     return path, data
+
+
+def recipe_fields(name_or_path: str) -> set[str]:
+    """The fields a recipe file sets itself (the others take the defaults)."""
+    return set(_recipe_file(name_or_path)[1])
+
+
+# What each shipped recipe is for, in a few words (`distill --help` lists them).
+RECIPE_PURPOSES = {
+    "cpu-demo": "offline demo, about 10 minutes on a laptop CPU",
+    "cpu-2h": "the released student's recipe, about 1-2 CPU hours",
+    "paper-general": "the paper's general-domain run; needs a network and GPUs",
+    "paper-bio": "the paper's biomedical run; needs a network and GPUs",
+    "retention-student": "the student of the budget-curve study (docs/RESULTS.md), whose script adds the teacher, "
+                         "corpus and budget",
+}
+
+
+def recipe_listing() -> str:
+    """The shipped recipes, each with what it is for."""
+    return "; ".join(f"{n}: {RECIPE_PURPOSES[n]}" if n in RECIPE_PURPOSES else n for n in available_recipes())
 
 
 def load_recipe(name_or_path: str | None) -> DistillRecipe:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..checkpoints import resolve_model_name
+from ..checkpoints import MODEL_ADVICE, loading_problem, resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model.families import TeacherFamily, family_for, teacher_mlm_head
@@ -111,9 +111,8 @@ def load_teacher(name: str, dtype=torch.float32, device="cpu", attentions=True) 
         with quiet_transformers():  # we report a missing head ourselves, in one line
             model, info = AutoModelForMaskedLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"Could not load the teacher {name!r} as a masked-LM model: {e}. Give a "
-                              "local checkpoint folder, 'minilm' for the packaged offline teacher, or a "
-                              "hub name (needs a network).") from None
+        raise MiniAlbertError(f"Could not load the teacher {name!r} as a masked-LM model: {loading_problem(e)}. "
+                              f"{MODEL_ADVICE}") from None
     model.eval().requires_grad_(False).to(device)
     family = family_for(model)
     missing_head = missing_head_keys(model, info)

@@ -25,7 +25,7 @@ from ..checkpoints import (check_max_length, checkpoint_step, latest_complete_ch
 from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
-from ..model_card import corpus_datasets, student_kind, student_tags, write_model_card
+from ..model_card import corpus_datasets, public_corpus, student_kind, student_tags, write_model_card
 from ..records import DISTILLATION_FIELDS, read_json, replace_dir, write_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
@@ -164,6 +164,15 @@ def _truncate_log(path: Path, step: int) -> None:
         write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def logging_interval(recipe: DistillRecipe) -> int:
+    """--logging-steps, shortened for a short run so that it logs about ten points (every step of a
+    smoke run): a 5-step run logging every 10 steps would log step 1 alone, and its summary compare
+    step 1 with itself."""
+    if recipe.max_steps:
+        return max(1, min(recipe.logging_steps, recipe.max_steps // 10))
+    return recipe.logging_steps
+
+
 def distillation_arguments(recipe: DistillRecipe, out: Path):
     """The Trainer's settings for `recipe` (TensorBoard logs come from compat.tensorboard_callback)."""
     dtype = resolve_dtype(recipe.dtype)
@@ -181,7 +190,7 @@ def distillation_arguments(recipe: DistillRecipe, out: Path):
         max_steps=recipe.max_steps if recipe.max_steps else -1, num_train_epochs=recipe.epochs,
         include_num_input_tokens_seen="non_padding",  # distilled tokens, counted over all processes
         save_strategy="steps", save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
-        logging_steps=recipe.logging_steps, logging_first_step=True,
+        logging_steps=logging_interval(recipe), logging_first_step=True,
         remove_unused_columns=False, dataloader_num_workers=recipe.dataloader_num_workers,
         ddp_find_unused_parameters=False, disable_tqdm=False,
         optim="adamw_torch_fused",  # one fused kernel: the optimiser step went from 9% of a CPU step to 1%
@@ -364,6 +373,10 @@ def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:
     """OUT/final: the student, its tokenizer and distillation.json, appearing whole or not at all."""
     final, tmp = out / "final", out / "final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    # Whether the MLM head learnt anything (a masked-LM or output loss over some steps): loading an
+    # untrained head warns (MiniAlbertForMaskedLM.from_pretrained) instead of answering random words.
+    student.config.mlm_head_trained = bool(summary["steps"]) and (summary["recipe"]["mlm_weight"] > 0
+                                                                  or summary["output_loss"])
     student.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     write_json(tmp / "distillation.json", summary)
@@ -380,7 +393,7 @@ def _student_card(folder: Path, student, summary: dict) -> None:
            f"adapters {'yes' if c.use_adapters else 'no'}; "
            f"{sum(p.numel() for p in student.minialbert.parameters()):,} parameters without the MLM head), "
            f"distilled layer to layer by `minialbert distill` from `{summary['teacher']}` on "
-           f"`{summary['corpus']}`: {summary['steps']} steps, {summary.get('distilled_tokens') or 0:,} tokens, "
+           f"`{public_corpus(summary['corpus'])}`: {summary['steps']} steps, {summary.get('distilled_tokens') or 0:,} tokens, "
            f"seed {summary['seed']}. Last logged losses: {losses or 'none (not trained)'}. The full recipe is in "
            "distillation.json.\n\nLoad it after `import minialbert`: `AutoModelForMaskedLM.from_pretrained(folder)`.")
     write_model_card(folder, title="MiniALBERT student", base_model=summary["teacher"],
@@ -400,6 +413,9 @@ def loss_summary(path: Path) -> str:
     if not rows:
         return "(no logged steps)"
     first, last = rows[0], rows[-1]
+    if len(rows) == 1:  # nothing to compare: say so rather than print a change of +0.0%
+        values = ", ".join(f"{k} {first[k]:.4f}" for k in ("loss", *COMPONENTS) if isinstance(first.get(k), float))
+        return f"Only step {first['step']} was logged ({values}); a lower --logging-steps logs more."
     lines = [f"{'component':<10} {'step ' + str(first['step']):>12} {'step ' + str(last['step']):>12}  change"]
     for k in ("loss", *COMPONENTS):
         if k in first and k in last and not (isinstance(first[k], float) and math.isnan(first[k])):

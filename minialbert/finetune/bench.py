@@ -3,7 +3,6 @@ tuning of the same model on the same batches, measured in one run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import statistics
 import time
@@ -16,17 +15,7 @@ from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model import PRESETS, MiniAlbertForSequenceClassification, preset_config
 from ..data.glue import get_task, load_glue
-
-
-@dataclass
-class BenchFinetuneOptions:
-    """`minialbert bench finetune`: the fields are bench_finetune's parameters."""
-    model: str = field(default="minialbert-768", metadata={"help": "preset (random weights) or checkpoint folder"})
-    task_name: str = field(default="sst2", metadata={"flag": "--task", "help": "GLUE task"})
-    data_dir: str | None = field(default=None, metadata={"help": "GLUE folder with the task's train.tsv"})
-    steps: int = 20
-    batch_size: int = 32
-    max_length: int = 128
+from .options import BenchFinetuneOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 
 
 def bench_finetune(model: str, task_name: str, data_dir, steps=20, batch_size=32, max_length=128) -> dict:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..data.tasks import DataOptions
 from ..errors import MiniAlbertError, require
-from ..model.pooling import POOLINGS
-from ..runtime import DTYPE_HELP, DTYPES
+from ..options import DTYPE_HELP, DTYPES, POOLINGS, max_length, max_length_problem
 from ..taskdistill.options import TaskDistillationOptions
+
+if TYPE_CHECKING:  # torch: imported where the data is read
+    from ..data.tasks import DataOptions
 
 PAPER_LRS = (5e-5, 5e-4, 1e-3)
 PAIR_ENCODINGS = ("cross", "bi")
@@ -21,7 +23,9 @@ RUN_SPEC = {"identity": False, "run_spec": True}
 @dataclass(kw_only=True)
 class FinetuneOptions(TaskDistillationOptions):
     """fine-tuning"""
-    model: str = field(metadata={"required": True, "help": "MiniALBERT checkpoint folder, any HF encoder, 'minilm' or 'mpnet'"})
+    model: str = field(metadata={"required": True, "help": (
+        "the model to fine-tune: a MiniALBERT checkpoint folder (e.g. OUT/final of distill), the released student "
+        "'minialbert-minilm', a packaged teacher ('minilm', 'mpnet'), or any Hugging Face encoder name or folder")})
     task: str = field(metadata={"required": True, "help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or ner"})
     out: str = field(metadata={**NOT_IDENTITY, "required": True, "help": "output folder (re-running it resumes; see run identity)"})
     data_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs) or NER folder; "
@@ -40,8 +44,9 @@ class FinetuneOptions(TaskDistillationOptions):
     seed: int = field(default=42, metadata={"help": "the first run's seed (run k uses seed + k); also draws the "
                                                     "--max-train-samples subset and the augmented copies"})
     dtype: str = field(default="auto", metadata={"choices": list(DTYPES), "help": DTYPE_HELP})
-    max_length: int = 128
-    weight_decay: float = 0.01
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps with a linear warm-up"})
     seeds_at_best: int | None = field(default=None, metadata={**RUN_SPEC,
         "help": "pick the best configuration with one seed each, then repeat it to N seeds (results.json reports "
@@ -82,7 +87,7 @@ class FinetuneOptions(TaskDistillationOptions):
         require(self.epochs is None or self.epochs > 0, f"--epochs must be positive (got {self.epochs}).")
         require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1 (got {self.max_steps}).")
         require(self.checkpoint_minutes >= 0, f"--checkpoint-minutes must be 0 or more (got {self.checkpoint_minutes}).")
-        require(self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length}).")
+        require(not max_length_problem(self.max_length), f"--max-length {max_length_problem(self.max_length)}.")
         require(0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio}).")
         require(self.weight_decay >= 0, f"--weight-decay must be 0 or more (got {self.weight_decay}).")
         require(self.pair_encoding in ("auto", *PAIR_ENCODINGS),
@@ -95,6 +100,8 @@ class FinetuneOptions(TaskDistillationOptions):
         return self
 
     def data_options(self) -> DataOptions:
+        from ..data.tasks import DataOptions
+
         return DataOptions(self.task, self.data_dir, self.max_length, self.label_all_subtokens,
                            self.max_train_samples, self.seed, self.pair_encoding)
 
@@ -156,3 +163,15 @@ def plan_seeds_at_best(opts: FinetuneOptions, best: dict, results: list[dict]) -
 
 def config_key(config: dict) -> tuple:
     return config["learning_rate"], config["batch_size"], config["epochs"], config["max_steps"]
+
+
+@dataclass
+class BenchFinetuneOptions:
+    """`minialbert bench finetune`: the fields are bench_finetune's parameters."""
+    model: str = field(default="minialbert-768", metadata={"help": "preset (random weights) or checkpoint folder"})
+    task_name: str = field(default="sst2", metadata={"flag": "--task", "help": "GLUE task"})
+    data_dir: str | None = field(default=None, metadata={"help": "GLUE folder with the task's train.tsv"})
+    steps: int = field(default=20, metadata={"help": "timed steps of each mode (full, adapters)"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step"})
+    max_length: int = field(default=128, metadata={"type": max_length, "help": (
+        "tokens per input; longer inputs are truncated (raise it for long documents, at a cost per step)")})

@@ -28,7 +28,8 @@ class ReportOptions:
     """`minialbert report`."""
     result_dirs: list[str] = field(metadata={"positional": True,
                                              "help": "folders (searched recursively) or results.json files"})
-    format: str = field(default="md", metadata={"choices": ["md", "csv", "json"]})
+    format: str = field(default="md", metadata={"choices": ["md", "csv", "json"], "help": (
+        "md: a Markdown table for documents; csv or json for scripts")})
     paper: bool = field(default=False, metadata={"help": "append the paper's reference rows (averages)"})
     tasks: list[str] | None = field(default=None, metadata={"type": _task_list, "help": (
         "comma-separated columns to show, in this order, e.g. sst2,mrpc,ner:NCBI-disease (default: every task "

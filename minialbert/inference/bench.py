@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import statistics
 import time
@@ -14,37 +13,8 @@ import torch
 from ..errors import MiniAlbertError
 from ..model import PRESETS
 from .export import export_onnx, onnx_session, run_onnx
+from .options import BenchInferOptions, BenchOnnxOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 from .loading import BERT_SHAPES, build_model, example_inputs, load_model, set_depth
-
-@dataclass
-class BenchInferOptions:
-    """`minialbert bench infer`: the fields are bench_infer's parameters."""
-    model: str = "minialbert-768"
-    compare: list[str] = field(default_factory=lambda: ["bert-base", "bert-6layer"], metadata={"nargs": "*",
-        "help": "models timed in the same run: presets, bert-base / bert-6layer (random BERT shapes) or folders"})
-    batch: int = 8
-    seq: int = 128
-    reps: int = 10
-    compile_model: bool = field(default=False, metadata={"flag": "--compile",
-                                                         "help": "torch.compile the models first"})
-    iterations: int | None = field(default=None, metadata={"metavar": "K", "help": "MiniALBERT models run only "
-                                                           "their first K iterations (elastic depth)"})
-
-
-@dataclass
-class BenchOnnxOptions:
-    """`minialbert bench onnx`: the fields are bench_onnx's parameters."""
-    model: str = "minialbert-768"
-    compare: list[str] = field(default_factory=list, metadata={"nargs": "*",
-        "help": "more models timed in the same run (e.g. bert-base bert-6layer)"})
-    task: str | None = field(default=None, metadata={"help": "GLUE task for the accuracy check of --model"})
-    data_dir: str | None = field(default=None, metadata={"help": "GLUE folder (official TSVs); default: the hub"})
-    batch: int = 8
-    seq: int = 128
-    reps: int = 10
-    iterations: int | None = field(default=None, metadata={"metavar": "K", "help": "MiniALBERT models run (and "
-                                                           "are exported with) only their first K iterations"})
-
 
 @torch.inference_mode()
 def bench_infer(model: str, compare: list[str], batch=8, seq=128, reps=10, compile_model=False,

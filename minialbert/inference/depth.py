@@ -5,7 +5,6 @@ machine drift hits all alike)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import statistics
 import time
@@ -14,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..options import float_list
 from ..errors import MiniAlbertError
 from .loading import load_model
-
-THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3)
-
+from .options import THRESHOLDS, BenchDepthOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 
 def _load(model: str):
     """A fine-tuned task model (full checkpoint or adapter task folder, as `export` loads them) and
@@ -31,19 +27,6 @@ def _load(model: str):
         raise MiniAlbertError(f"bench depth needs a fine-tuned MiniALBERT classifier; {model!r} is "
                               f"{type(net).__name__}.")
     return net.eval(), AutoTokenizer.from_pretrained(net.name_or_path)
-
-
-@dataclass
-class BenchDepthOptions:
-    """`minialbert bench depth`: the fields are bench_depth's parameters."""
-    model: str = field(metadata={"required": True, "help": "fine-tuned checkpoint folder or adapter task folder"})
-    task: str = field(metadata={"required": True, "help": "GLUE task name or ner"})
-    data_dir: str = field(metadata={"required": True, "help": "GLUE folder or NER folder"})
-    thresholds: list[float] = field(default_factory=lambda: list(THRESHOLDS), metadata={
-        "type": float_list, "help": "comma-separated early-exit entropy thresholds"})
-    batch_size: int = 32
-    max_length: int = 128
-    figure: str | None = field(default=None, metadata={"help": "write score vs latency as a PNG here"})
 
 
 def bench_depth(model: str, task: str, data_dir: str, thresholds=THRESHOLDS, batch_size: int = 32,

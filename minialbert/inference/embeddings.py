@@ -11,7 +11,6 @@ baseline that any transformer must beat.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model.modeling_bi_encoder import is_bi_encoder, load_bi_encoder
 from ..model.pooling import POOLINGS, pool
+from .options import BenchEmbedOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 
 
 def load_encoder(name: str):
@@ -99,32 +99,6 @@ class ZeroShotSTSB:
                        self.index, self.pairs)
         return {"spearman": round(100 * float(spearmanr(cos, self.gold)[0]), 2),
                 "pearson": round(100 * float(pearsonr(cos, self.gold)[0]), 2)}
-
-
-@dataclass
-class BenchEmbedOptions:
-    """`minialbert bench embed`: the fields are bench_embed's parameters."""
-    model: str = field(metadata={"required": True,
-                                 "help": "student folder, bi-encoder folder, 'minilm', 'mpnet' or a hub encoder"})
-    data_dir: str = field(metadata={"required": True, "help": "GLUE folder or its STS-B folder (official TSVs)"})
-    pooling: str = field(default="mean", metadata={"choices": list(POOLINGS)})
-    batch_size: int = 64
-    max_length: int = 128
-    depths: bool = field(default=False, metadata={
-        "help": "MiniALBERT: also score and time the embeddings after each K = 1..N iterations"})
-    device: str = field(default="cpu", metadata={"choices": ["cpu", "auto", "cuda"], "help": (
-        "where the encoders run: cpu (the sentences/s this machine's users see), or auto/cuda (a GPU when one "
-        "is visible: fast scoring, GPU speeds)")})
-    split: str = field(default="dev", metadata={"choices": ["dev", "train"], "help": (
-        "the STS-B pairs scored: dev (the reported score) or train (5,749 pairs, to choose between models "
-        "without tuning to dev)")})
-    max_pairs: int | None = field(default=None, metadata={"help": (
-        "score an evenly spaced subset of this many pairs of the split (all when left out): a cheaper pick "
-        "measure for slow encoders, e.g. 1000 of the 5,749 train pairs")})
-    compare: list[str] = field(default_factory=list, metadata={"nargs": "*",
-        "help": "more encoders scored and timed in the same run (e.g. minilm, the teacher), with the model's "
-                "retention of their Spearman, speed-up and parameter ratio; model2vec:TEACHER:DIMS is a static "
-                "model2vec distillation of TEACHER made in the run (PCA to DIMS), model2vec:FOLDER a saved one"})
 
 
 def bench_embed(model: str, data_dir: str, pooling: str = "mean", batch_size: int = 64, max_length: int = 128,

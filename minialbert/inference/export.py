@@ -76,12 +76,41 @@ def _quiet_export():
         root.setLevel(level)
 
 
+PARTS = {"base": "the encoder (token states)", "mlm": "the masked-LM head (vocabulary logits)",
+         "task": "a task head (fine-tuned logits)"}
+
+
+def model_part(model: nn.Module) -> str:
+    """Which part a loaded model is: 'base' (an encoder alone), 'mlm' or 'task'."""
+    if type(model).__name__.endswith("ForMaskedLM"):
+        return "mlm"
+    return "base" if getattr(model, "base_model", model) is model else "task"
+
+
+def select_part(model: nn.Module, part: str | None, name: str) -> tuple[nn.Module, str]:
+    """The module `export --part` writes. Default: the encoder of a masked-LM checkpoint (a distilled
+    student: what a user embeds or fine-tunes; its MLM head is three times its size and only
+    distillation reads it), the head of a fine-tuned model, a base model as it is."""
+    has = model_part(model)
+    chosen = part or ("base" if has == "mlm" else has)
+    if chosen not in PARTS:
+        raise MiniAlbertError(f"--part {chosen!r}: choose one of {', '.join(PARTS)}.")
+    if chosen == has:
+        return model, chosen
+    if chosen == "base":
+        return model.base_model, "base"
+    raise MiniAlbertError(f"--part {chosen}: {name!r} ({type(model).__name__}) has no {PARTS[chosen]}; it holds "
+                          f"{PARTS[has]}{' and the encoder' if has != 'base' else ''}. Use --part {has}"
+                          f"{' or --part base' if has != 'base' else ''}.")
+
+
 def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.Module | None = None,
-                fp32_copy=None, iterations: int | None = None) -> dict:
+                fp32_copy=None, iterations: int | None = None, part: str | None = None) -> dict:
     """Export `name` to `out` (fp32, or int8 weights with `int8`); return a report with the parity
     against PyTorch measured on inputs of a different shape from the export example. `model`: the
     already loaded `load_model(name)`, if the caller has it; `fp32_copy`: with `int8`, keep the
-    intermediate fp32 file there too, so that one export serves both precisions."""
+    intermediate fp32 file there too, so that one export serves both precisions. `part`: 'base',
+    'mlm' or 'task' of the model loaded from `name` (select_part; a given `model` is written as it is)."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise MiniAlbertError(f"--onnx {out}: the output file name must end in .onnx.")
@@ -95,7 +124,11 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
                               f"{onnx.defs.onnx_opset_version()} (the installed onnx); {MIN_OPSET} runs on every "
                               "current ONNX Runtime.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = (load_model(name) if model is None else model).eval()
+    if model is None:
+        model, part = select_part(load_model(name), part, name)
+    else:
+        part = model_part(model)
+    model = model.eval()
     set_depth(model, iterations, required=True)  # elastic depth: the graph runs K iterations, answers with exit K
     tokenizer_warning = _missing_tokenizer(name)
     vocab = model.config.vocab_size
@@ -125,7 +158,7 @@ def export_onnx(name: str, out, int8: bool = False, opset: int = 18, model: nn.M
         if fp32_diff > PARITY_TOLERANCE:
             raise MiniAlbertError(f"ONNX export of {name!r}: outputs differ from PyTorch by {fp32_diff:.2e} "
                                   f"(> {PARITY_TOLERANCE:g}); the file was not written. Please report this.")
-        report = {"model": name, "class": type(model).__name__, "outputs": names, "opset": _file_opset(tmp),
+        report = {"model": name, "part": part, "class": type(model).__name__, "outputs": names, "opset": _file_opset(tmp),
                   "iterations": getattr(model.config, "inference_iterations", None)
                   or getattr(model.config, "num_hidden_layers", None),
                   "parameters": sum(p.numel() for p in model.parameters()),
@@ -224,7 +257,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     from ..checkpoints import resolve_model_name
     from ..hf_utils import quiet_transformers
     from ..model import MiniAlbertModel
-    from ..model_card import student_kind, student_tags, write_model_card
+    from ..model_card import public_corpus, student_kind, student_tags, write_model_card
     from ..records import read_json
     from .embeddings import add_sentence_transformers_files
 
@@ -260,7 +293,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     how = (f"`{name}`: a {kind} ({layers}, hidden {c.hidden_size}, embedding {c.embedding_size}, "
            f"adapters {'yes' if c.use_adapters else 'no'}; "
            f"{parameters:,} parameters), distilled layer to layer from `{info.get('teacher', '?')}` on "
-           f"`{info.get('corpus', '?')}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
+           f"`{public_corpus(info.get('corpus'))}`: {info.get('steps', '?')} steps, {info.get('distilled_tokens') or 0:,} tokens, "
            f"{info.get('train_seconds_total', '?')} s on {info.get('machine', {}).get('cpu', '?')}, seed "
            f"{info.get('seed', '?')}. Made with:\n\n```bash\n{command.strip()}\n```\n\nMeasured:{figures or ' -'}\n\n"
            "**What it is for**: sentence embeddings (mean-pooled final states; semantic similarity, search, "

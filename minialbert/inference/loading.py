@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoints import resolve_model_name
+from ..checkpoints import MODEL_ADVICE, loading_problem, resolve_model_name
 from ..errors import MiniAlbertError
 from ..hf_utils import quiet_transformers
 from ..model import PRESETS, MiniAlbertModel, preset_config
@@ -53,7 +53,7 @@ def load_model(name: str) -> nn.Module:
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise MiniAlbertError(f"Could not load {name!r} : {e}") from None
+        raise MiniAlbertError(f"Could not read the configuration of {name!r}: {loading_problem(e)}. {MODEL_ADVICE}") from None
     arch = (config.architectures or [""])[0]
     cls = getattr(minialbert_models, arch, None) or getattr(transformers, arch, None)
     with quiet_transformers():

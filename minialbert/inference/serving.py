@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import MiniAlbertError
-from ..model.adapters import read_adapter_task
+from ..model.adapters import is_adapter_task, read_adapter_task
 from ..model import MiniAlbertAdapters, MiniAlbertModel
 
 
@@ -31,6 +31,39 @@ class TaskModule:
 
     def exit_head(self, iteration: int) -> nn.Linear:
         return self.exits.get(iteration, self.classifier)
+
+
+def find_adapter_task(folder) -> Path:
+    """The adapter task folder in `folder`: `folder` itself, or, for the output folder of `finetune
+    --adapter-tuning`, the adapter of its best run (OUT/runs/RUN/adapter, RUN from OUT/results.json)."""
+    folder = Path(folder)
+    if is_adapter_task(folder):
+        return folder
+    results = folder / "results.json"
+    if results.is_file():
+        from ..records import RESULTS_FIELDS, read_json
+
+        run = read_json(results, RESULTS_FIELDS, "Write it again with `minialbert finetune`.")["best"].get("best_run")
+        adapter = folder / "runs" / str(run) / "adapter"
+        if run and is_adapter_task(adapter):
+            return adapter
+        raise MiniAlbertError(f"{folder} is a finetune output folder, but its best run's adapter {adapter} is not "
+                              "there: was it tuned with --adapter-tuning (full fine-tuning saves OUT/runs/RUN/model, "
+                              "served with `export` or from_pretrained), and with --save-models best or all?")
+    raise MiniAlbertError(f"{folder} is not an adapter task folder (no minialbert_adapter.json) nor the output folder "
+                          "of `minialbert finetune --adapter-tuning` (no results.json). Give the finetune --out "
+                          "folder or its OUT/runs/RUN/adapter.")
+
+
+def readable_labels(task: str | None, id2label: dict) -> dict:
+    """Label names a reader understands: a GLUE task whose files store 0/1 (SST-2, CoLA, MRPC, QQP, WNLI)
+    answers with the names the Hugging Face glue dataset gives those classes."""
+    from ..data.glue import LABEL_NAMES
+
+    names = LABEL_NAMES.get(task or "")
+    if names and [id2label[i] for i in sorted(id2label)] == [str(i) for i in range(len(names))]:
+        return dict(enumerate(names))
+    return id2label
 
 
 class MultiTaskModel:
@@ -57,6 +90,7 @@ class MultiTaskModel:
         from ..model.adapters import load_adapter_model
         from ..model.modeling_minialbert import DEFAULT_ADAPTER
 
+        task_dir = find_adapter_task(task_dir)
         cfg, _ = read_adapter_task(task_dir)
         name = name or cfg.task or Path(task_dir).resolve().name
         if name == DEFAULT_ADAPTER:
@@ -74,7 +108,8 @@ class MultiTaskModel:
         adapters = (model.encoder if bi else model.minialbert).encoder.adapter_set("default")
         self.base.add_adapter(name, adapters)  # named inside the base, PEFT-style; chosen per request
         exits = {int(i): head for i, head in model.exit_classifiers.items()}
-        module = TaskModule(name, adapters, model.classifier, cfg.head, cfg.labels["id2label"], cfg.problem_type,
+        module = TaskModule(name, adapters, model.classifier, cfg.head, readable_labels(cfg.task, cfg.labels["id2label"]),
+                            cfg.problem_type,
                             exits, cfg.pooling, getattr(model.config, "similarity_scale", 5.0), str(task_dir))
         self.tasks[name] = module
         return module
@@ -136,11 +171,18 @@ class MultiTaskModel:
 
     def predict_with_depth(self, name: str, texts, text_pairs=None, **depth) -> tuple[list, list[int]]:
         """Labels (or scores) and the iterations each example used."""
+        labels, _, used = self.predict_with_scores(name, texts, text_pairs, **depth)
+        return labels, used
+
+    def predict_with_scores(self, name: str, texts, text_pairs=None, **depth) -> tuple[list, list, list[int]]:
+        """Labels (or regression scores), the probability of each chosen label (None for a regression)
+        and the iterations each example used."""
         logits, used = self.logits_and_depth(name, texts, text_pairs, **depth)
         task = self.tasks[name]
         if task.problem_type == "regression":
-            return logits.squeeze(-1).tolist(), used.tolist()
-        labels = logits.argmax(-1).tolist()
+            return logits.squeeze(-1).tolist(), [None] * len(logits), used.tolist()
+        probs, labels = logits.float().softmax(-1).max(-1)
+        probs, labels = probs.tolist(), labels.tolist()
         if task.head in ("sequence-classification", "bi-encoder"):
-            return [task.id2label[i] for i in labels], used.tolist()
-        return [[task.id2label[i] for i in row] for row in labels], used.tolist()
+            return [task.id2label[i] for i in labels], probs, used.tolist()
+        return [[task.id2label[i] for i in row] for row in labels], probs, used.tolist()

@@ -11,3 +11,7 @@ from .modeling_minialbert import (
 )
 from .summary import adapter_parameter_count, parameter_breakdown
 from .modeling_bi_encoder import BiEncoderForSequenceClassification, is_bi_encoder, load_bi_encoder
+
+from .. import register_auto_classes
+
+register_auto_classes()  # the Auto classes know `minialbert` wherever the model classes are loaded

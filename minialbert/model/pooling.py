@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-POOLINGS = ("mean", "cls")
+from ..options import POOLINGS  # noqa: F401  (with the option definitions, light for the CLI)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str = "mean") -> torch.Tensor:

@@ -26,7 +26,7 @@ from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
-from transformers.utils import can_return_tuple
+from transformers.utils import can_return_tuple, logging
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -36,6 +36,8 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_minialbert import MiniAlbertConfig
+
+logger = logging.get_logger(__name__)
 
 
 class MiniAlbertEmbeddings(nn.Module):
@@ -478,6 +480,22 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
         self.minialbert = MiniAlbertModel(config)
         self.lm_head = MiniAlbertMLMHead(config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """As PreTrainedModel's, and a warning when the MLM head is untrained: its config says so
+        (`mlm_head_trained: false`) or the checkpoint has no head (an encoder, such as a release), so
+        a fill-mask pipeline does not answer random words in silence."""
+        wanted_info = kwargs.get("output_loading_info", False)
+        model, info = super().from_pretrained(*args, **{**kwargs, "output_loading_info": True})
+        missing_head = any(k.startswith("lm_head.") for k in info.get("missing_keys", ()))
+        if missing_head or getattr(model.config, "mlm_head_trained", None) is False:
+            logger.warning(
+                "%s: the masked-LM head of this checkpoint was never trained (%s), so its fill-mask predictions "
+                "are random words. Use the encoder (AutoModel), or train the head: `minialbert distill` with "
+                "an MLM or output loss, or `minialbert fit-head`.", args[0] if args else "the checkpoint",
+                "it holds no head" if missing_head else "mlm_head_trained is false in its config.json")
+        return (model, info) if wanted_info else model
 
     def get_output_embeddings(self):
         return self.lm_head.decoder
