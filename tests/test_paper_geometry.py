@@ -92,3 +92,14 @@ def test_a_pair_subset_spans_the_whole_split_evenly():
     assert set(subset.sentences) <= set(whole.sentences)
     with pytest.raises(MiniAlbertError, match="--max-pairs"):
         ZeroShotSTSB(glue, "train", max_pairs=1)
+
+
+def test_the_page_tables_show_committed_rows_and_name_the_rest_pending(tmp_path, monkeypatch):
+    monkeypatch.setattr(pg, "RESULTS_DIR", tmp_path)
+    assert "pending" in pg.probe_table() and "Not measured yet" in pg.cost_table()
+    (tmp_path / "step0.json").write_text(json.dumps({
+        "teacher_zero_shot": 88.11, "teacher_parameters": 109486464,
+        "rows": {"plain-1-e128": {"parameters": 12_000_000, "zero_shot": 76.79, "embedding_layer_zero_shot": 60.0}}}))
+    table = pg.step0_table()
+    assert "| 88.11 |" in table and "| 76.79 | 60.00 |" in table
+    assert table.count("pending") == len(pg.STEP0) - 1

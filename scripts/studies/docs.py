@@ -23,7 +23,7 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- 
 
 
 def generators() -> dict:
-    from . import distillation_start, frontier, pair_encoding, retention, task_distillation
+    from . import distillation_start, frontier, pair_encoding, paper_geometry, retention, task_distillation
 
     return {"task-distillation-table": task_distillation.table, "pair-encoding-table": pair_encoding.table,
             "retention-table": retention.table,
@@ -31,7 +31,9 @@ def generators() -> dict:
             "retention-goals": retention.goals,
             "retention-embeddings": retention.embeddings_table, "embedding-goals": retention.embedding_goals,
             "start-curve": distillation_start.table, "frontier-table": frontier.committed_table,
-            "frontier-pick": frontier.committed_pick, "measured-summary": measured_summary}
+            "frontier-pick": frontier.committed_pick, "measured-summary": measured_summary,
+            "paper-geometry-step0": paper_geometry.step0_table, "paper-geometry-probe": paper_geometry.probe_table,
+            "paper-geometry-frontier": paper_geometry.frontier_table, "paper-geometry-cost": paper_geometry.cost_table}
 
 
 def measured_summary() -> str:

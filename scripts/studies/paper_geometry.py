@@ -289,6 +289,38 @@ def summary(args) -> int:
     return 0
 
 
+COST_STEPS = 8
+
+
+def cost(args) -> int:
+    """What one step of the recipe costs on this machine in bf16 and in fp32 (docs/results/paper-geometry/
+    cost.json): COST_STEPS steps of `distill --recipe paper-mpnet-128` per dtype, with every thread of
+    the machine and nothing else running (a timing beside another job means nothing). The seconds
+    include the first step's warm-up, so they slightly overstate a long run's."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from minialbert.runtime import machine_description
+
+    rows = {}
+    for dtype in ("bf16", "fp32"):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "minialbert", "distill", "--recipe", RECIPE, "--dtype", dtype,
+                            "--max-steps", str(COST_STEPS), "--save-steps", "100000", "--out", f"{tmp}/run"],
+                           check=True, stdout=subprocess.DEVNULL)
+            info = read_json(f"{tmp}/run/final/distillation.json")
+        seconds = info["train_seconds_this_run"]
+        rows[dtype] = {"steps": info["steps"], "seconds": seconds, "seconds_per_step": round(seconds / info["steps"], 2),
+                       "tokens_per_s": round(info["distilled_tokens"] / seconds, 1),
+                       "hours_per_grid_point": round(STEPS * seconds / info["steps"] / 3600, 2)}
+        print(dtype, rows[dtype], flush=True)
+    write_json(Path(args.results) / "cost.json", {"recipe": RECIPE, "teacher": TEACHER, "machine": machine_description(),
+                                                  "note": f"{COST_STEPS} steps each, first step's warm-up included",
+                                                  **rows})
+    return 0
+
+
 def add_commands(sub, defaults) -> None:
     r = sub.add_parser("run", help="run (or continue) the stages: step0, probe, grid; resumable job by job")
     defaults(r, work=WORK)
@@ -303,3 +335,69 @@ def add_commands(sub, defaults) -> None:
     s.add_argument("--steps", type=int, default=STEPS)
     s.add_argument("--results", default=str(RESULTS_DIR))
     s.set_defaults(func=summary)
+    c = sub.add_parser("cost", help="seconds per step of the recipe in bf16 and fp32 on this machine (nothing else running)")
+    c.add_argument("--results", default=str(RESULTS_DIR))
+    c.set_defaults(func=cost)
+
+
+# --- the documentation page's tables (docs/studies/paper-geometry.md), from the committed JSON ----------
+
+def _load(name: str) -> dict:
+    path = RESULTS_DIR / f"{name}.json"
+    return read_json(path) if path.is_file() else {}
+
+
+def step0_table() -> str:
+    doc = _load("step0")
+    rows = doc.get("rows", {})
+    lines = ["| initialisation | parameters | zero-shot STS-B dev | embedding layer alone |", "|---|---|---|---|"]
+    if doc.get("teacher_zero_shot") is not None:
+        lines.append(f"| the teacher `{TEACHER}` | {doc['teacher_parameters'] / 1e6:.1f} M | {doc['teacher_zero_shot']:.2f} | – |")
+    for name in STEP0:
+        r = rows.get(name)
+        lines.append(f"| {STEP0[name][0]} | {r['parameters'] / 1e6:.2f} M | {r['zero_shot']:.2f} | "
+                     f"{r['embedding_layer_zero_shot']:.2f} |" if r else f"| {STEP0[name][0]} | – | pending | – |")
+    return "\n".join(lines)
+
+
+def probe_table() -> str:
+    doc = _load("probe")
+    runs = doc.get("runs", {})
+    lines = [f"| probe | zero-shot on {TRAIN_PAIRS} STS-B train pairs, by step |", "|---|---|"]
+    for name, (what, _) in PROBES.items():
+        curve = runs.get(name, {}).get("curve", [])
+        cells = ", ".join(f"{r['step']}: {r['zero_shot_spearman']:.2f}" for r in curve) or "pending"
+        lines.append(f"| {what} | {cells} |")
+    pick = doc.get("pick")
+    lines.append("")
+    lines.append(f"Pick ({pick['criterion']}): **{PROBES[pick['name']][0]}**." if pick else
+                 "Pick: pending (every probe must finish first).")
+    return "\n".join(lines)
+
+
+def frontier_table() -> str:
+    doc = _load("frontier")
+    points = {p["name"]: p for p in doc.get("points", [])}
+    T = doc.get("teacher_parameters")
+    lines = ["| point | kind | parameters (% of the teacher) | zero-shot train pairs | zero-shot dev |", "|---|---|---|---|---|"]
+    for name in ("rec-e128", *GRID):
+        p = points.get(name)
+        if p is None:
+            lines.append(f"| {name} | – | – | pending | pending |")
+            continue
+        share = f" ({100 * p['parameters'] / T:.0f}%)" if T else ""
+        lines.append(f"| {name} | {p['kind']}, {p['relaxation']} | {p['parameters'] / 1e6:.2f} M{share} | "
+                     f"{p['zero_shot_train']:.2f} | {p['zero_shot']:.2f} |")
+    return "\n".join(lines)
+
+
+def cost_table() -> str:
+    doc = _load("cost")
+    if not doc:
+        return "Not measured yet: `python -m scripts.studies paper-geometry cost` (nothing else running)."
+    lines = [f"Measured on {doc['machine'].get('cpu', '?')} ({doc['note']}):", "",
+             "| dtype | seconds per step | tokens/s | hours per grid point (244 steps) |", "|---|---|---|---|"]
+    for dtype in ("bf16", "fp32"):
+        r = doc[dtype]
+        lines.append(f"| {dtype} | {r['seconds_per_step']} | {r['tokens_per_s']} | {r['hours_per_grid_point']} |")
+    return "\n".join(lines)
