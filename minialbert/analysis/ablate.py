@@ -68,7 +68,7 @@ def parse_tasks(tasks: str, glue_dir, ner_dir) -> list[tuple[str, str, str | Non
 
 def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir, finetune_steps: int = 200,
                  finetune_lr: float = 5e-4, max_length: int = 128) -> dict:
-    from ..distillation.recipe import apply_overrides
+    from ..distillation.recipe import apply_overrides, resolve_layer_choices, teacher_depth
     from ..distillation.trainer import run_distillation
     from ..finetune.options import FinetuneOptions
     from ..finetune.runner import run_finetune
@@ -82,7 +82,8 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
         overrides = dict(VARIANTS[variant], max_steps=budget_steps)
         if overrides.get("embedding_size") == "H":
             overrides["embedding_size"] = recipe.hidden_size or _teacher_width(recipe.teacher)
-        variant_recipe = apply_overrides(recipe, overrides)
+        # layer choices relative to the teacher ('last', fractions) as the numbers a finished run stores
+        variant_recipe = resolve_layer_choices(apply_overrides(recipe, overrides), lambda: teacher_depth(recipe.teacher))
         distill_dir = out / variant / "distill"
         finished = distill_dir / "final" / "distillation.json"
         if finished.exists():  # reuse a finished student only if it was distilled with exactly this recipe
