@@ -47,13 +47,14 @@ def measured_summary() -> str:
     embed = json.loads((RESULTS_DIR / "embed.json").read_text())
     teacher = embed["compare"]["minilm"]
     static = max((v for k, v in embed["compare"].items() if k.startswith("model2vec:")), key=lambda v: v["spearman"])
+    provisional = "" if s.get("complete", True) else f" (provisional: {len(s['pending'])} runs pending)"
     return "\n".join([
         "| measured on `minialbert-minilm` | figure |",
         "|---|---|",
         f"| parameters | {s['student_parameters'] / 1e6:.2f} M, {100 * s['parameter_ratio']:.0f}% of its teacher's |",
-        f"| gain retention, fine-tuned ({len(s['included_tasks'])} tasks) | {s['gain_retention']:.3f} |",
+        f"| gain retention, fine-tuned ({len(s['included_tasks'])} tasks) | {s['gain_retention']:.3f}{provisional} |",
         f"| plain retention (ratio of the averages) | {s['retention']:.3f} ({s['student_average']:.2f} against "
-        f"{s['teacher_average']:.2f}) |",
+        f"{s['teacher_average']:.2f}){provisional} |",
         f"| zero-shot STS-B dev (Spearman x 100) | {s['zero_shot_spearman']:.2f} (teacher "
         f"{s['teacher_zero_shot_spearman']:.2f}; `{static['model']}` {static['spearman']:.2f}) |",
         f"| sentences/s against the teacher, same run | {teacher['speedup']:.2f}x |",
