@@ -150,7 +150,7 @@ def test_every_flag_says_what_it_does_and_names_its_default_once(argv):
 @pytest.mark.parametrize("recipe, expected", [
     ("cpu-demo", {"--max-length": "128, from recipe cpu-demo", "--iterations": "3, from recipe cpu-demo",
                   "--temperature": "1.0, from the built-in defaults"}),
-    ("cpu-2h", {"--max-steps": "3000, from recipe cpu-2h", "--layer-map": "6,6,6, from recipe cpu-2h",
+    ("cpu-2h", {"--max-steps": "3000, from recipe cpu-2h", "--layer-map": "last,last,last, from recipe cpu-2h",
                 "--hidden-size": "the teacher's, from the built-in defaults"})])
 def test_distill_help_shows_each_recipe_field_resolved_and_where_from(recipe, expected):
     from minialbert.distillation.recipe import DistillRecipe, recipe_fields
