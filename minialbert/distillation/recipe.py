@@ -192,8 +192,8 @@ def recipe_fields(name_or_path: str) -> set[str]:
 # What each shipped recipe is for, in a few words (`distill --help` lists them).
 RECIPE_PURPOSES = {
     "cpu-demo": "offline demo, about 10 minutes on a laptop CPU",
-    "cpu-2h": "the released student's recipe, about 1-2 CPU hours; needs a network once (PubMed abstracts "
-              "from the hub)",
+    "cpu-2h": "the released student's recipe, about 1-2 CPU hours; needs a network once, for PubMed "
+              "abstracts from the hub",
     "paper-general": "the paper's general-domain run; needs a network and GPUs",
     "paper-bio": "the paper's biomedical run; needs a network and GPUs",
     "paper-mpnet-128": "the paper's MiniALBERT-128 shape (H 768, E 128, 12 iterations, adapters) from the mpnet "
