@@ -267,6 +267,8 @@ def test_cpu_2h_on_minilm_resolves_to_the_released_students_recipe():
     # bounded by max_docs, and its notes say so. Only these differ on purpose.
     local_file_override = {"corpus", "notes", "max_docs"}
     same = [k for k in released if k not in from_flags | local_file_override]  # later fields: at their defaults
+    assert recipe["corpus"].split("+")[0] == released["corpus"].split("+")[0] == "wiki-offline"
+    assert (released["max_docs"], recipe["max_docs"]) == (None, 20000)  # the hub set, bounded per source
     assert {k: recipe[k] for k in same} == {k: released[k] for k in same}
 
 
