@@ -50,14 +50,20 @@ class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "transformers":
             return None
-        sys.meta_path.remove(self)  # once; the normal finders locate the package
-        spec = importlib.util.find_spec(name)
+        # The other finders' spec, asked directly (importlib.util.find_spec would ask this finder again).
+        # This finder stays in sys.meta_path until a spec it returned is executed: a spec asked for only
+        # to check availability (importlib.util.find_spec, accelerate's is_transformers_available) is
+        # never executed, and the real import must still get a patched one.
+        spec = next((found for finder in sys.meta_path if finder is not self and hasattr(finder, "find_spec")
+                     for found in [finder.find_spec(name, path, target)] if found is not None), None)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module):
             exec_module(module)
+            if self in sys.meta_path:  # transformers is loaded: the hook's work is done
+                sys.meta_path.remove(self)
             # minialbert.model already importing (it imports transformers itself) registers at its end.
             if "minialbert.model" not in sys.modules:
                 importlib.import_module("minialbert.model")

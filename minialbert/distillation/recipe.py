@@ -64,7 +64,7 @@ class DistillRecipe:
     batch_size: int = 8                   # per device
     gradient_accumulation_steps: int = 1
     learning_rate: float = 5e-4
-    inherited_lr_scale: float = 1.0       # the teacher-initialised parts (embeddings, shared layer) train at this x lr
+    inherited_lr_scale: float = 1.0       # the teacher-initialised parts (distill --help lists them) train at this x lr
     warmup_steps: int = 0
     weight_decay: float = 1e-4
     max_steps: int | None = field(default=None, metadata=RESUMABLE)
@@ -192,11 +192,14 @@ def recipe_fields(name_or_path: str) -> set[str]:
 # What each shipped recipe is for, in a few words (`distill --help` lists them).
 RECIPE_PURPOSES = {
     "cpu-demo": "offline demo, about 10 minutes on a laptop CPU",
-    "cpu-2h": "the released student's recipe, about 1-2 CPU hours",
+    "cpu-2h": "the released student's recipe, about 1-2 CPU hours; needs a network once, for PubMed "
+              "abstracts from the hub",
     "paper-general": "the paper's general-domain run; needs a network and GPUs",
     "paper-bio": "the paper's biomedical run; needs a network and GPUs",
-    "retention-student": "the student of the budget-curve study (docs/RESULTS.md), whose script adds the teacher, "
-                         "corpus and budget",
+    "paper-mpnet-128": "the paper's MiniALBERT-128 shape (H 768, E 128, 12 iterations, adapters) from the mpnet "
+                       "teacher; docs/studies/paper-geometry.md",
+    "retention-student": "the student of the budget-curve study (docs/studies/budget-curve.md), whose script adds "
+                         "the teacher, corpus and budget",
 }
 
 

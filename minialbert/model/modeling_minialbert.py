@@ -211,8 +211,9 @@ def relaxed_maps(config: MiniAlbertConfig) -> dict[str, tuple[str, int, int]]:
 
 
 class LowRankDelta(nn.Module):
-    """delta(x) = up(down(x)), rank r: B A in LoRA's notation, without its scaling (the deltas start
-    from the teacher's layers, not from zero; docs/method.md, "Student kinds")."""
+    """delta(x) = up(down(x)), rank r: B A in LoRA's notation, without its scaling. A delta starts from the
+    truncated SVD of (its mapped teacher layer - the shared layer), or as LoRA's (down random, up zero)
+    where the two are the same layer (docs/method.md, "Student kinds")."""
 
     def __init__(self, in_features: int, out_features: int, rank: int):
         super().__init__()
