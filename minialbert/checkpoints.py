@@ -107,16 +107,15 @@ def read_config(name: str, path=None, role: str = ""):
                               f"{MODEL_ADVICE}") from None
 
 
-def check_max_length(name: str, max_length: int, role: str = "", config=None) -> None:
+def check_max_length(name: str, max_length: int, role: str = "", config=None, position_offset: int = 0) -> None:
     """Inputs longer than the model's position table would crash mid-run: refuse them up front.
-    `config`: the model's configuration when the caller has read it already."""
+    `config`: the model's configuration when the caller has read it already; `position_offset`: the
+    rows its position table spends before the first real position (RoBERTa and MPNet: pad + 1; the
+    caller finds it in model/families.py, a layer above this one)."""
     config = config if config is not None else read_config(name, role=role)
     positions = getattr(config, "max_position_embeddings", None)
-    if positions:  # RoBERTa and MPNet spend pad_token_id + 1 rows before the first real position
-        from .model.families import FAMILIES, position_offset
-
-        family = next((f for f in FAMILIES if getattr(config, "model_type", None) in f.model_types), None)
-        positions -= position_offset(family, config) if family is not None else 0
+    if positions:
+        positions -= position_offset
     if positions and max_length > positions:
         raise MiniAlbertError(f"--max-length {max_length} exceeds the {positions} positions of {role}{name!r}; use "
                               f"--max-length {positions} or less.")

@@ -353,3 +353,17 @@ def test_packed_windows_use_the_tokenizers_own_start_and_end_tokens(corpus):
     no_mask = PreTrainedTokenizerFast(tokenizer_object=raw, **{k: v for k, v in tokens.items() if k != "mask_token"})
     with pytest.raises(MiniAlbertError, match="lacks a mask token"):
         build_windows(no_mask, CorpusOptions(source=str(corpus), max_length=16, pack=True, max_docs=20), cache=False)
+
+
+def test_max_length_counts_the_positions_a_roberta_table_spends_before_the_first_token():
+    from transformers import RobertaConfig
+
+    from minialbert.checkpoints import check_max_length
+    from minialbert.errors import MiniAlbertError
+    from minialbert.model.families import config_position_offset
+
+    config = RobertaConfig(max_position_embeddings=66, pad_token_id=1)
+    assert config_position_offset(config) == 2
+    check_max_length("tiny-roberta", 64, config=config, position_offset=config_position_offset(config))
+    with pytest.raises(MiniAlbertError, match="exceeds the 64 positions"):
+        check_max_length("tiny-roberta", 65, config=config, position_offset=config_position_offset(config))

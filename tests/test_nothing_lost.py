@@ -378,12 +378,14 @@ def test_a_kill_between_removing_the_old_final_and_renaming_the_new_one_in_loses
     class Saves:
         def __init__(self, payload, name="model.safetensors"):
             self.payload, self.name = payload, name
+            self.config = type("Config", (), {})()  # _publish_final records mlm_head_trained on it
 
         def save_pretrained(self, folder):
             Path(folder).mkdir(parents=True, exist_ok=True)
             (Path(folder) / self.name).write_bytes(self.payload)
 
     monkeypatch.setattr(trainer, "_student_card", lambda *a: None)
+    SUMMARY = {"steps": 1, "recipe": {"mlm_weight": 1.0}, "output_loss": False}
     real = os.replace
 
     def killed(src, dst):  # the rename that brings the new folder in never happens
@@ -393,9 +395,9 @@ def test_a_kill_between_removing_the_old_final_and_renaming_the_new_one_in_loses
 
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         m.setattr(os, "replace", killed)
-        trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), {"steps": 1})
+        trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), SUMMARY)
     assert (out / "final" / "model.safetensors").read_bytes() == b"old weights"
-    trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), {"steps": 1})
+    trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), SUMMARY)
     assert (out / "final" / "model.safetensors").read_bytes() == b"new weights"
     assert sorted(p.name for p in out.iterdir()) == ["final"]  # nothing left aside
 

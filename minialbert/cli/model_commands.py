@@ -52,8 +52,11 @@ def load_config(model: str):
 
     if model in PRESETS:
         return preset_config(model)
-    path = Path(resolve_model_name(model))  # aliases; a damaged config.json is named there
-    if not (path / "config.json").is_file():
+    try:  # aliases; a damaged config.json is named there
+        path = Path(resolve_model_name(model))
+    except MiniAlbertError:  # an unknown name is not looked up on the hub here: info reads local configs only
+        path = None
+    if path is None or not (path / "config.json").is_file():
         raise MiniAlbertError(f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}), 'minilm', nor a "
                               "folder with a config.json.")
     cfg = json.loads((path / "config.json").read_text())

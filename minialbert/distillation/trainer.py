@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from ..checkpoints import (check_max_length, checkpoint_step, latest_complete_checkpoint, resolve_model_name,
+from ..checkpoints import (check_max_length, checkpoint_step, latest_complete_checkpoint, read_config, resolve_model_name,
                            set_aside_incomplete)
 from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
@@ -165,11 +165,11 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def logging_interval(recipe: DistillRecipe) -> int:
-    """--logging-steps, shortened for a short run so that it logs about ten points (every step of a
-    smoke run): a 5-step run logging every 10 steps would log step 1 alone, and its summary compare
-    step 1 with itself."""
-    if recipe.max_steps:
-        return max(1, min(recipe.logging_steps, recipe.max_steps // 10))
+    """--logging-steps, or, for a run no longer than it (which would log step 1 alone, and its summary
+    compare step 1 with itself), about ten points: every step of a smoke run. An interval shorter
+    than the run is kept as given."""
+    if recipe.max_steps and recipe.logging_steps >= recipe.max_steps:
+        return max(1, recipe.max_steps // 10)
     return recipe.logging_steps
 
 
@@ -218,7 +218,11 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         logger.warning("--stride %d does not fit windows of %d tokens; using %d.", recipe.stride, recipe.max_length,
                        recipe.adapted_stride())
         recipe = dataclasses.replace(recipe, stride=recipe.adapted_stride())
-    check_max_length(recipe.teacher, recipe.max_length, "the teacher ")
+    from ..model.families import config_position_offset
+
+    teacher_config = read_config(recipe.teacher, role="the teacher ")
+    check_max_length(recipe.teacher, recipe.max_length, "the teacher ", config=teacher_config,
+                     position_offset=config_position_offset(teacher_config))
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     if resume:

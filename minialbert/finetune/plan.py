@@ -61,7 +61,9 @@ def build_plan(opts: FinetuneOptions) -> FinetunePlan:
             "is not one. Use --pair-encoding cross.")
     model_path = resolve_model_name(opts.model)
     config = read_config(opts.model, model_path)
-    check_max_length(opts.model, opts.max_length, config=config)
+    from ..model.families import config_position_offset
+
+    check_max_length(opts.model, opts.max_length, config=config, position_offset=config_position_offset(config))
     if opts.pair_encoding == "auto":
         encoding, pair_choice = auto_pair_encoding(opts.task.lower(), getattr(config, "model_type", None),
                                                    task is not None and task.is_pair)

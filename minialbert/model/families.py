@@ -140,6 +140,12 @@ def position_offset(family: TeacherFamily, config) -> int:
     return (getattr(config, "pad_token_id", 0) or 0) + 1 if family.positions_from_padding else 0
 
 
+def config_position_offset(config) -> int:
+    """position_offset for a config of any family (0 for a model type the table does not know)."""
+    family = next((f for f in FAMILIES if getattr(config, "model_type", None) in f.model_types), None)
+    return position_offset(family, config) if family is not None else 0
+
+
 def _base(model) -> nn.Module:
     return getattr(model, "base_model", model)
 

@@ -33,14 +33,15 @@ class MiniAlbertConfig(PretrainedConfig):
             layer (relaxed recursion, LoRA-style); 0 = strict sharing.
         exit_iterations: iterations (1-based) with a trained classifier of their own (elastic
             depth: `finetune --exits all`); None = one head, on the last iteration.
-        mlm_head_trained (optional, set when a masked LM is saved): whether its MLM head was trained
-            (`minialbert distill` with an MLM or output loss, `minialbert fit-head`); False makes
-            MiniAlbertForMaskedLM.from_pretrained warn. Absent: unknown (older checkpoints).
         inference_iterations: run only the first K iterations (and their exit head); None = all N.
         relative_attention_num_buckets: > 0 adds to every iteration's attention scores a learned
             bias per head for the bucketed distance between query and key, one table shared by all
             iterations, as MPNet's (carried from an MPNet teacher); 0 = none.
         relative_attention_max_distance: distances beyond this share the last bucket (MPNet: 128).
+
+    A saved masked LM's config also holds `mlm_head_trained` (passed through `**kwargs`): whether its
+    MLM head was trained (`minialbert distill` with an MLM or output loss); False makes
+    MiniAlbertForMaskedLM.from_pretrained warn. Absent: unknown (older checkpoints).
     """
 
     model_type = "minialbert"
