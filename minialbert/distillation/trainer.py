@@ -26,7 +26,7 @@ from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, public_corpus, student_kind, student_tags, write_model_card
-from ..records import DISTILLATION_FIELDS, read_json, replace_dir, write_json, write_text
+from ..records import DISTILLATION_FIELDS, read_json, recover_dir, replace_dir, write_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
 from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
@@ -221,6 +221,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     check_max_length(recipe.teacher, recipe.max_length, "the teacher ")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
+    recover_dir(out / "final")  # a publish cut by a kill between its renames: the earlier student back
     if resume:
         _check_resumable_with(recipe, out)
         finished = _finished_summary(recipe, out)

@@ -17,7 +17,7 @@ from ..data.tasks import DataOptions, data_identity, task_collator
 from ..data.transfer import read_transfer_data, split_words
 from ..errors import MiniAlbertError
 from ..fingerprint import fields_identity, numbers_identity, options_hash, path_identity
-from ..records import read_json, replace_dir, write_json
+from ..records import read_json, recover_dir, replace_dir, write_json
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
@@ -107,6 +107,7 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     import datasets
 
     folder = out / "transfer" / transfer_key(opts, data_opts, sources, len(tokenizer))
+    recover_dir(folder)  # a swap cut by a kill: the finished set comes back from aside
     kept = _complete_set(folder)
     if kept is not None:
         logger.info("Transfer set: reusing %s", folder)
