@@ -134,6 +134,15 @@ def test_bytecode_code_copies_cards_and_records_are_not_content_but_weights_and_
     before = path_identity(str(plain))
     (plain / "modeling_x.py").write_text("2")
     assert path_identity(str(plain)) != before
+    # another model's remote code beside its config.json builds that model: it is content
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "foo", "auto_map": {"AutoModel": "modeling_foo.FooModel"}}')
+    for name in ("modeling_foo.py", "configuration_foo.py"):
+        (foreign / name).write_text("1")
+        before = path_identity(str(foreign))
+        (foreign / name).write_text("2")
+        assert path_identity(str(foreign)) != before, name
 
 
 def test_the_released_student_from_a_wheel_and_from_the_clone_is_the_same_input(tmp_path, fresh_cache):
