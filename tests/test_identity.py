@@ -394,3 +394,8 @@ def test_rekey_transfer_key_is_the_packages(tmp_path, fresh_cache):
     identity = run_identity(opts, str(tmp_path), GLUE_TASKS["rte"], str(teacher))
     key = transfer_key(opts, opts.data_options(), TransferSources(GLUE_TASKS["rte"], str(teacher)), 99)
     assert rekey.transfer_key(identity, 99) == key
+    # the field list is the transfer-marked fields of the options finetune passes (none of its own)
+    from minialbert.taskdistill import transfer_set
+
+    assert transfer_set.TRANSFER_OPTION_FIELDS == tuple(
+        f.name for f in dataclasses.fields(FinetuneOptions) if f.metadata.get("transfer"))
