@@ -284,13 +284,13 @@ def test_resume_reuses_a_finished_run_only_under_the_same_code_numbers(tmp_path,
     from before the version was recorded counts as version 1 (the released student's kind)."""
     from minialbert import fingerprint
 
-    out = tmp_path / "init"
-    assert main(["distill", "--out", str(out), "--max-steps", "0", *FAST]) == 0
+    out = tmp_path / "one-step"
+    assert main(["distill", "--out", str(out), "--max-steps", "1", "--save-steps", "1", *FAST]) == 0
     info_path = out / "final" / "distillation.json"
     info = json.loads(info_path.read_text())
     assert info["code_numbers"] == fingerprint.CODE_NUMBERS_VERSION == 1
     assert json.loads((out / "code_numbers.json").read_text()) == {"code_numbers": 1}
-    resume = ["distill", "--out", str(out), "--max-steps", "0", "--resume", *FAST]
+    resume = ["distill", "--out", str(out), "--max-steps", "1", "--save-steps", "1", "--resume", *FAST]
     # an older folder: no code_numbers anywhere -> version 1, reused as it is
     (out / "code_numbers.json").unlink()
     info_path.write_text(json.dumps({k: v for k, v in info.items() if k != "code_numbers"}))
@@ -309,7 +309,7 @@ def test_resume_reuses_a_finished_run_only_under_the_same_code_numbers(tmp_path,
     monkeypatch.setattr(fingerprint, "CODE_NUMBERS_VERSION", 2)
     assert main(resume) != 0
     assert "numbers are version 1" in capsys.readouterr().err
-    # an unfinished run's checkpoints made under version 0 are not continued
+    # an unfinished run's checkpoints made under version 0 (as its code_numbers.json says) are not continued
     monkeypatch.setattr(fingerprint, "CODE_NUMBERS_VERSION", 1)
     shutil.rmtree(out / "final")
     (out / "code_numbers.json").write_text(json.dumps({"code_numbers": 0}))

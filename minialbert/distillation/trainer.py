@@ -235,9 +235,6 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     if resume and resume_from is None:
         logger.warning("--resume: no complete checkpoint in %s; starting from step 0.", ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # Which code's numbers this run's checkpoints hold, from its first step: a later --resume under
-    # another version is refused (_check_same_code_numbers).
-    write_json(out / CODE_NUMBERS_FILE, {"code_numbers": _code_and_versions()["code_numbers"]})
     if ckpt_dir.exists():
         set_aside_incomplete(ckpt_dir, resume_from)
     args = distillation_arguments(recipe, out)
@@ -277,6 +274,9 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         windows = build_windows(tokenizer, opts)
     collator = SeededMaskingCollator(tokenizer, recipe.mlm_probability, recipe.seed)
     write_text(out / "recipe.yaml", __import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
+    # Which code's numbers this run's checkpoints hold, before its first step: a later --resume under
+    # another version is refused (_check_same_code_numbers).
+    write_json(out / CODE_NUMBERS_FILE, {"code_numbers": _code_and_versions()["code_numbers"]})
     train_data = windows if recipe.streaming else IndexedWindows(windows)
     callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator), WallClockCallback(),
                  tensorboard_callback(out / "tensorboard")]
