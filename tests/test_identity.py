@@ -134,6 +134,15 @@ def test_bytecode_code_copies_cards_and_records_are_not_content_but_weights_and_
     before = path_identity(str(plain))
     (plain / "modeling_x.py").write_text("2")
     assert path_identity(str(plain)) != before
+    # another model's remote code beside its config.json builds that model: it is content
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "foo", "auto_map": {"AutoModel": "modeling_foo.FooModel"}}')
+    for name in ("modeling_foo.py", "configuration_foo.py"):
+        (foreign / name).write_text("1")
+        before = path_identity(str(foreign))
+        (foreign / name).write_text("2")
+        assert path_identity(str(foreign)) != before, name
 
 
 def test_the_released_student_from_a_wheel_and_from_the_clone_is_the_same_input(tmp_path, fresh_cache):
@@ -276,3 +285,117 @@ def test_rekey_maps_folders_and_teachers_and_runs_again_as_a_no_op(tmp_path, fre
     assert json.loads((tmp_path / "results" / "student" / "rte" / "results.json").read_text()) == {
         "best": {"best_run": student["run_id"]}}
     assert rekey.rekey(tmp_path / "results", rekey.folder_map([model]), vocab_size=10)["rekeyed"] == []
+
+
+def _old_distilled_row(tmp_path, vocab_size=10):
+    """A grid's teaching run and a row it taught, at the old rule (no code_numbers), with the row's
+    transfer set named by its old key: what the committed retention rows looked like."""
+    from minialbert.fingerprint import options_hash
+    from scripts.studies import rekey
+
+    def write_row(row, identity, prefix):
+        run_id = f"{prefix}-{options_hash(identity)}"
+        (tmp_path / "results" / row / "runs").mkdir(parents=True)
+        (tmp_path / "results" / row / "runs" / f"{run_id}.json").write_text(json.dumps({"run_id": run_id,
+                                                                                        "identity": identity}))
+        (tmp_path / "results" / row / "results.json").write_text(json.dumps({"best": {"best_run": run_id}}))
+        return run_id
+
+    teacher_id = write_row("teaching/rte", {"model": "sha256:teacher", "task": "rte"}, "rte-full-lr2e-05")
+    student = {"model": "sha256:student", "task": "rte", "data_dir": None, "max_length": 128,
+               "label_all_subtokens": False, "max_train_samples": None, "seed": 42, "pair_encoding": "cross",
+               "distillation": {"teacher": f"finetune-run:{teacher_id}", "augment": 0, "augment_probability": 0.4,
+                                "augment_mlm": None, "transfer_data": None, "max_transfer_samples": None}}
+    student_id = write_row("student/rte", student, "rte-full-lr0.0001")
+    (tmp_path / "results" / "student" / "rte" / "transfer" / rekey.transfer_key(student, vocab_size)).mkdir(parents=True)
+    return teacher_id, student_id
+
+
+def _migrated(results: Path) -> None:
+    """Every record at today's rule, no old one left, results.json and the transfer set naming them."""
+    from scripts.studies import rekey
+
+    records = {p: json.loads(p.read_text()) for p in results.glob("**/runs/*.json")}
+    assert len(records) == 2 and all(rekey.current(r) and p.stem == r["run_id"] for p, r in records.items())
+    for p, r in records.items():
+        assert json.loads((p.parent.parent / "results.json").read_text()) == {"best": {"best_run": r["run_id"]}}
+    (student,) = (r for r in records.values() if "distillation" in r["identity"])
+    (teacher,) = (r for r in records.values() if "distillation" not in r["identity"])
+    assert student["identity"]["distillation"]["teacher"] == f"finetune-run:{teacher['run_id']}"
+    assert [p.name for p in (results / "student" / "rte" / "transfer").iterdir()] == [
+        rekey.transfer_key(student["identity"], 10)]
+
+
+@pytest.mark.parametrize("step", ["summaries", "transfer sets", "unlink"])
+def test_rekey_cut_by_a_kill_at_any_step_is_completed_by_a_rerun(tmp_path, fresh_cache, monkeypatch, step):
+    """A kill after the new records are written (while the summaries are rewritten, the transfer sets
+    renamed or the old records deleted): the rerun finishes the migration, nothing names a deleted id."""
+    from scripts.studies import rekey
+
+    _old_distilled_row(tmp_path)
+    real_write, real_rename, real_unlink = rekey.write_json, Path.rename, Path.unlink
+    calls = {"unlink": 0}
+
+    def kill(*a, **k):
+        raise KeyboardInterrupt("killed")
+
+    if step == "summaries":  # the first results.json rewrite dies
+        monkeypatch.setattr(rekey, "write_json", lambda path, obj, **k: kill() if Path(path).name == "results.json"
+                            else real_write(path, obj, **k))
+    elif step == "transfer sets":
+        monkeypatch.setattr(Path, "rename", kill)
+    else:  # the second old record's deletion dies (temporary files of atomic writes aside)
+        def unlink(self, *a, **k):
+            calls["unlink"] += self.parent.name == "runs" and not self.name.startswith(".")
+            return kill() if calls["unlink"] == 2 else real_unlink(self, *a, **k)
+        monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(KeyboardInterrupt):
+        rekey.rekey(tmp_path / "results", {}, vocab_size=10)
+    monkeypatch.setattr(rekey, "write_json", real_write)
+    monkeypatch.setattr(Path, "rename", real_rename)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    rekey.rekey(tmp_path / "results", {}, vocab_size=10)
+    _migrated(tmp_path / "results")
+    assert rekey.rekey(tmp_path / "results", {}, vocab_size=10)["rekeyed"] == []
+
+
+def test_rekey_names_each_opaque_input(tmp_path, fresh_cache, capsys):
+    """An input no readable folder gives is kept, but printed (not silently)."""
+    from scripts.studies import rekey
+
+    _old_distilled_row(tmp_path)
+    report = rekey.rekey(tmp_path / "results", {}, vocab_size=10)
+    err = capsys.readouterr().err
+    assert report["opaque"] == ["sha256:student", "sha256:teacher"]
+    assert all("kept as it is" in line for line in err.splitlines() if "sha256:" in line)
+    assert "sha256:student" in err and "sha256:teacher" in err
+
+
+def test_rekey_transfer_key_is_the_packages(tmp_path, fresh_cache):
+    """scripts/studies/rekey.py recomputes a transfer set's key from a run identity: it must give the
+    key finetune gives that set (taskdistill.transfer_set.transfer_key) for the same options."""
+    from minialbert.data.glue import GLUE_TASKS
+    from minialbert.finetune.identity import run_identity
+    from minialbert.finetune.options import FinetuneOptions
+    from minialbert.taskdistill.transfer_set import TransferSources, transfer_key
+    from scripts.studies import rekey
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}")
+    data = tmp_path / "RTE"
+    data.mkdir()
+    (data / "train.tsv").write_text("a\tb\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_text("one\ntwo\n")
+    opts = FinetuneOptions(task="rte", model=str(tmp_path), out=str(tmp_path / "out"), data_dir=str(data),
+                           teacher=str(teacher), transfer_data=str(extra), max_transfer_samples=1,
+                           max_length=64, max_train_samples=7, seed=3, pair_encoding="cross", dtype="fp32")
+    identity = run_identity(opts, str(tmp_path), GLUE_TASKS["rte"], str(teacher))
+    key = transfer_key(opts, opts.data_options(), TransferSources(GLUE_TASKS["rte"], str(teacher)), 99)
+    assert rekey.transfer_key(identity, 99) == key
+    # the field list is the transfer-marked fields of the options finetune passes (none of its own)
+    from minialbert.taskdistill import transfer_set
+
+    assert transfer_set.TRANSFER_OPTION_FIELDS == tuple(
+        f.name for f in dataclasses.fields(FinetuneOptions) if f.metadata.get("transfer"))

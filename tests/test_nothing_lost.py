@@ -378,14 +378,13 @@ def test_a_kill_between_removing_the_old_final_and_renaming_the_new_one_in_loses
     class Saves:
         def __init__(self, payload, name="model.safetensors"):
             self.payload, self.name = payload, name
-            self.config = type("Config", (), {})()  # _publish_final records mlm_head_trained on it
+            self.config = type("Config", (), {})()  # _publish_final records mlm_head_trained in it
 
         def save_pretrained(self, folder):
             Path(folder).mkdir(parents=True, exist_ok=True)
             (Path(folder) / self.name).write_bytes(self.payload)
 
     monkeypatch.setattr(trainer, "_student_card", lambda *a: None)
-    SUMMARY = {"steps": 1, "recipe": {"mlm_weight": 1.0}, "output_loss": False}
     real = os.replace
 
     def killed(src, dst):  # the rename that brings the new folder in never happens
@@ -393,11 +392,12 @@ def test_a_kill_between_removing_the_old_final_and_renaming_the_new_one_in_loses
             raise KeyboardInterrupt
         return real(src, dst)
 
+    summary = {"steps": 1, "recipe": {"mlm_weight": 0.0}, "output_loss": False}
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         m.setattr(os, "replace", killed)
-        trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), SUMMARY)
+        trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), summary)
     assert (out / "final" / "model.safetensors").read_bytes() == b"old weights"
-    trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), SUMMARY)
+    trainer._publish_final(out, Saves(b"new weights"), Saves(b"{}", "tokenizer.json"), summary)
     assert (out / "final" / "model.safetensors").read_bytes() == b"new weights"
     assert sorted(p.name for p in out.iterdir()) == ["final"]  # nothing left aside
 
@@ -496,3 +496,87 @@ def test_the_best_run_always_has_its_trained_weights_even_when_a_rebuild_scores_
     record = json.loads((tmp_path / "again" / "runs" / f"{best}.json").read_text())
     assert float(weights.read_text()) == record["score"] == 0.50  # the weights are the ones that scored it
     assert [p.parent.name for p in (tmp_path / "again" / "runs").glob("*/model")] == [best]
+
+
+@pytest.mark.parametrize("cut", ["between the renames", "before the old one is deleted"])
+def test_a_swap_cut_by_a_kill_is_repaired_by_the_next_run_of_another_process(tmp_path, monkeypatch, cut):
+    """replace_dir killed between its two renames leaves the target missing and its old version
+    aside; killed after them, both. The next process (another PID) finds the aside folder by its
+    fixed name: a reader gets the old folder back (or keeps the new one, the aside removed), and the
+    next replace_dir completes with nothing left over."""
+    import os
+    import shutil
+
+    from minialbert import records
+
+    target = tmp_path / "final"
+    target.mkdir()
+    (target / "w").write_text("old")
+    new = tmp_path / "final.tmp"
+    new.mkdir()
+    (new / "w").write_text("new")
+    real_replace, calls = os.replace, []
+
+    def killed_from_the_second_call(s, d):  # a kill stops the put-it-back branch too
+        calls.append((s, d))
+        if len(calls) >= 2:
+            raise KeyboardInterrupt("killed")
+        return real_replace(s, d)
+
+    with monkeypatch.context() as m:
+        if cut == "between the renames":
+            m.setattr(os, "replace", killed_from_the_second_call)
+        else:
+            m.setattr(shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+        with pytest.raises(KeyboardInterrupt):
+            records.replace_dir(new, target)
+    monkeypatch.setattr(os, "getpid", lambda: 999_999)  # the rerun is another process
+    left = {p.name for p in tmp_path.iterdir()}
+    assert ".final.old" in left and ("final" in left) == (cut != "between the renames")
+    records.recover_dir(target)  # what a reader of the target does first
+    assert (target / "w").read_text() == ("old" if cut == "between the renames" else "new")
+    assert not (tmp_path / ".final.old").exists()
+    shutil.rmtree(new, ignore_errors=True)
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "w").write_text("newer")
+    records.replace_dir(again, target)
+    assert (target / "w").read_text() == "newer" and [p.name for p in tmp_path.iterdir()] == ["final"]
+
+
+def test_replace_dir_itself_restores_a_target_left_aside(tmp_path):
+    """A kill between replace_dir's renames, then a replace_dir by the next run: the old folder is put
+    back first and then replaced; no orphan is left."""
+    from minialbert import records
+
+    target = tmp_path / "set"
+    aside = records.aside_dir(target)
+    aside.mkdir()
+    (aside / "w").write_text("old")  # what the kill left: the target renamed aside, nothing in its place
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "w").write_text("new")
+    records.replace_dir(new, target)
+    assert (target / "w").read_text() == "new" and not aside.exists()
+
+
+def test_the_release_is_swapped_in_and_fit_head_json_written_atomically():
+    """export_release puts the release in place with records.replace_dir (never rmtree of the target
+    then a rename: a kill between them lost the folder given), and fit-head writes fit_head.json
+    with records.write_json (never a bare write_text, which a kill cuts in half)."""
+    import ast
+
+    from minialbert.distillation import fit_head
+    from minialbert.inference import export
+
+    def calls_of(module, function):
+        tree = ast.parse(Path(module.__file__).read_text())
+        body = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function)
+        return [ast.unparse(c) for c in ast.walk(body) if isinstance(c, ast.Call)]
+
+    release = calls_of(export, "export_release")
+    assert "replace_dir(staging, out)" in release
+    assert not [c for c in release if c.startswith(("shutil.rmtree(out", "staging.replace", "os.replace"))]
+    fit = calls_of(fit_head, "fit_mlm_head")
+    assert any(c.startswith("write_json(out / 'fit_head.json'") for c in fit)
+    assert not [c for c in fit if "fit_head.json" in c and ".write_text(" in c]

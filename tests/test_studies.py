@@ -569,14 +569,35 @@ def test_the_frontier_plans_relaxed_points_on_the_released_map_beside_the_strict
     assert not frontier.same_conditions(points, frontier.RELEASED_MAP_GROUP)["same_machine_and_dtype"]
 
 
-def test_a_frontier_point_commits_its_run_records(tmp_path):
+def test_a_frontier_point_commits_its_run_records(tmp_path, monkeypatch):
+    """`frontier run`: as a point's last job ends, on_done copies its files and every probe's run
+    records into the results folder (same relative places, same bytes) and writes its row."""
     from scripts.studies import frontier
 
-    work = tmp_path / "work"
+    work, results = tmp_path / "work", tmp_path / "results"
     name = "rec-n3-e128"
-    files = frontier.point_files(work, name)
-    for f in files:
-        f.parent.mkdir(parents=True, exist_ok=True)
-    (work / name / "ner-NCBI-disease" / "runs").mkdir(parents=True)
-    (work / name / "ner-NCBI-disease" / "runs" / "r1.json").write_text("{}")
-    assert frontier.point_records(work, name)[-1] == work / name / "ner-NCBI-disease" / "runs" / "r1.json"
+    probe_records = [work / name / t.replace(":", "-") / "runs" / f"{t.replace(':', '-')}-run{i}.json"
+                     for t in frontier.PROBES for i in (1, 2)]
+
+    def grid(jobs, work_dir, parallel, threads, on_done=None, **kw):  # the jobs write their files, then end
+        assert work_dir == work
+        for f in [*frontier.point_files(work, name), *probe_records]:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps({"file": str(f.relative_to(work))}))
+        on_done(frontier.Job(f"{name}/ner-NCBI-disease", [], "ner-NCBI-disease/results.json"))
+        return 0
+
+    row = {"zero_shot_train": 0.5, "zero_shot": 0.4, "probes": {"cola": 1.0, "ner:NCBI-disease": 2.0}}
+    monkeypatch.setattr(frontier, "run_jobs", grid)
+    monkeypatch.setattr(frontier, "plan", lambda args, names: [])
+    # the row itself is another test's business; it exists once every point file does (as point_result)
+    monkeypatch.setattr(frontier, "point_result", lambda w, n: row if n == name and all(
+        f.exists() for f in frontier.point_files(w, n)) else None)
+    args = argparse.Namespace(only=[name], work=str(work), results=str(results), parallel=1, threads=1)
+    assert frontier.run(args) == 0
+    expected = frontier.point_records(work, name)
+    assert set(probe_records) <= set(expected) and len(expected) == len(frontier.point_files(work, name)) + 4
+    for f in expected:
+        landed = results / "points" / f.relative_to(work)
+        assert landed.is_file() and landed.read_bytes() == f.read_bytes(), landed
+    assert json.loads((results / "points" / f"{name}.json").read_text()) == row

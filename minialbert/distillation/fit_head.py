@@ -4,7 +4,6 @@ output-distillation loss can be used."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from transformers import TrainerCallback
 
 from ..checkpoints import resolve_model_name
 from ..errors import MiniAlbertError
+from ..records import write_json
 from .options import FitHeadOptions  # noqa: F401  (options apart: the CLI reads them without torch)
 from ..runtime import resolve_device, resolve_dtype, training_arguments
 
@@ -150,5 +150,5 @@ def fit_mlm_head(out, teacher: str = "minilm", corpus: str = "wiki-offline", max
     mlm.config.mlm_head_trained = max_steps > 0  # read by MiniAlbertForMaskedLM's loading warning
     mlm.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "fit_head.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "fit_head.json", report)  # whole or not at all
     return report

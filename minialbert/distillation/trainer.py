@@ -26,7 +26,7 @@ from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, public_corpus, student_kind, student_tags, write_model_card
-from ..records import DISTILLATION_FIELDS, read_json, replace_dir, write_json, write_text
+from ..records import DISTILLATION_FIELDS, read_json, recover_dir, replace_dir, write_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
 from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
@@ -225,6 +225,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
                      position_offset=config_position_offset(teacher_config))
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
+    recover_dir(out / "final")  # a publish cut by a kill between its renames: the earlier student back
     if resume:
         _check_resumable_with(recipe, out)
         finished = _finished_summary(recipe, out)
@@ -276,7 +277,10 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     with args.main_process_first(desc="corpus windows"):
         windows = build_windows(tokenizer, opts)
     collator = SeededMaskingCollator(tokenizer, recipe.mlm_probability, recipe.seed)
-    (out / "recipe.yaml").write_text(__import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
+    write_text(out / "recipe.yaml", __import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
+    # Which code's numbers this run's checkpoints hold, before its first step: a later --resume under
+    # another version is refused (_check_same_code_numbers).
+    write_json(out / CODE_NUMBERS_FILE, {"code_numbers": _code_and_versions()["code_numbers"]})
     train_data = windows if recipe.streaming else IndexedWindows(windows)
     callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator), WallClockCallback(),
                  tensorboard_callback(out / "tensorboard")]
@@ -312,7 +316,8 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
 
 
 # What a distillation run writes into its folder; any of them present means an earlier run lives there.
-RUN_FILES = ("final", "checkpoints", "log.jsonl", "recipe.yaml", "tensorboard", "final.tmp")
+CODE_NUMBERS_FILE = "code_numbers.json"
+RUN_FILES = ("final", "checkpoints", "log.jsonl", "recipe.yaml", CODE_NUMBERS_FILE, "tensorboard", "final.tmp")
 
 
 def claim_run_folder(out: Path, overwrite: bool) -> None:
@@ -344,7 +349,35 @@ def recipe_differences(before: dict, now: DistillRecipe, ignore=()) -> list[str]
             if k not in ignore and before.get(k, now[k]) != now[k]]
 
 
+def _recorded_code_numbers(out: Path) -> dict:
+    """{file: code-numbers version} of what an earlier run in `out` recorded: OUT/code_numbers.json
+    (written as a run starts) and final/distillation.json. A file without the field (folders made
+    before the version was recorded, the released student's included) counts as version 1: the
+    numbers of that code are version 1 (fingerprint.CODE_NUMBERS_VERSION's first value)."""
+    found = {}
+    for path in (out / CODE_NUMBERS_FILE, out / "final" / "distillation.json"):
+        if path.exists():
+            found[path] = read_json(path, hint=f"Delete {path} only if you know which code made the run.").get(
+                "code_numbers", 1)
+    return found
+
+
+def _check_same_code_numbers(out: Path) -> None:
+    """An earlier run in `out` made by code whose numbers differ is neither reused nor continued."""
+    from ..fingerprint import CODE_NUMBERS_VERSION
+
+    other = {str(path): v for path, v in _recorded_code_numbers(out).items() if v != CODE_NUMBERS_VERSION}
+    if other:
+        raise MiniAlbertError(
+            f"--resume: {out} was distilled by code whose numbers are version "
+            f"{', '.join(sorted({str(v) for v in other.values()}))} ({', '.join(other)}); this code computes version "
+            f"{CODE_NUMBERS_VERSION} (minialbert.fingerprint.CODE_NUMBERS_VERSION), so its student or checkpoints "
+            "would mix two codes' numbers. Distil into another --out, or pass --overwrite instead of --resume "
+            "to start it afresh.")
+
+
 def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
+    _check_same_code_numbers(out)
     saved = out / "recipe.yaml"
     if not saved.exists():
         return
@@ -370,6 +403,7 @@ def _finished_summary(recipe: DistillRecipe, out: Path) -> dict | None:
     if recipe.max_steps is None or not info.exists():
         return None
     summary = read_json(info, DISTILLATION_FIELDS, f"Delete {out / 'final'} to rebuild it from the last checkpoint.")
+    _check_same_code_numbers(out)  # a student of other code's numbers is never taken for this one
     return summary if summary["steps"] >= recipe.max_steps else None
 
 

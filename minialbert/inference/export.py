@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import MiniAlbertError
-from ..records import write_bytes
+from ..records import replace_dir, write_bytes
 from .loading import example_inputs, is_pair_model, load_model, set_depth
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -309,8 +309,7 @@ def export_release(model: str, out, name: str, command: str, measured: dict | No
     write_model_card(staging, title=name, base_model=info.get("teacher"), library_name="sentence-transformers",
                      tags=["distillation", *student_tags(c), "sentence-transformers", "sentence-similarity"],
                      pipeline_tag="sentence-similarity", how=how)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.replace(out)
+    replace_dir(staging, out)  # the (empty) folder given stays until the release is in
     weights = out / "model.safetensors"
     return {"model": model, "out": str(out), "name": name, "parameters": parameters,
             "weights_bytes": weights.stat().st_size, "sentence_transformers_files": sentence_files}

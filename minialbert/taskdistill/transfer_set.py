@@ -5,6 +5,7 @@ resumed one, reads the very same rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from ..data.tasks import DataOptions, data_identity, task_collator
 from ..data.transfer import read_transfer_data, split_words
 from ..errors import MiniAlbertError
 from ..fingerprint import fields_identity, numbers_identity, options_hash, path_identity
-from ..records import read_json, replace_dir, write_json
+from ..records import read_json, recover_dir, replace_dir, write_json
 from ..runtime import resolve_device
 from .augment import augment, load_mlm
 from .options import TaskDistillationOptions
@@ -34,6 +35,21 @@ class TransferSources:
     checked: CheckedTeacher | None = None  # the teacher as the plan checked it (its config, bi-encoder or not)
 
 
+# The fields a transfer set's key is made of: every field of DataOptions (the task data and its
+# encoding) and the task-distillation fields marked `transfer`. scripts/studies/rekey.py reads them
+# from here to recompute committed sets' keys from run identities.
+TRANSFER_DATA_FIELDS = tuple(f.name for f in dataclasses.fields(DataOptions))
+TRANSFER_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(TaskDistillationOptions) if f.metadata.get("transfer"))
+
+
+def transfer_fields(data: dict, transfer: dict, vocab_size: int) -> dict:
+    """The resolved fields a transfer set's key hashes (without the code's numbers version): `data`
+    and `transfer` hold at least TRANSFER_DATA_FIELDS and TRANSFER_OPTION_FIELDS (a run identity and
+    its `distillation` part do), folders already resolved to their identities."""
+    return {**{k: data[k] for k in TRANSFER_DATA_FIELDS}, **{k: transfer[k] for k in TRANSFER_OPTION_FIELDS},
+            "model_vocab": vocab_size}
+
+
 def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources,
                  vocab_size: int) -> str:
     """What the labelled transfer set depends on: the task data and its encoding (every field of
@@ -41,9 +57,9 @@ def transfer_key(opts: TaskDistillationOptions, data_opts: DataOptions, sources:
     masked LM that augments, the student's vocabulary and the code's numbers version."""
     paths = {"teacher": lambda _: teacher_identity(sources.teacher_path), "transfer_data": path_identity,
              "augment_mlm": lambda _: path_identity(sources.mlm_path) if opts.augment else None}
-    return options_hash(numbers_identity({
-        **fields_identity(data_opts, {"data_dir": lambda d: data_identity(sources.task, d)}),
-        **fields_identity(opts, paths, keep=lambda f: f.metadata.get("transfer")), "model_vocab": vocab_size}))
+    return options_hash(numbers_identity(transfer_fields(
+        fields_identity(data_opts, {"data_dir": lambda d: data_identity(sources.task, d)}),
+        fields_identity(opts, paths, keep=lambda f: f.metadata.get("transfer")), vocab_size)))
 
 
 def _raw_rows(opts: TaskDistillationOptions, data_opts: DataOptions, sources: TransferSources, data, tokenizer,
@@ -91,6 +107,7 @@ def build_transfer_set(opts: TaskDistillationOptions, data_opts: DataOptions, so
     import datasets
 
     folder = out / "transfer" / transfer_key(opts, data_opts, sources, len(tokenizer))
+    recover_dir(folder)  # a swap cut by a kill: the finished set comes back from aside
     kept = _complete_set(folder)
     if kept is not None:
         logger.info("Transfer set: reusing %s", folder)

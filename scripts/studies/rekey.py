@@ -26,7 +26,9 @@ as it is except:
 The run id keeps its readable part (task, lr, batch, epochs, seed) and takes the hash of the new
 identity. Before anything is written, every old run id is checked to be the hash of the identity its
 record holds (a hand-edited record stops the script). A record already at today's identity is left
-as it is, so the script can run again. Transfer-set folders (transfer/<key>/) are renamed when their
+as it is, so the script can run again; the old records are deleted last (after the new records,
+the summaries and the transfer sets are in place), so a run cut by a kill is completed by a rerun.
+An input kept opaque is printed and counted. Transfer-set folders (transfer/<key>/) are renamed when their
 old key is recomputed from a record of the same row; a folder matching no record is left and named.
 """
 
@@ -134,20 +136,14 @@ def _replace(value, ids: dict):
 
 
 def transfer_key(identity: dict, vocab_size: int) -> str:
-    """A transfer set's folder name (taskdistill.transfer_set.transfer_key) from a run's identity: the
-    data options, the transfer fields and the student's vocabulary (and the code's numbers version
-    where the identity has one: today's rule)."""
-    d = identity["distillation"]
-    fields = {"task": identity["task"], "data_dir": identity["data_dir"], "max_length": identity["max_length"],
-              "label_all_subtokens": identity["label_all_subtokens"],
-              "max_train_samples": identity["max_train_samples"], "seed": identity["seed"],
-              "pair_encoding": identity["pair_encoding"],
-              **{k: d[k] for k in ("teacher", "augment", "augment_probability", "augment_mlm", "transfer_data",
-                                   "max_transfer_samples")},
-              "model_vocab": vocab_size}
-    if "code_numbers" in identity:
-        fields = numbers_identity(fields)
-    return options_hash(fields)
+    """A transfer set's folder name from a run's identity, by the package's own field list
+    (taskdistill.transfer_set.transfer_fields): the data options, the transfer fields and the
+    student's vocabulary, with the code's numbers version where the identity has one (today's rule;
+    the old rule hashed the same fields without it)."""
+    from minialbert.taskdistill.transfer_set import transfer_fields
+
+    fields = transfer_fields(identity, identity["distillation"], vocab_size)
+    return options_hash(numbers_identity(fields) if "code_numbers" in identity else fields)
 
 
 def rekey(results: Path, folders: dict[str, str], vocab_size: int, dry_run: bool = False) -> dict:
@@ -184,11 +180,16 @@ def rekey(results: Path, folders: dict[str, str], vocab_size: int, dry_run: bool
     for folder in sorted(results.glob("**/transfer/*")):
         if folder.is_dir() and folder not in {*renamed_sets, *renamed_sets.values(), *known_sets}:
             unmatched_sets.append(str(folder.relative_to(results)))
+    if work.opaque:  # named, not silently kept: a row they fed is reused only with its folder given
+        for value in sorted(work.opaque):
+            print(f"rekey: kept as it is (no folder read here gives this hash; give the folder with --folder "
+                  f"to map it): {value}", file=sys.stderr)
     if not dry_run:
-        for path, record, _ in planned:  # the new record whole first, then the old one goes
+        # Nothing old goes before everything new is in place: the new records (the old ones stay),
+        # the summaries naming them, the transfer sets; only then the old records. A kill anywhere
+        # leaves the old records, so a rerun plans the same migration again and completes it.
+        for path, record, _ in planned:
             write_json(path.with_name(f"{record['run_id']}.json"), record)
-            if path.stem != record["run_id"]:
-                path.unlink()
         for summary in sorted(results.glob("**/*.json")):
             if summary.parent.name == "runs":
                 continue
@@ -199,6 +200,11 @@ def rekey(results: Path, folders: dict[str, str], vocab_size: int, dry_run: bool
             if new.exists():  # another record of the row renamed it already
                 continue
             old.rename(new)
+        # rows taught by a grid's run go before that run's record: a rerun after a kill here still
+        # finds the old record of every teacher that a remaining old row names
+        for path, record, _ in reversed(planned):
+            if path.stem != record["run_id"]:
+                path.unlink()
     return {"rekeyed": rekeyed, "runs": ids, "transfer_sets": {str(o.relative_to(results)): n.name
                                                                for o, n in renamed_sets.items()},
             "unmatched_transfer_sets": unmatched_sets, "opaque": sorted(work.opaque)}
