@@ -81,9 +81,10 @@ def stale_blocks() -> list[str]:
     return stale
 
 
-def update(args) -> int:
+def update(args=None, documents=None) -> int:
+    """Rewrite the generated blocks of `documents` (default: the README and every page)."""
     make = generators()
-    for doc in DOCUMENTS:
+    for doc in documents or DOCUMENTS:
         text = doc.read_text()
         new = render(text, make)
         if new != text:

@@ -34,6 +34,7 @@ from .common import RESULTS
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "paper-geometry"
+PAGE = RESULTS.parent / "studies" / "paper-geometry.md"
 # Outside the clone: the work tree is laid anew each session, the students and logs must outlive it.
 WORK = str(cache_root() / "studies" / "paper-geometry")
 RECIPE = "paper-mpnet-128"
@@ -267,9 +268,13 @@ def run(args) -> int:
     work.mkdir(parents=True, exist_ok=True)
     stages = [args.stage] if args.stage else ["step0", "probe", "grid"]
 
-    def on_done(job):  # the small result files are rewritten as each job ends
+    def on_done(job):  # the small result files, and the page's tables from them, are rewritten as each job ends
         keep_record(work, Path(args.results), job.name)
         collect(args)
+        if Path(args.results) == RESULTS_DIR:
+            from . import docs
+
+            docs.update(documents=[PAGE])
 
     for stage in stages:
         if stage == "step0":
