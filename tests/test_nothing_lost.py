@@ -56,7 +56,7 @@ def test_a_finished_student_is_never_replaced_without_overwrite(tmp_path, capsys
 
 def test_the_resolved_dtype_is_stored_and_a_resume_that_would_switch_precision_is_refused():
     from minialbert.distillation.recipe import DistillRecipe
-    from minialbert.distillation.trainer import recipe_differences
+    from minialbert.distillation.run_folder import recipe_differences
 
     now = DistillRecipe(dtype="auto")
     from minialbert.runtime import resolve_dtype

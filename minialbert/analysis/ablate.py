@@ -110,7 +110,7 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
 
 
 def _check_same_recipe(before: dict, now, where: Path) -> None:
-    from ..distillation.trainer import recipe_differences
+    from ..distillation.run_folder import recipe_differences
 
     changed = recipe_differences(before, now)
     if changed:

@@ -52,13 +52,14 @@ def load_config(model: str):
 
     if model in PRESETS:
         return preset_config(model)
-    try:  # aliases; a damaged config.json is named there
+    not_found = (f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}), 'minilm', nor a folder with a "
+                 "config.json")
+    try:  # aliases; a damaged config.json or an unreachable hub is named there
         path = Path(resolve_model_name(model))
-    except MiniAlbertError:  # an unknown name is not looked up on the hub here: info reads local configs only
-        path = None
-    if path is None or not (path / "config.json").is_file():
-        raise MiniAlbertError(f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}), 'minilm', nor a "
-                              "folder with a config.json.")
+    except MiniAlbertError as e:
+        raise MiniAlbertError(f"{not_found}; {e}") from None
+    if not (path / "config.json").is_file():
+        raise MiniAlbertError(f"{not_found}.")
     cfg = json.loads((path / "config.json").read_text())
     if cfg.get("model_type") == "albert" and "use_adapter" in cfg:
         raise MiniAlbertError(f"{path / 'config.json'} is a reference MiniALBERT checkpoint; run "

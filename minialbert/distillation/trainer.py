@@ -26,13 +26,14 @@ from ..compat import cpu_has_native_bf16, tensorboard_callback
 from ..errors import MiniAlbertError
 from ..model import MiniAlbertForMaskedLM
 from ..model_card import corpus_datasets, public_corpus, student_kind, student_tags, write_model_card
-from ..records import DISTILLATION_FIELDS, read_json, recover_dir, replace_dir, write_json, write_text
+from ..records import recover_dir, replace_dir, write_json, write_text
 from ..runtime import machine_description, resolve_dtype, training_arguments
 from ..resumable import WallClockCallback, training_seconds
 from .callbacks import COMPONENTS, JsonlLogCallback, ZeroShotCallback
 from .losses import LossWeights, attention_loss, embedding_loss, hidden_loss, mlm_loss, output_loss, sentence_loss
 from .masking import IndexedWindows, MaskingEpochCallback, SeededMaskingCollator
 from .recipe import DistillRecipe, resolve_layer_choices, teacher_depth
+from .run_folder import CODE_NUMBERS_FILE, check_resumable_with, claim_run_folder, code_and_versions, finished_summary
 from .runlog import read_log
 from .student import build_student, inherited_parameters, resolve_alignment, student_config, student_description
 from .teacher import Teacher, load_teacher
@@ -227,8 +228,8 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     ckpt_dir = out / "checkpoints"
     recover_dir(out / "final")  # a publish cut by a kill between its renames: the earlier student back
     if resume:
-        _check_resumable_with(recipe, out)
-        finished = _finished_summary(recipe, out)
+        check_resumable_with(recipe, out)
+        finished = finished_summary(recipe, out)
         if finished is not None:
             logger.warning("%s is already complete (%d of %d steps); nothing to do.", out, finished["steps"],
                            recipe.max_steps)
@@ -265,7 +266,7 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         summary = {"teacher": recipe.teacher, "corpus": recipe.corpus, "recipe": recipe.to_dict(), **provenance,
                    "layer_map": layer_map, "initialisation": init_info, "steps": 0, "seed": recipe.seed,
                    "train_seconds_this_run": 0.0, "distilled_tokens": 0, "world_size": args.world_size,
-                   "output_loss": bool(weights.output), "final_losses": {}, **_code_and_versions()}
+                   "output_loss": bool(weights.output), "final_losses": {}, **code_and_versions()}
         if args.process_index == 0:
             _publish_final(out, student, tokenizer, summary)
         return summary
@@ -279,8 +280,8 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
     collator = SeededMaskingCollator(tokenizer, recipe.mlm_probability, recipe.seed)
     write_text(out / "recipe.yaml", __import__("yaml").safe_dump(recipe.to_dict(), sort_keys=False))
     # Which code's numbers this run's checkpoints hold, before its first step: a later --resume under
-    # another version is refused (_check_same_code_numbers).
-    write_json(out / CODE_NUMBERS_FILE, {"code_numbers": _code_and_versions()["code_numbers"]})
+    # another version is refused (check_same_code_numbers).
+    write_json(out / CODE_NUMBERS_FILE, {"code_numbers": code_and_versions()["code_numbers"]})
     train_data = windows if recipe.streaming else IndexedWindows(windows)
     callbacks = [JsonlLogCallback(out / "log.jsonl"), MaskingEpochCallback(collator), WallClockCallback(),
                  tensorboard_callback(out / "tensorboard")]
@@ -308,103 +309,11 @@ def run_distillation(recipe: DistillRecipe, out_dir, resume: bool = False, sourc
         "windows": len(windows) if hasattr(windows, "__len__") else None,
         "first_windows_per_process": first_windows,
         "output_loss": bool(weights.output), "resumed_from": str(resume_from) if resume_from else None,
-        "final_losses": _last_logged(out / "log.jsonl"), "train_loss": result.training_loss, **_code_and_versions(),
+        "final_losses": _last_logged(out / "log.jsonl"), "train_loss": result.training_loss, **code_and_versions(),
     }
     if trainer.is_world_process_zero():
         _publish_final(out, student, tokenizer, summary)
     return summary
-
-
-# What a distillation run writes into its folder; any of them present means an earlier run lives there.
-CODE_NUMBERS_FILE = "code_numbers.json"
-RUN_FILES = ("final", "checkpoints", "log.jsonl", "recipe.yaml", CODE_NUMBERS_FILE, "tensorboard", "final.tmp")
-
-
-def claim_run_folder(out: Path, overwrite: bool) -> None:
-    """The run folder's contract: a new run starts only in a folder that holds no earlier run. A
-    finished student, its log or its checkpoints are never replaced unless the user says so
-    (`--overwrite`, which removes exactly the files a run writes); `--resume` continues instead."""
-    earlier = [name for name in RUN_FILES if (out / name).exists()]
-    if not earlier:
-        return
-    if not overwrite:
-        raise MiniAlbertError(
-            f"{out} already holds a distillation run ({', '.join(earlier)}). Nothing was changed. Pass --resume "
-            "to continue it (a finished run is left as it is), --overwrite to delete it and start afresh, or "
-            "choose another --out.")
-    logger.warning("--overwrite: deleting the earlier run in %s (%s).", out, ", ".join(earlier))
-    for name in earlier:
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-
-
-def recipe_differences(before: dict, now: DistillRecipe, ignore=()) -> list[str]:
-    """'field: before -> now' for every field of `now` (its dtype resolved, as runs store it) that
-    differs from the stored recipe `before`, except those in `ignore`. A stored dtype 'auto' (folders
-    of earlier versions, which stored it unresolved) is what 'auto' resolves to here, so a resume with
-    another explicit --dtype is refused."""
-    now = dataclasses.replace(now, dtype=resolve_dtype(now.dtype)).to_dict()
-    before = dict(before, dtype=resolve_dtype("auto")) if before.get("dtype") == "auto" else before
-    return [f"{k}: {before.get(k, now[k])!r} -> {now[k]!r}" for k in sorted(now)
-            if k not in ignore and before.get(k, now[k]) != now[k]]
-
-
-def _recorded_code_numbers(out: Path) -> dict:
-    """{file: code-numbers version} of what an earlier run in `out` recorded: OUT/code_numbers.json
-    (written as a run starts) and final/distillation.json. A file without the field (folders made
-    before the version was recorded, the released student's included) counts as version 1: the
-    numbers of that code are version 1 (fingerprint.CODE_NUMBERS_VERSION's first value)."""
-    found = {}
-    for path in (out / CODE_NUMBERS_FILE, out / "final" / "distillation.json"):
-        if path.exists():
-            found[path] = read_json(path, hint=f"Delete {path} only if you know which code made the run.").get(
-                "code_numbers", 1)
-    return found
-
-
-def _check_same_code_numbers(out: Path) -> None:
-    """An earlier run in `out` made by code whose numbers differ is neither reused nor continued."""
-    from ..fingerprint import CODE_NUMBERS_VERSION
-
-    other = {str(path): v for path, v in _recorded_code_numbers(out).items() if v != CODE_NUMBERS_VERSION}
-    if other:
-        raise MiniAlbertError(
-            f"--resume: {out} was distilled by code whose numbers are version "
-            f"{', '.join(sorted({str(v) for v in other.values()}))} ({', '.join(other)}); this code computes version "
-            f"{CODE_NUMBERS_VERSION} (minialbert.fingerprint.CODE_NUMBERS_VERSION), so its student or checkpoints "
-            "would mix two codes' numbers. Distil into another --out, or pass --overwrite instead of --resume "
-            "to start it afresh.")
-
-
-def _check_resumable_with(recipe: DistillRecipe, out: Path) -> None:
-    _check_same_code_numbers(out)
-    saved = out / "recipe.yaml"
-    if not saved.exists():
-        return
-    import yaml
-
-    changed = recipe_differences(yaml.safe_load(saved.read_text()) or {}, recipe, DistillRecipe.resumable_names())
-    if changed:
-        raise MiniAlbertError(f"--resume: {out} was distilled with other settings ({', '.join(changed)}); resume "
-                              f"with the settings in {saved} (--dtype included: it is stored resolved, so a run "
-                              "never switches precision midway), or distil into another --out.")
-
-
-def _code_and_versions() -> dict:
-    """The code's numbers version and the library versions, recorded in distillation.json."""
-    from ..fingerprint import CODE_NUMBERS_VERSION, library_versions
-
-    return {"code_numbers": CODE_NUMBERS_VERSION, "versions": library_versions()}
-
-
-def _finished_summary(recipe: DistillRecipe, out: Path) -> dict | None:
-    """The summary of a run in `out` that already reached `recipe.max_steps`, else None."""
-    info = out / "final" / "distillation.json"
-    if recipe.max_steps is None or not info.exists():
-        return None
-    summary = read_json(info, DISTILLATION_FIELDS, f"Delete {out / 'final'} to rebuild it from the last checkpoint.")
-    _check_same_code_numbers(out)  # a student of other code's numbers is never taken for this one
-    return summary if summary["steps"] >= recipe.max_steps else None
 
 
 def _publish_final(out: Path, student, tokenizer, summary: dict) -> None:
