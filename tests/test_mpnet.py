@@ -349,7 +349,7 @@ def test_only_an_mpnet_teacher_gives_its_student_a_relative_bias_and_build_stude
 
 
 def test_the_real_mpnet_distils_by_name_and_its_student_loads_back(tmp_path):
-    """issue 48's 'the same for the real all-mpnet-base-v2 by name': 2 steps of the paper-geometry
+    """The real all-mpnet-base-v2 by name, as the tiny teachers of every family: 2 steps of the paper-geometry
     recipe's student (shrunk to 2 iterations and short windows) from `--teacher mpnet`."""
     import json
 
