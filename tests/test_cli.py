@@ -62,7 +62,7 @@ def test_import_minialbert_is_light_and_still_registers_the_auto_classes():
 def test_an_unreachable_hub_name_fails_at_once_without_retries(tmp_path):
     """A teacher typo, offline: one paragraph naming the problem, not the hub client's ~30 s of retries.
     The hub is pointed at a port nothing listens on; HF_HUB_OFFLINE is not set."""
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE" and not k.lower().endswith("_proxy")}
     env.update(PYTHONPATH=ROOT, HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
     result = subprocess.run([sys.executable, "-m", "minialbert", "info", "no-such-org/no-such-model"],
                             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
@@ -72,7 +72,7 @@ def test_an_unreachable_hub_name_fails_at_once_without_retries(tmp_path):
 
 
 def test_a_hub_corpus_with_the_hub_unreachable_fails_without_retries(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE" and not k.lower().endswith("_proxy")}
     env.update(PYTHONPATH=ROOT, HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
     code = ("from transformers import AutoTokenizer\n"
             "from minialbert.data.corpus import CorpusOptions, build_windows\n"

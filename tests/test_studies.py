@@ -601,3 +601,22 @@ def test_a_frontier_point_commits_its_run_records(tmp_path, monkeypatch):
         landed = results / "points" / f.relative_to(work)
         assert landed.is_file() and landed.read_bytes() == f.read_bytes(), landed
     assert json.loads((results / "points" / f"{name}.json").read_text()) == row
+
+
+def test_frontier_points_read_the_whole_biomedical_file_as_the_committed_points_did():
+    """cpu-2h caps each source of its mix (max_docs): a frontier point, which swaps in the local
+    biomedical file, must still read all of it, as every committed point did (max_docs unset then)."""
+    from helpers import shared_path
+
+    from minialbert.cli import build_parser
+    from minialbert.distillation.recipe import DistillRecipe, resolve_recipe
+    from scripts.studies import frontier
+
+    biomed = shared_path("data", "corpora", "biomed", "sentences.txt")
+    lines = sum(1 for _ in biomed.open(encoding="utf-8"))
+    parser = build_parser()
+    for name in frontier.RELEASED_MAP_GROUP:
+        args = parser.parse_args(frontier.distill_argv(name, str(biomed)))
+        recipe = resolve_recipe(args.recipe, {n: getattr(args, n) for n in DistillRecipe.names()}).recipe
+        assert recipe.max_docs is None or recipe.max_docs >= lines, (name, recipe.max_docs)
+        assert recipe.corpus == f"wiki-offline+{biomed}"

@@ -69,6 +69,7 @@ def parse_tasks(tasks: str, glue_dir, ner_dir) -> list[tuple[str, str, str | Non
 def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir, finetune_steps: int = 200,
                  finetune_lr: float = 5e-4, max_length: int = 128) -> dict:
     from ..distillation.recipe import apply_overrides, resolve_layer_choices, teacher_depth
+    from ..distillation.run_folder import check_same_code_numbers
     from ..distillation.trainer import run_distillation
     from ..finetune.options import FinetuneOptions
     from ..finetune.runner import run_finetune
@@ -86,7 +87,8 @@ def run_ablation(recipe, variants: list[str], budget_steps: int, tasks, out_dir,
         variant_recipe = resolve_layer_choices(apply_overrides(recipe, overrides), lambda: teacher_depth(recipe.teacher))
         distill_dir = out / variant / "distill"
         finished = distill_dir / "final" / "distillation.json"
-        if finished.exists():  # reuse a finished student only if it was distilled with exactly this recipe
+        if finished.exists():  # reuse a finished student only if it was distilled with exactly this recipe and code
+            check_same_code_numbers(distill_dir)
             _check_same_recipe(json.loads(finished.read_text())["recipe"], variant_recipe, finished)
         else:
             run_distillation(variant_recipe, distill_dir, resume=distill_dir.exists())

@@ -52,8 +52,8 @@ def load_config(model: str):
 
     if model in PRESETS:
         return preset_config(model)
-    not_found = (f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}), 'minilm', nor a folder with a "
-                 "config.json")
+    not_found = (f"{model!r} is neither a preset ({', '.join(sorted(PRESETS))}), a packaged teacher ('minilm', "
+                 "'mpnet'), a released student ('minialbert-minilm'), nor a folder with a config.json")
     try:  # aliases; a damaged config.json or an unreachable hub is named there
         path = Path(resolve_model_name(model))
     except MiniAlbertError as e:

@@ -77,9 +77,14 @@ RELEASED_MAP_GROUP = ("rec-n3-e128-rerun", "rel-n3-e128-r32-map666", "rel-n3-e12
 GROUP_DTYPE = "bf16"  # the dtype every committed point of the grid ran in (a lent H200)
 
 
+WHOLE_FILE = "1000000"  # documents per source: more than the biomedical file holds
+
+
 def distill_argv(name: str, biomed: str, steps: int = STEPS, dtype: str | None = None) -> list[str]:
-    argv = ["distill", "--recipe", "cpu-2h", "--corpus", f"wiki-offline+{biomed}", "--max-steps", str(steps),
-            "--save-steps", "0.5", "--out", f"{name}/student", "--resume", *POINTS[name][2]]
+    # --max-docs: the whole biomedical file, as every committed point read it (cpu-2h now caps each source of
+    # its hub mix at 20,000 documents, which would cut the file to a fifth and change the mix)
+    argv = ["distill", "--recipe", "cpu-2h", "--corpus", f"wiki-offline+{biomed}", "--max-docs", WHOLE_FILE,
+            "--max-steps", str(steps), "--save-steps", "0.5", "--out", f"{name}/student", "--resume", *POINTS[name][2]]
     return argv + (["--dtype", dtype] if dtype else [])
 
 
