@@ -261,12 +261,7 @@ def test_rekey_maps_folders_and_teachers_and_runs_again_as_a_no_op(tmp_path, fre
     assert old_model != path_identity(str(model))  # the code copy was part of the old hash
 
     def write_row(row, identity, prefix):
-        run_id = f"{prefix}-{options_hash(identity)}"
-        (tmp_path / "results" / row / "runs").mkdir(parents=True)
-        (tmp_path / "results" / row / "runs" / f"{run_id}.json").write_text(json.dumps({"run_id": run_id,
-                                                                                        "identity": identity}))
-        (tmp_path / "results" / row / "results.json").write_text(json.dumps({"best": {"best_run": run_id}}))
-        return run_id
+        return _write_row(tmp_path / "results", row, identity, prefix)
 
     teacher_id = write_row("teaching/rte", {"model": "sha256:teacher", "task": "rte"}, "rte-full-lr2e-05")
     opaque = "sha256:" + "f" * 64
@@ -287,19 +282,25 @@ def test_rekey_maps_folders_and_teachers_and_runs_again_as_a_no_op(tmp_path, fre
     assert rekey.rekey(tmp_path / "results", rekey.folder_map([model]), vocab_size=10)["rekeyed"] == []
 
 
+def _write_row(results, row, identity, prefix):
+    """A committed study row at the old rule: its one run record (id = prefix + options hash of
+    `identity`) and a results.json naming it as the best run; returns the run id."""
+    from minialbert.fingerprint import options_hash
+
+    run_id = f"{prefix}-{options_hash(identity)}"
+    (results / row / "runs").mkdir(parents=True)
+    (results / row / "runs" / f"{run_id}.json").write_text(json.dumps({"run_id": run_id, "identity": identity}))
+    (results / row / "results.json").write_text(json.dumps({"best": {"best_run": run_id}}))
+    return run_id
+
+
 def _old_distilled_row(tmp_path, vocab_size=10):
     """A grid's teaching run and a row it taught, at the old rule (no code_numbers), with the row's
     transfer set named by its old key: what the committed retention rows looked like."""
-    from minialbert.fingerprint import options_hash
     from scripts.studies import rekey
 
     def write_row(row, identity, prefix):
-        run_id = f"{prefix}-{options_hash(identity)}"
-        (tmp_path / "results" / row / "runs").mkdir(parents=True)
-        (tmp_path / "results" / row / "runs" / f"{run_id}.json").write_text(json.dumps({"run_id": run_id,
-                                                                                        "identity": identity}))
-        (tmp_path / "results" / row / "results.json").write_text(json.dumps({"best": {"best_run": run_id}}))
-        return run_id
+        return _write_row(tmp_path / "results", row, identity, prefix)
 
     teacher_id = write_row("teaching/rte", {"model": "sha256:teacher", "task": "rte"}, "rte-full-lr2e-05")
     student = {"model": "sha256:student", "task": "rte", "data_dir": None, "max_length": 128,
