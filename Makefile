@@ -73,11 +73,14 @@ RELEASE_DISTILL = minialbert distill --recipe cpu-2h --corpus wiki-offline+$(1) 
 	--zero-shot-every 250 --zero-shot-data $(2) --out runs/release
 release: $(STAMP)
 	$(VENV)/bin/$(call RELEASE_DISTILL,$(BIOMED),$(GLUE_DIR)) --resume
-	$(VENV)/bin/minialbert bench embed --model runs/release/final --data-dir $(GLUE_DIR) \
-	    --compare minilm model2vec:minilm:256 model2vec:minilm:128 --out runs/release/embed.json
-	$(VENV)/bin/minialbert export runs/release/final --release runs/release/minialbert-minilm \
+	@if [ -f runs/release/embed.json ]; then echo "runs/release/embed.json: measured already (delete it to measure again)"; \
+	else $(VENV)/bin/minialbert bench embed --model runs/release/final --data-dir $(GLUE_DIR) \
+	    --compare minilm model2vec:minilm:256 model2vec:minilm:128 --out runs/release/embed.json; fi
+	@if [ -f runs/release/minialbert-minilm/config.json ]; then \
+	    echo "runs/release/minialbert-minilm: exported already (delete it to export again)"; \
+	else $(VENV)/bin/minialbert export runs/release/final --release runs/release/minialbert-minilm \
 	    --release-name minialbert-minilm --release-command "$(call RELEASE_DISTILL,BIOMED_FILE,GLUE_DIR)" \
-	    --release-measured runs/release/embed.json
+	    --release-measured runs/release/embed.json; fi
 
 # The modeling code beside each released student's weights, rewritten from minialbert/model/ (code
 # only; tests/test_released.py fails until a model change has been copied this way).

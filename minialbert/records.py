@@ -194,8 +194,12 @@ def recover_dir(target) -> None:
         return
     if target.exists():
         shutil.rmtree(aside, ignore_errors=True)
-    else:
+        return
+    try:
         os.replace(aside, target)
+    except FileNotFoundError:  # every process of a multi-process run recovers at start: one of them won
+        if not target.exists():
+            raise
 
 
 def replace_dir(new, target) -> None:

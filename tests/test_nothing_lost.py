@@ -580,3 +580,25 @@ def test_the_release_is_swapped_in_and_fit_head_json_written_atomically():
     fit = calls_of(fit_head, "fit_mlm_head")
     assert any(c.startswith("write_json(out / 'fit_head.json'") for c in fit)
     assert not [c for c in fit if "fit_head.json" in c and ".write_text(" in c]
+
+
+def test_recover_dir_by_several_processes_at_once(tmp_path, monkeypatch):
+    """Every process of a multi-process distill recovers the student folder as it starts: the one
+    that loses the race to put the old folder back finds it back already, and goes on."""
+    import os
+
+    from minialbert import records
+
+    target = tmp_path / "final"
+    aside = records.aside_dir(target)
+    aside.mkdir()
+    (aside / "w").write_text("old")
+    real_replace = os.replace
+
+    def another_process_first(s, d):  # between this process's checks and its rename, another one renames
+        real_replace(s, d)
+        raise FileNotFoundError(2, "No such file or directory", str(s))
+
+    monkeypatch.setattr(os, "replace", another_process_first)
+    records.recover_dir(target)
+    assert (target / "w").read_text() == "old" and not aside.exists()
