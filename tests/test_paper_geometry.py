@@ -103,3 +103,75 @@ def test_the_page_tables_show_committed_rows_and_name_the_rest_pending(tmp_path,
     table = pg.step0_table()
     assert "| 88.11 |" in table and "| 76.79 | 60.00 |" in table
     assert table.count("pending") == len(pg.STEP0) - 1
+
+
+def _point(name, parameters, train, dev, kind="recursive"):
+    return {"name": name, "kind": kind, "parameters": parameters, "zero_shot_train": train, "zero_shot": dev}
+
+
+BAR = {"name": "minialbert-minilm", "zero_shot": 80.17}
+
+
+def test_the_verdict_calls_a_gap_within_twice_the_seed_spread_none():
+    doc = {"teacher_parameters": 100_000_000, "pending": [], "points": [
+        _point("rec-e128", 13e6, 60.0, 61.0), _point("rec-e128-s43", 13e6, 59.0, 60.0),  # spread 1.0 on both
+        _point("plain-1-e128", 11e6, 58.5, 58.0, "plain"),  # train gap 1.5 (< 2): none; dev gap 3.0: recursive
+        _point("rec-e312", 19e6, 50.0, 50.0), _point("plain-2-e128", 18e6, 60.0, 61.0, "plain")]}
+    v = pg.verdict(doc, BAR)
+    rows = {(c["recursive"], c["plain"]): c for c in v["comparisons"]}
+    assert rows[("rec-e128", "plain-1-e128")]["zero_shot_train"]["winner"] == "none"
+    assert rows[("rec-e128", "plain-1-e128")]["zero_shot"]["winner"] == "recursive"
+    assert rows[("rec-e312", "plain-2-e128")]["zero_shot"] == {"difference": -11.0, "winner": "plain"}
+    assert ("rel-e128-r32", "plain-2-e128") not in rows  # not run: not compared
+    assert v["seed_spread"]["zero_shot"] == 1.0
+
+
+def test_the_release_candidate_is_picked_on_train_pairs_and_must_clear_twice_the_dev_spread():
+    points = [_point("rec-e128", 13e6, 70.0, 81.0), _point("rec-e128-s43", 13e6, 69.0, 80.2),  # dev spread 0.8
+              _point("plain-1-e128", 11e6, 65.0, 85.0, "plain"),  # best on dev, not on train: not the candidate
+              _point("rec-e312", 19e6, 75.0, 90.0)]  # above 15% of the teacher: never a candidate
+    doc = {"teacher_parameters": 100_000_000, "pending": [], "points": points}
+    release = pg.verdict(doc, BAR)["release"]
+    assert release["candidate"] == "rec-e128" and release["margin"] == pytest.approx(0.83)
+    assert release["needed"] == pytest.approx(1.6) and release["release"] is False  # beats it, inside the noise
+    points[0]["zero_shot"] = 82.0  # margin 1.83 > 2 x spread 1.8
+    release = pg.verdict(doc, BAR)["release"]
+    assert release["needed"] == pytest.approx(3.6) and release["release"] is False  # the spread grew with it
+    points[1]["zero_shot"] = 81.5
+    assert pg.verdict(doc, BAR)["release"]["release"] is True
+    doc["points"] = points[:1] + points[2:]  # one seed only: no spread, no release
+    assert pg.verdict(doc, BAR)["release"]["release"] is False
+
+
+def test_the_verdict_text_is_written_from_the_committed_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(pg, "RESULTS_DIR", tmp_path)
+    assert pg.verdict_text().startswith("Pending")
+    doc = {"teacher_parameters": 100_000_000, "pending": ["rec-e312"], "points": [
+        _point("rec-e128", 13e6, 60.0, 61.0), _point("rec-e128-s43", 13e6, 59.0, 60.0),
+        _point("plain-1-e128", 11e6, 58.5, 58.0, "plain")]}
+    doc["verdict"] = pg.verdict(doc, BAR)
+    (tmp_path / "frontier.json").write_text(json.dumps(doc))
+    text = pg.verdict_text()
+    assert "| rec-e128 | plain-1-e128 |" in text and "+3.00 (recursive)" in text and "+1.50 (none)" in text
+    assert "not released" in text and "Provisional" in text
+
+
+def test_speeds_come_from_one_compare_run_and_a_missing_point_is_timed_at_step_0(tmp_path):
+    """common.time_students on real folders: one trained point, one built at step 0 by its distill
+    command, the teacher (here a tiny folder) beside them in the same `bench embed --compare` run."""
+    from helpers import require, save_tiny_student, shared_path
+
+    from scripts.studies import common
+
+    glue = shared_path("data", "glue")
+    require(glue.is_dir(), "needs ../shared/data/glue")
+    work = tmp_path / "work"
+    trained = save_tiny_student(tmp_path / "trained")
+    teacher = save_tiny_student(tmp_path / "teacher")
+    step0 = ["distill", "--teacher", "minilm", "--corpus", "wiki-offline", "--max-docs", "20", "--max-steps", "0",
+             "--iterations", "1", "--max-length", "32", "--out", "-"]
+    points = {"a": (trained, step0), "b": (work / "b" / "student" / "final", step0)}
+    timed = common.time_students(work, points, teacher, str(glue), threads=1, max_pairs=10)
+    assert timed is not None and timed["timed_at_step_0"] == ["b"]
+    assert set(timed["points"]) == {"a", "b"} and all(v > 0 for v in timed["points"].values()) and timed["teacher"] > 0
+    assert (work / "speed" / "b" / "final" / "config.json").is_file()

@@ -131,3 +131,42 @@ def save_figure(fig, ax, path, title: str, xlabel: str | None, ylabel: str, lege
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     print(f"figure: {path}")
+
+
+def time_students(work: Path, points: dict, teacher: str, glue_dir: str, threads: int,
+                  max_pairs: int | None = None) -> dict | None:
+    """Sentences/s of each point and of `teacher` in ONE `bench embed --compare` run (nothing else
+    may run meanwhile: a timing beside another job means nothing). `points`: name -> (its trained
+    folder, the `distill` argv of its step-0 student, `--out` in it). Speed does not depend on the
+    weights' values: a point whose trained folder is not on this machine (its run was made
+    elsewhere) is timed as its step-0 student of the same shape, and the result names those.
+    None when a job failed."""
+    from .jobs import Job, run_jobs
+
+    folders, built = {}, []
+    for name, (trained, step0_argv) in points.items():
+        if (Path(trained) / "config.json").exists():
+            folders[name] = Path(trained)
+            continue
+        start = work / "speed" / name
+        if not (start / "final" / "config.json").exists():
+            argv = list(step0_argv)
+            argv[argv.index("--out") + 1] = str(start)
+            if run_jobs([Job(f"speed-{name}", argv, f"{start}/final/config.json")], work, 1, threads):
+                return None
+        folders[name] = start / "final"
+        built.append(name)
+    names = list(folders)
+    target = work / "speed.json"
+    argv = ["bench", "embed", "--model", str(folders[names[0]]), "--data-dir", glue_dir, "--compare",
+            *[str(folders[n]) for n in names[1:]], teacher, "--out", str(target)]
+    if max_pairs is not None:
+        argv += ["--max-pairs", str(max_pairs)]
+    target.unlink(missing_ok=True)
+    if run_jobs([Job("speed", argv, str(target))], work, 1, threads):
+        return None
+    result = read_json(target)
+    rows = {names[0]: result["sentences_per_s"], **{n: result["compare"][str(folders[n])]["sentences_per_s"]
+                                                    for n in names[1:]}}
+    return {"threads": result["threads"], "teacher": result["compare"][teacher]["sentences_per_s"], "points": rows,
+            "timed_at_step_0": built}

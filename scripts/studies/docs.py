@@ -33,7 +33,8 @@ def generators() -> dict:
             "start-curve": distillation_start.table, "frontier-table": frontier.committed_table,
             "frontier-pick": frontier.committed_pick, "measured-summary": measured_summary,
             "paper-geometry-step0": paper_geometry.step0_table, "paper-geometry-probe": paper_geometry.probe_table,
-            "paper-geometry-frontier": paper_geometry.frontier_table, "paper-geometry-cost": paper_geometry.cost_table}
+            "paper-geometry-frontier": paper_geometry.frontier_table, "paper-geometry-cost": paper_geometry.cost_table,
+            "paper-geometry-verdict": paper_geometry.verdict_text}
 
 
 def measured_summary() -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from minialbert.finetune import statistics as st
 from minialbert.records import read_json, write_json
 
-from .common import FIGURES, RESULTS, copy_results, protocol_argv, save_figure
+from .common import FIGURES, RESULTS, copy_results, protocol_argv, save_figure, time_students
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "frontier"
@@ -183,45 +183,19 @@ def run(args) -> int:
 
 def speed(args) -> int:
     """Sentences/s of every point and the teacher in ONE `bench embed --compare` run (nothing else
-    may run meanwhile). Speed does not depend on the weights' values: a point whose trained folder
-    is not on this machine (a grid run elsewhere) is timed as its step-0 student of the same shape,
-    and the result says so."""
+    may run meanwhile); a point whose trained folder is not on this machine (a grid run elsewhere)
+    is timed as its step-0 student of the same shape (`common.time_students`)."""
     work = Path(args.work).resolve()  # the jobs run inside it: every path they get is absolute
-    folders, built = {}, []
-    for name in POINTS:
-        trained = work / name / "student" / "final"
-        if (trained / "config.json").exists():
-            folders[name] = trained
-            continue
-        start = work / "speed" / name
-        if not (start / "final" / "config.json").exists():
-            argv = distill_argv(name, args.biomed, 0)
-            argv[argv.index("--out") + 1] = str(start)
-            if run_jobs([Job(f"speed-{name}", argv, f"{start}/final/config.json")], work, 1, args.threads):
-                return 1
-        folders[name] = start / "final"
-        built.append(name)
-    names = list(folders)
-    target = work / "speed.json"
-    argv = ["bench", "embed", "--model", str(folders[names[0]]), "--data-dir", args.glue_dir, "--compare",
-            *[str(folders[n]) for n in names[1:]], "minilm", "--out", str(target)]
-    target.unlink(missing_ok=True)
-    if run_jobs([Job("speed", argv, str(target))], work, 1, args.threads):
+    points = {name: (work / name / "student" / "final", distill_argv(name, args.biomed, 0)) for name in POINTS}
+    timed = time_students(work, points, "minilm", args.glue_dir, args.threads)
+    if timed is None:
         return 1
-    write_speeds(read_json(target), {n: str(f) for n, f in folders.items()}, built, Path(args.results))
-    return 0
-
-
-def write_speeds(result: dict, folders: dict, built: list, results: Path) -> None:
-    """speed.json from one `bench embed --compare` result: sentences/s per point and the teacher."""
-    names = list(folders)
-    rows = {names[0]: result["sentences_per_s"]}
-    rows.update({n: result["compare"][folders[n]]["sentences_per_s"] for n in names[1:]})
     speeds = {"bench": "bench embed --compare over every point and the teacher (STS-B dev sentences)",
-              "threads": result["threads"], "machine": _machine(), "teacher": result["compare"]["minilm"]["sentences_per_s"],
-              "points": rows, "timed_at_step_0": built}
-    write_json(results / "speed.json", speeds)
+              "threads": timed["threads"], "machine": _machine(), "teacher": timed["teacher"],
+              "points": timed["points"], "timed_at_step_0": timed["timed_at_step_0"]}
+    write_json(Path(args.results) / "speed.json", speeds)
     print(speeds)
+    return 0
 
 
 def _machine() -> dict:

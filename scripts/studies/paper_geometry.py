@@ -26,11 +26,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from minialbert.errors import MiniAlbertError
+from minialbert.fingerprint import cache_root
+from minialbert.finetune import statistics as st
 from minialbert.records import read_json, read_jsonl, write_json
 
-from minialbert.fingerprint import cache_root
-
-from .common import RESULTS
+from .common import RESULTS, time_students
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "paper-geometry"
@@ -52,6 +52,11 @@ STEP0 = {
     "rec-e128-svd": ("recursive, E 128 (SVD), shared layer 12", []),
     "rec-e312-svd": ("recursive, E 312 (SVD), shared layer 12", ["--embedding-size", "312"]),
     "rec-e768-copy": ("recursive, E 768 (the teacher's table), shared layer 12", ["--embedding-size", "768"]),
+    # Each adapter ends in a LayerNorm of its own (unit scale at the start): the two rows below show
+    # what the adapters' start costs, against the rows above.
+    "rec-e128-no-adapters": ("recursive, E 128 (SVD), shared layer 12, no adapters", ["--no-adapters"]),
+    "rec-e768-no-adapters": ("recursive, E 768 (the teacher's table), shared layer 12, no adapters",
+                             ["--embedding-size", "768", "--no-adapters"]),
     "rec-e128-model2vec": ("recursive, E 128 (model2vec), shared layer 12", ["--embedding-init", "model2vec"]),
     "rec-e128-middle": ("recursive, E 128, shared layer 6", ["--shared-layer-init", str(MIDDLE)]),
     "rec-e128-mean": ("recursive, E 128, shared layer = mean of the 12", ["--shared-layer-init", "average",
@@ -142,14 +147,29 @@ def probe_pick(probe: dict) -> dict:
                                                                   "train pairs"}
 
 
+def grid_flags(pick: dict) -> dict[str, list[str]]:
+    """Each grid point's distill flags on top of the recipe: the pick's, then the point's own (a plain
+    student's own layer map replaces the pick's: its layers are copied from that map)."""
+    flags = {"rec-e128": list(pick["flags"])}
+    for name, (_, _, own) in GRID.items():
+        base = list(pick["flags"]) if "--layer-groups" not in own else _without_map(pick["flags"])
+        flags[name] = [*base, *own]
+    return flags
+
+
+def point_folder(name: str, pick: dict) -> str:
+    """A grid point's folder in the work folder: rec-e128 is the picked probe run itself."""
+    return pick["name"] if name == "rec-e128" else name
+
+
 def plan_grid(args, pick: dict) -> list[Job]:
     jobs = [_embed(pick["name"], f"{pick['name']}/student/final", args)]
     jobs[0].after = []
-    for name, (_, _, flags) in GRID.items():
-        # a plain student's own layer map replaces the pick's (its layers are copied from that map)
-        base = [f for f in pick["flags"]] if "--layer-groups" not in flags else _without_map(pick["flags"])
-        jobs.append(Job(f"{name}/distill", distill_argv(f"{name}/student", [*base, *flags], args.steps,
-                                                        _curve_flags(args)), f"{name}/student/final/distillation.json"))
+    for name, flags in grid_flags(pick).items():
+        if name == "rec-e128":
+            continue
+        jobs.append(Job(f"{name}/distill", distill_argv(f"{name}/student", flags, args.steps, _curve_flags(args)),
+                        f"{name}/student/final/distillation.json"))
         jobs.append(_embed(name, f"{name}/student/final", args))
     return jobs
 
@@ -248,10 +268,66 @@ def collect(args) -> dict:
             row = point_row(work, folder, kind, relaxation, flags, common["teacher_parameters"])
             if row is not None:
                 points[name] = {**row, "name": name}
+    speeds = _committed(results, "speed.json")
+    for p in points.values():
+        p["sentences_per_s"] = speeds.get("points", {}).get(p["name"])
     frontier = {**common, "study": "paper-geometry", "steps": args.steps, "points": list(points.values()),
-                "pending": [n for n in ("rec-e128", *GRID) if n not in points]}
+                "pending": [n for n in ("rec-e128", *GRID) if n not in points],
+                "speed": {k: v for k, v in speeds.items() if k != "points"} or None}
+    frontier["verdict"] = verdict(frontier, released_bar())
     write_json(results / "frontier.json", frontier)
     return {"step0": step0, "probe": probe, "frontier": frontier}
+
+
+# --- the answers: recursion or plain, and whether a student is released -------------------------
+
+# Each plain point against the recursive points of about its size (parameters within 20%).
+SAME_SIZE = {"plain-1-e128": ("rec-e128",), "plain-2-e128": ("rec-e312", "rel-e128-r32")}
+MEASURES = {"zero_shot_train": "zero-shot train pairs", "zero_shot": "zero-shot dev"}
+RELEASE_SHARE = 0.15  # a release must have at most this share of the teacher's parameters
+RELEASE_NAME = "minialbert-mpnet"
+
+
+def released_bar() -> dict:
+    """What a release must beat on dev: the released student `minialbert-minilm`, as measured."""
+    embed = read_json(RESULTS / "retention" / "embed.json")
+    return {"name": "minialbert-minilm", "zero_shot": embed["spearman"], "source": "docs/results/retention/embed.json"}
+
+
+def verdict(frontier: dict, bar: dict) -> dict:
+    """Recursion or plain at this geometry, and the release rule. The noise is the seed spread of
+    the repeated point (seeds 42 and 43 of rec-e128, per measure): a difference within twice it is
+    none. The release candidate is the point of at most RELEASE_SHARE of the teacher's parameters
+    with the best train-pair score (dev is not read by the pick); it is released only if its dev
+    score beats `bar` by more than twice the dev spread."""
+    points = {p["name"]: p for p in frontier["points"]}
+    pair = [points[n] for n in SPREAD_PAIR if n in points]
+    spread = {m: round(st.seed_range(p[m] for p in pair), 2) if len(pair) == 2 else None for m in MEASURES}
+    comparisons = []
+    for plain, rivals in SAME_SIZE.items():
+        for rival in rivals:
+            if plain not in points or rival not in points:
+                continue
+            a, b = points[rival], points[plain]
+            row = {"recursive": rival, "plain": plain, "parameters": [a["parameters"], b["parameters"]]}
+            for m in MEASURES:
+                gap = round(a[m] - b[m], 2)
+                row[m] = {"difference": gap, "winner": None if spread[m] is None else
+                          "none" if st.within_noise(gap, spread[m]) else "recursive" if gap > 0 else "plain"}
+            comparisons.append(row)
+    T = frontier.get("teacher_parameters")
+    inside = [p for n, p in points.items() if not n.endswith("-s43") and T and p["parameters"] <= RELEASE_SHARE * T]
+    release = {"rule": f"best train-pair score at <= {RELEASE_SHARE:.0%} of the teacher's parameters; released if "
+                       f"its dev score beats {bar['name']} by more than twice the dev seed spread",
+               "bar": bar, "candidate": None, "margin": None, "needed": None, "release": False}
+    if inside:
+        best = max(inside, key=lambda p: p["zero_shot_train"])
+        margin = round(best["zero_shot"] - bar["zero_shot"], 2)
+        needed = None if spread["zero_shot"] is None else round(2 * spread["zero_shot"], 2)
+        release.update(candidate=best["name"], margin=margin, needed=needed,
+                       release=needed is not None and margin > needed)
+    return {"seed_spread": {"points": list(SPREAD_PAIR), **spread}, "comparisons": comparisons, "release": release,
+            "complete": not frontier["pending"]}
 
 
 def keep_record(work: Path, results: Path, job_name: str) -> None:
@@ -286,6 +362,34 @@ def run(args) -> int:
         if run_jobs(jobs, work, args.parallel, args.threads, on_done=on_done):
             return 1
     collect(args)
+    return 0
+
+
+SPEED_PAIRS = 500  # 1,000 sentences: enough for a rate, and the teacher takes minutes on 2 cores
+
+
+def speed(args) -> int:
+    """Sentences/s of every grid point and the teacher in ONE `bench embed --compare` run
+    (docs/results/paper-geometry/speed.json; nothing else may run meanwhile). A point not trained on
+    this machine is timed as its step-0 student of the same shape (speed does not depend on the
+    weights' values); the file names those."""
+    from minialbert.runtime import machine_description
+
+    work = Path(args.work).resolve()
+    pick = probe_pick(collect(args)["probe"])
+    points = {name: (work / point_folder(name, pick) / "student" / "final", distill_argv("-", flags, 0, []))
+              for name, flags in grid_flags(pick).items()}
+    timed = time_students(work, points, TEACHER, args.glue_dir, args.threads, max_pairs=SPEED_PAIRS)
+    if timed is None:
+        return 1
+    write_json(Path(args.results) / "speed.json", {
+        "bench": f"bench embed --compare over every grid point and the teacher ({SPEED_PAIRS} STS-B dev pairs)",
+        "machine": machine_description(), **timed})
+    collect(args)
+    if Path(args.results) == RESULTS_DIR:
+        from . import docs
+
+        docs.update(documents=[PAGE])
     return 0
 
 
@@ -340,6 +444,12 @@ def add_commands(sub, defaults) -> None:
     s.add_argument("--steps", type=int, default=STEPS)
     s.add_argument("--results", default=str(RESULTS_DIR))
     s.set_defaults(func=summary)
+    v = sub.add_parser("speed", help="sentences/s of every grid point and the teacher in one run (nothing else running)")
+    defaults(v, work=WORK)
+    v.add_argument("--steps", type=int, default=STEPS)
+    v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--results", default=str(RESULTS_DIR))
+    v.set_defaults(func=speed)
     c = sub.add_parser("cost", help="seconds per step of the recipe in bf16 and fp32 on this machine (nothing else running)")
     c.add_argument("--results", default=str(RESULTS_DIR))
     c.set_defaults(func=cost)
@@ -384,15 +494,58 @@ def frontier_table() -> str:
     doc = _load("frontier")
     points = {p["name"]: p for p in doc.get("points", [])}
     T = doc.get("teacher_parameters")
-    lines = ["| point | kind | parameters (% of the teacher) | zero-shot train pairs | zero-shot dev |", "|---|---|---|---|---|"]
+    lines = ["| point | kind | parameters (% of the teacher) | zero-shot train pairs | zero-shot dev | sentences/s |",
+             "|---|---|---|---|---|---|"]
     for name in ("rec-e128", *GRID):
         p = points.get(name)
         if p is None:
-            lines.append(f"| {name} | – | – | pending | pending |")
+            lines.append(f"| {name} | – | – | pending | pending | – |")
             continue
         share = f" ({100 * p['parameters'] / T:.0f}%)" if T else ""
+        rate = p.get("sentences_per_s")
         lines.append(f"| {name} | {p['kind']}, {p['relaxation']} | {p['parameters'] / 1e6:.2f} M{share} | "
-                     f"{p['zero_shot_train']:.2f} | {p['zero_shot']:.2f} |")
+                     f"{p['zero_shot_train']:.2f} | {p['zero_shot']:.2f} | {rate if rate is not None else '–'} |")
+    speed = doc.get("speed")
+    if speed:
+        lines.append(f"\nsentences/s: one `bench embed --compare` run, {speed['threads']} threads, "
+                     f"{speed['machine'].get('cpu', '?')}; the teacher: {speed['teacher']}"
+                     + (f"; timed at step 0 (same shape): {', '.join(speed['timed_at_step_0'])}"
+                        if speed.get("timed_at_step_0") else "") + ".")
+    else:
+        lines.append("\nsentences/s: not measured yet (`python -m scripts.studies paper-geometry speed`, nothing "
+                     "else running).")
+    return "\n".join(lines)
+
+
+def verdict_text() -> str:
+    """Recursion or plain, and the release rule, from the committed frontier.json."""
+    v = _load("frontier").get("verdict")
+    if not v:
+        return "Pending: the grid has not run yet."
+    spread = v["seed_spread"]
+    lines = [f"Noise: the seed spread of {' / '.join(spread['points'])} (seeds 42 and 43): "
+             + ", ".join(f"{MEASURES[m]} {spread[m] if spread[m] is not None else 'pending'}" for m in MEASURES)
+             + "; a difference within twice it is none.", "",
+             "| recursive | plain | parameters | " + " | ".join(MEASURES.values()) + " |", "|---|---|---|---|---|"]
+    for c in v["comparisons"]:
+        cells = [f"{c[m]['difference']:+.2f} ({c[m]['winner'] or 'spread pending'})" for m in MEASURES]
+        lines.append(f"| {c['recursive']} | {c['plain']} | {c['parameters'][0] / 1e6:.2f} M vs "
+                     f"{c['parameters'][1] / 1e6:.2f} M | " + " | ".join(cells) + " |")
+    if not v["comparisons"]:
+        lines.append("| pending | | | | |")
+    r = v["release"]
+    lines.append("")
+    if r["candidate"] is None:
+        lines.append(f"Release (`{RELEASE_NAME}`): pending; rule: {r['rule']}.")
+    else:
+        outcome = ("**released**" if r["release"] else "**not released**" if r["needed"] is not None
+                   else "undecided until the second seed has run")
+        lines.append(f"Release (`{RELEASE_NAME}`; rule: {r['rule']}): candidate {r['candidate']}, dev "
+                     f"{r['margin']:+.2f} against {r['bar']['name']} ({r['bar']['zero_shot']:.2f}), needed more than "
+                     f"{r['needed'] if r['needed'] is not None else '(pending)'}: {outcome}.")
+    if not v["complete"]:
+        lines.append("")
+        lines.append("Provisional: grid points are still pending.")
     return "\n".join(lines)
 
 
