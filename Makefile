@@ -73,11 +73,12 @@ RELEASE_DISTILL = minialbert distill --recipe cpu-2h --corpus wiki-offline+$(1) 
 	--zero-shot-every 250 --zero-shot-data $(2) --out runs/release
 release: $(STAMP)
 	$(VENV)/bin/$(call RELEASE_DISTILL,$(BIOMED),$(GLUE_DIR)) --resume
-	@if [ -f runs/release/embed.json ]; then echo "runs/release/embed.json: measured already (delete it to measure again)"; \
+	@if [ runs/release/embed.json -nt runs/release/final/config.json ]; then \
+	    echo "runs/release/embed.json: measured already on this student (delete it to measure again)"; \
 	else $(VENV)/bin/minialbert bench embed --model runs/release/final --data-dir $(GLUE_DIR) \
 	    --compare minilm model2vec:minilm:256 model2vec:minilm:128 --out runs/release/embed.json; fi
-	@if [ -f runs/release/minialbert-minilm/config.json ]; then \
-	    echo "runs/release/minialbert-minilm: exported already (delete it to export again)"; \
+	@if [ runs/release/minialbert-minilm/config.json -nt runs/release/embed.json ]; then \
+	    echo "runs/release/minialbert-minilm: exported already from this student (delete it to export again)"; \
 	else $(VENV)/bin/minialbert export runs/release/final --release runs/release/minialbert-minilm \
 	    --release-name minialbert-minilm --release-command "$(call RELEASE_DISTILL,BIOMED_FILE,GLUE_DIR)" \
 	    --release-measured runs/release/embed.json; fi

@@ -602,3 +602,8 @@ def test_recover_dir_by_several_processes_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", another_process_first)
     records.recover_dir(target)
     assert (target / "w").read_text() == "old" and not aside.exists()
+    aside.mkdir()  # a rename that fails while nobody put the folder back is not swallowed
+    monkeypatch.setattr(os, "replace", lambda s, d: (_ for _ in ()).throw(FileNotFoundError(2, "gone", str(s))))
+    os.rename(target, tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError):
+        records.recover_dir(target)
