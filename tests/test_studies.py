@@ -620,3 +620,23 @@ def test_frontier_points_read_the_whole_biomedical_file_as_the_committed_points_
         recipe = resolve_recipe(args.recipe, {n: getattr(args, n) for n in DistillRecipe.names()}).recipe
         assert recipe.max_docs is None or recipe.max_docs >= lines, (name, recipe.max_docs)
         assert recipe.corpus == f"wiki-offline+{biomed}"
+
+
+def test_the_released_map_group_compares_within_itself_and_stays_out_of_the_cross_machine_pick():
+    from scripts.studies import frontier
+
+    points = [frontier_point("rec-n3-e128", 250, 70.0, 80.0, 4.0, 50.0),
+              frontier_point("rec-n3-e128-s43", 250, 70.2, 80.1, 6.0, 50.5),  # spread: train 0.2, dev 0.1, NCBI 0.5
+              frontier_point("plain-1-e128", 240, 60.0, 70.0, 8.0, 40.0, kind="plain"),
+              frontier_point("rec-n3-e128-rerun", 250, 71.0, 81.0, 0.0, 51.0),
+              frontier_point("rel-n3-e128-r32-map666", 260, 71.3, 80.5, 0.0, 52.5),
+              frontier_point("rel-n3-e128-r128-map666", 290, 90.0, 90.0, 0.0, 90.0)]  # best of all: another machine
+    doc = frontier_doc(points)
+    assert frontier.pick(doc, 30)["pick"] == "rec-n3-e128"
+    assert all(r["name"] not in frontier.RELEASED_MAP_GROUP for r in frontier.pick(doc, 30)["ranking"])
+    assert "rec-n3-e128 (" in [line for line in frontier.verdicts(doc, frontier.seed_spread(points)).splitlines()
+                               if line.startswith("| 24%")][0]
+    r32 = frontier.group_verdict(doc, frontier.seed_spread(points))[0]
+    # train +0.3 within 2 x 0.2; dev -0.5 beyond 2 x 0.1; NCBI +1.5 beyond 2 x 0.5
+    assert "zero-shot train +0.30 (no difference)" in r32 and "zero-shot dev -0.50 (strict)" in r32
+    assert "NCBI-disease +1.50 (relaxed)" in r32
