@@ -221,8 +221,9 @@ def summary(args) -> int:
     spread = seed_spread(points)
     shapes: dict = {}
     for p in points:  # points of one shape run the same computation: their speeds differ by noise only
-        shapes.setdefault(p["parameters"], []).append(p["sentences_per_s"])
-    same = [sorted(v) for v in shapes.values() if len(v) > 1 and None not in v]
+        if p["sentences_per_s"] is not None:  # an untimed point (run elsewhere later) leaves its shape's others
+            shapes.setdefault(p["parameters"], []).append(p["sentences_per_s"])
+    same = [sorted(v) for v in shapes.values() if len(v) > 1]
     if same:
         speeds["noise"] = {"same_shape_sentences_per_s": same, "largest_ratio": round(max(v[-1] / v[0] for v in same), 2)}
     doc = {"study": "frontier", "teacher": {"name": "minilm", "parameters": teacher["compare"]["minilm"]["parameters"],
@@ -275,13 +276,21 @@ def figure(doc: dict, path: Path) -> None:
     for ax, measure, label in ((axes[0], "zero_shot", "zero-shot STS-B dev (Spearman x 100)"),
                                (axes[1], "probe_mean", "probe mean: CoLA MCC, NCBI-disease F1 (x 100)")):
         for kind, (marker, colour) in styles.items():
-            pts = [p for p in doc["points"] if p["kind"] == kind and not p["name"].endswith("-s43")]
-            xs = [100 * p["parameters"] / teacher["parameters"] for p in pts]
-            ys = [st.mean(p["probes"].values()) if measure == "probe_mean" else p[measure] for p in pts]
-            sizes = [20 + (p["sentences_per_s"] or 0) / 5 for p in pts]
-            ax.scatter(xs, ys, s=sizes, marker=marker, color=colour, alpha=0.7, label=f"{kind} (area ~ speed)")
-            for p, x, y in zip(pts, xs, ys):
-                ax.annotate(p["name"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            for group in (False, True):  # the released-map group ran later on the CPU: hollow, untimed
+                pts = [p for p in doc["points"] if p["kind"] == kind and not p["name"].endswith("-s43")
+                       and (p["name"] in RELEASED_MAP_GROUP) == group]
+                if not pts:
+                    continue
+                xs = [100 * p["parameters"] / teacher["parameters"] for p in pts]
+                ys = [st.mean(p["probes"].values()) if measure == "probe_mean" else p[measure] for p in pts]
+                if group:
+                    ax.scatter(xs, ys, s=60, marker=marker, facecolors="none", edgecolors=colour,
+                               label=f"{kind}, released map 6,6,6 (CPU run, not timed)")
+                else:
+                    sizes = [20 + (p["sentences_per_s"] or 0) / 5 for p in pts]
+                    ax.scatter(xs, ys, s=sizes, marker=marker, color=colour, alpha=0.7, label=f"{kind} (area ~ speed)")
+                for p, x, y in zip(pts, xs, ys):
+                    ax.annotate(p["name"], (x, y), fontsize=6, xytext=(3, -9 if group else 3), textcoords="offset points")
         if measure == "zero_shot":
             ax.axhline(teacher["zero_shot"], color="grey", ls="--", lw=1, label=f"teacher {teacher['zero_shot']}")
         ax.axvline(30, color="grey", ls=":", lw=1)
@@ -299,7 +308,8 @@ def table(doc: dict) -> str:
              "zero-shot dev | CoLA | NCBI-disease |", "|" + "---|" * 10]
     T = doc["teacher"]["parameters"]
     for p in sorted(doc["points"], key=lambda p: p["parameters"]):
-        lines.append(f"| {p['name']} | {p['kind']} | {p['relaxation']} | {p['parameters'] / 1e6:.1f}M "
+        where = " (CPU run)" if p["name"] in RELEASED_MAP_GROUP else ""
+        lines.append(f"| {p['name']} | {p['kind']}{where} | {p['relaxation']} | {p['parameters'] / 1e6:.1f}M "
                      f"({100 * p['parameters'] / T:.0f}%) | {p['fp16_megabytes']:.1f} | "
                      f"{p['sentences_per_s'] or '–'} | {p['zero_shot_train']:.2f} | {p['zero_shot']:.2f} | "
                      f"{p['probes']['cola']:.2f} | {p['probes']['ner:NCBI-disease']:.2f} |")
