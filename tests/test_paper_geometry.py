@@ -197,3 +197,12 @@ def test_speeds_come_from_one_compare_run_and_a_missing_point_is_timed_at_step_0
     assert timed is not None and timed["timed_at_step_0"] == ["b"]
     assert set(timed["points"]) == {"a", "b"} and all(v > 0 for v in timed["points"].values()) and timed["teacher"] > 0
     assert (work / "speed" / "b" / "final" / "config.json").is_file()
+
+
+def test_a_resumed_probe_counts_each_step_once_with_the_score_of_the_run_that_went_on(tmp_path):
+    folder = tmp_path / "work" / "probe-last-lr1e-4"
+    _fake_run(folder, [40.0, 47.0])
+    with (folder / "student" / "log.jsonl").open("a") as log:  # cut after step 61, resumed from step 50
+        log.write(json.dumps({"step": 61, "tokens": 2, "zero_shot_spearman": 48.0}) + "\n")
+    curve = pg.probe_curve(tmp_path / "work", "probe-last-lr1e-4")
+    assert [(r["step"], r["zero_shot_spearman"]) for r in curve] == [(0, 40.0), (61, 48.0)]

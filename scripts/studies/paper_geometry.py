@@ -132,8 +132,12 @@ def plan_probe(args) -> list[Job]:
 
 
 def probe_curve(work: Path, name: str) -> list[dict]:
-    return [{k: r[k] for k in ("step", "tokens", "zero_shot_spearman")}
-            for r in read_jsonl(work / name / "student" / "log.jsonl") if "zero_shot_spearman" in r]
+    """The run's zero-shot scores by step. A run resumed from a checkpoint logs again the steps after
+    it (step 0 included when it was cut before its first checkpoint): the last entry of a step is
+    the one of the run that went on."""
+    by_step = {r["step"]: {k: r[k] for k in ("step", "tokens", "zero_shot_spearman")}
+               for r in read_jsonl(work / name / "student" / "log.jsonl") if "zero_shot_spearman" in r}
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def probe_pick(probe: dict) -> dict:
