@@ -30,10 +30,11 @@ from minialbert.fingerprint import cache_root
 from minialbert.finetune import statistics as st
 from minialbert.records import read_json, read_jsonl, write_json
 
-from .common import RESULTS, time_students
+from .common import FIGURES, RESULTS, save_figure, time_students
 from .jobs import Job, run_jobs
 
 RESULTS_DIR = RESULTS / "paper-geometry"
+FIGURE = FIGURES / "paper-geometry-curves.png"
 PAGE = RESULTS.parent / "studies" / "paper-geometry.md"
 # Outside the clone: the work tree is laid anew each session, the students and logs must outlive it.
 WORK = str(cache_root() / "studies" / "paper-geometry")
@@ -221,7 +222,7 @@ def point_row(work: Path, name: str, kind: str, relaxation: str, flags: list[str
             "steps": info["steps"], "dtype": info["dtype"], "machine": info["machine"],
             "train_seconds": info["train_seconds_total"], "zero_shot": dev["spearman"],
             "zero_shot_train": curve[-1]["zero_shot_spearman"] if curve else None, "zero_shot_train_pairs": TRAIN_PAIRS,
-            "sentences_per_s": None, "probes": None,
+            "sentences_per_s": None, "probes": None, "curve": curve,
             "probes_reason": "no fine-tuned probes at this geometry: each costs hours on 2 cores; zero-shot only",
             "flags": flags}
 
@@ -282,6 +283,8 @@ def collect(args) -> dict:
                 "speed": {k: v for k, v in speeds.items() if k != "points"} or None}
     frontier["verdict"] = verdict(frontier, released_bar())
     write_json(results / "frontier.json", frontier)
+    if any(r["curve"] for r in probe["runs"].values()):
+        curves_figure(probe, frontier, FIGURE if results == RESULTS_DIR else results / "curves.png")
     return {"step0": step0, "probe": probe, "frontier": frontier}
 
 
@@ -355,6 +358,27 @@ def twin_jobs(args, pick: dict, frontier: dict) -> list[Job]:
     flags = [*grid_flags(pick)[name], "--seed", "43"]
     return [Job(f"{twin(name)}/distill", distill_argv(f"{twin(name)}/student", flags, args.steps, _curve_flags(args)),
                 f"{twin(name)}/student/final/distillation.json"), _embed(twin(name), f"{twin(name)}/student/final", args)]
+
+
+def curves_figure(probe: dict, frontier: dict, path: Path) -> None:
+    """Zero-shot on the train pairs against distilled tokens: each probe (solid) and grid point (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for name, run in probe["runs"].items():
+        if run["curve"]:
+            ax.plot([r["tokens"] / 1e6 for r in run["curve"]], [r["zero_shot_spearman"] for r in run["curve"]],
+                    marker="o", ms=3, label=f"probe: {run['what']}")
+    for p in frontier["points"]:
+        if p["name"] != "rec-e128" and p.get("curve"):
+            ax.plot([r["tokens"] / 1e6 for r in p["curve"]], [r["zero_shot_spearman"] for r in p["curve"]],
+                    ls="--", marker="s", ms=3, label=f"grid: {p['name']}")
+    save_figure(fig, ax, path, f"{RECIPE} from {TEACHER}: zero-shot on {TRAIN_PAIRS} STS-B train pairs",
+                "distilled tokens (millions)", "Spearman x 100", legend={"fontsize": 6})
+    plt.close(fig)
 
 
 def keep_record(work: Path, results: Path, job_name: str) -> None:
