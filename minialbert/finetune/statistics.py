@@ -143,6 +143,11 @@ def within_noise(difference: float, spread: float | None, times: float = 2.0) ->
     return abs(difference) <= times * (spread or 0.0)
 
 
+def ahead(difference: float, spread: float | None, first: str, second: str, tie: str = "no difference") -> str:
+    """Which side a difference (first minus second) favours under the noise rule: `tie` within it."""
+    return tie if within_noise(difference, spread) else first if difference > 0 else second
+
+
 def gain_over(score: float, majority: float) -> float:
     """A model's gain over the majority baseline (the denominator of `gain_kept` for the teacher)."""
     return score - majority

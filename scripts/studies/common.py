@@ -1,5 +1,5 @@
-"""What the studies share: the repository's folders, the data sets' default places, and the result
-rows read from committed `results.json` files."""
+"""What the studies share: the repository's folders, the data sets' default places, the result
+rows read from committed `results.json` files, and the timing of students side by side."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minialbert.records import copy_file, read_json
+
+from .jobs import Job, run_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results"
@@ -141,8 +143,6 @@ def time_students(work: Path, points: dict, teacher: str, glue_dir: str, threads
     weights' values: a point whose trained folder is not on this machine (its run was made
     elsewhere) is timed as its step-0 student of the same shape, and the result names those.
     None when a job failed."""
-    from .jobs import Job, run_jobs
-
     folders, built = {}, []
     for name, (trained, step0_argv) in points.items():
         if (Path(trained) / "config.json").exists():

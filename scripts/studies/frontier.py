@@ -339,8 +339,8 @@ def verdicts(doc: dict, spread: dict) -> str:
         cells = []
         for name, measure in MEASURES.items():
             gap = measure(rec) - measure(plain)
-            cells.append("no difference" if st.within_noise(gap, spread.get(NOISE[name]))
-                         else f"{'recursive' if gap > 0 else 'plain'} +{abs(gap):.2f}")
+            side = st.ahead(gap, spread.get(NOISE[name]), "recursive", "plain")
+            cells.append(side if side == "no difference" else f"{side} +{abs(gap):.2f}")
         lines.append(f"| {100 * plain['parameters'] / T:.0f}% ({plain['name']}) | {rec['name']} "
                      f"({100 * rec['parameters'] / T:.0f}%) | " + " | ".join(cells) + " |")
     noise = ", ".join(f"{k} {v}" for k, v in spread.items() if k != "points")
@@ -366,7 +366,7 @@ def group_verdict(doc: dict, spread: dict) -> list[str]:
         cells = []
         for label, measure in MEASURES.items():
             gap = measure(by_name[name]) - measure(strict)
-            cells.append(f"{label} {gap:+.2f} ({'no difference' if st.within_noise(gap, spread.get(NOISE[label])) else 'relaxed' if gap > 0 else 'strict'})")
+            cells.append(f"{label} {gap:+.2f} ({st.ahead(gap, spread.get(NOISE[label]), 'relaxed', 'strict')})")
         lines.append(f"{name} ({by_name[name]['parameters'] / 1e6:.1f}M) against {strict['name']} "
                      f"({strict['parameters'] / 1e6:.1f}M): " + ", ".join(cells))
     return lines

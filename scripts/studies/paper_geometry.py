@@ -328,7 +328,7 @@ def verdict(frontier: dict, bar: dict) -> dict:
             for m in MEASURES:
                 gap = round(a[m] - b[m], 2)
                 row[m] = {"difference": gap, "winner": None if spread[m] is None else
-                          "none" if st.within_noise(gap, spread[m]) else "recursive" if gap > 0 else "plain"}
+                          st.ahead(gap, spread[m], "recursive", "plain", tie="none")}
             comparisons.append(row)
     T = frontier.get("teacher_parameters")
     inside = [p for n, p in points.items() if not n.endswith("-s43") and T and p["parameters"] <= RELEASE_SHARE * T]
@@ -411,10 +411,11 @@ def run(args) -> int:
         else:
             pick = probe_pick(collect(args)["probe"])
             jobs = plan_grid(args, pick)
-            # once the grid is in, the release candidate's second seed where the grid has none
-            jobs_after = lambda: twin_jobs(args, pick, collect(args)["frontier"])  # noqa: E731
-        if run_jobs(jobs, work, args.parallel, args.threads, on_done=on_done,
-                    more=jobs_after if stage == "grid" else None):
+        # once the grid is in, the release candidate's second seed where the grid has none (read from the
+        # frontier.json that collect wrote just before: at the start, and by on_done as each job ends)
+        frontier = Path(args.results) / "frontier.json"
+        more = (lambda: twin_jobs(args, pick, read_json(frontier))) if stage == "grid" else None
+        if run_jobs(jobs, work, args.parallel, args.threads, on_done=on_done, more=more):
             return 1
     collect(args)
     return 0
