@@ -3,7 +3,7 @@
 On CUDA, bf16 where the GPU supports it. On a CPU, a short same-process matmul probe times fp32
 against bf16 (a CPU may report native bf16 instructions and still run bf16 matmuls at half the
 fp32 speed), and bf16 is chosen only when it is clearly faster. The verdict is cached per CPU
-model and torch version, so the probe runs once per machine.
+model, instruction sets and torch version, so the probe runs once per machine.
 """
 
 from __future__ import annotations
@@ -35,6 +35,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The x86 instruction sets that decide bf16 matmul speed. Cloud CPUs often report one model name
+# ("AMD EPYC") for hosts with and without AVX512-BF16, so the name alone cannot tell them apart.
+BF16_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def _cpu_features() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in BF16_FEATURES if f in flags) or "none of " + ", ".join(BF16_FEATURES)
+    except OSError:
+        pass
+    return torch.backends.cpu.get_cpu_capability()  # elsewhere (macOS, Windows) what torch dispatches to
+
+
 def matmul_gflops(dtype: torch.dtype, rows: int = 1024, inner: int = 1024, cols: int = 1024,
                   device: str = "cpu", seconds: float = 0.3) -> float:
     """Sustained GFLOP/s of a (rows x inner) @ (inner x cols) product in `dtype` on `device` (CPU
@@ -55,8 +71,8 @@ def matmul_gflops(dtype: torch.dtype, rows: int = 1024, inner: int = 1024, cols:
 
 
 def machine_description() -> dict:
-    """Where a run ran: the CPU model and threads, and the GPU when one is used."""
-    info = {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    """Where a run ran: the CPU model, instruction sets and threads, and the GPU when one is used."""
+    info = {"cpu": _cpu_name(), "cpu_features": _cpu_features(), "threads": torch.get_num_threads(), "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -80,7 +96,7 @@ def _probe_cache() -> Path:
 
 def cpu_dtype_probe(refresh: bool = False) -> dict:
     """{'fp32_gflops', 'bf16_gflops', 'choice', 'cpu', 'torch', 'threads'}; cached per machine."""
-    key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    key = f"{_cpu_name()}|{_cpu_features()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
     cache = _probe_cache()
     if not refresh:
         try:

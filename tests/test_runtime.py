@@ -24,6 +24,22 @@ def test_auto_picks_bf16_only_where_it_is_clearly_faster(fp32, bf16, choice, tmp
     assert runtime.cpu_dtype_probe()["fp32_gflops"] == fp32
 
 
+def test_the_cached_verdict_is_not_reused_on_a_cpu_with_other_instruction_sets(tmp_path, monkeypatch):
+    """Two hosts can share a model name ("AMD EPYC") and a cache folder, one with AVX512-BF16 and one without."""
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_cpu_name", lambda: "AMD EPYC")
+    speeds = {"avx2 avx512f avx512_bf16": (200.0, 800.0), "avx2": (200.0, 20.0)}
+    host = {"features": "avx2 avx512f avx512_bf16"}
+    monkeypatch.setattr(runtime, "_cpu_features", lambda: host["features"])
+    monkeypatch.setattr(runtime, "matmul_gflops",
+                        lambda dtype, **kw: speeds[host["features"]][dtype == torch.bfloat16])
+    assert runtime.resolve_dtype("auto") == "bf16"
+    host["features"] = "avx2"
+    assert runtime.resolve_dtype("auto") == "fp32"
+    assert runtime.machine_description()["cpu_features"] == "avx2"
+
+
 def test_explicit_dtypes_pass_and_bad_ones_are_named(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runtime.resolve_dtype("fp32") == "fp32"
