@@ -35,20 +35,24 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-# The x86 instruction sets that decide bf16 matmul speed. Cloud CPUs often report one model name
-# ("AMD EPYC") for hosts with and without AVX512-BF16, so the name alone cannot tell them apart.
-BF16_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+# The instruction sets that decide bf16 matmul speed (x86 "flags", Arm "Features" in /proc/cpuinfo).
+# Cloud CPUs often report one model name ("AMD EPYC") for hosts with and without AVX512-BF16, so the
+# name alone cannot tell them apart.
+BF16_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve", "sve2", "bf16", "i8mm")
 
 
 def _cpu_features() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
+            if line.startswith(("flags", "Features")):
                 flags = set(line.split(":", 1)[1].split())
                 return " ".join(f for f in BF16_FEATURES if f in flags) or "none of " + ", ".join(BF16_FEATURES)
     except OSError:
         pass
-    return torch.backends.cpu.get_cpu_capability()  # elsewhere (macOS, Windows) what torch dispatches to
+    try:  # elsewhere (macOS, Windows): the kernels torch dispatches to
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # never lose a run's record over its description
+        return "unknown"
 
 
 def matmul_gflops(dtype: torch.dtype, rows: int = 1024, inner: int = 1024, cols: int = 1024,
@@ -95,7 +99,7 @@ def _probe_cache() -> Path:
 
 
 def cpu_dtype_probe(refresh: bool = False) -> dict:
-    """{'fp32_gflops', 'bf16_gflops', 'choice', 'cpu', 'torch', 'threads'}; cached per machine."""
+    """{'fp32_gflops', 'bf16_gflops', 'choice', 'cpu', 'cpu_features', 'torch', 'threads'}; cached per machine."""
     key = f"{_cpu_name()}|{_cpu_features()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
     cache = _probe_cache()
     if not refresh:
@@ -107,7 +111,7 @@ def cpu_dtype_probe(refresh: bool = False) -> dict:
             pass
     fp32 = matmul_gflops(torch.float32)
     bf16 = matmul_gflops(torch.bfloat16)
-    result = {"key": key, "cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"key": key, "cpu": _cpu_name(), "cpu_features": _cpu_features(), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
               "choice": "bf16" if bf16 > BF16_MARGIN * fp32 else "fp32"}
     try:

@@ -32,9 +32,11 @@ def test_the_cached_verdict_is_not_reused_on_a_cpu_with_other_instruction_sets(t
     speeds = {"avx2 avx512f avx512_bf16": (200.0, 800.0), "avx2": (200.0, 20.0)}
     host = {"features": "avx2 avx512f avx512_bf16"}
     monkeypatch.setattr(runtime, "_cpu_features", lambda: host["features"])
+    calls = []
     monkeypatch.setattr(runtime, "matmul_gflops",
-                        lambda dtype, **kw: speeds[host["features"]][dtype == torch.bfloat16])
-    assert runtime.resolve_dtype("auto") == "bf16"
+                        lambda dtype, **kw: calls.append(dtype) or speeds[host["features"]][dtype == torch.bfloat16])
+    assert runtime.resolve_dtype("auto") == "bf16" and runtime.resolve_dtype("auto") == "bf16"
+    assert len(calls) == 2  # the same host reads its cached verdict
     host["features"] = "avx2"
     assert runtime.resolve_dtype("auto") == "fp32"
     assert runtime.machine_description()["cpu_features"] == "avx2"
