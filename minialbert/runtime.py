@@ -25,14 +25,19 @@ from .options import DTYPE_HELP, DTYPES  # noqa: F401  (with the option definiti
 BF16_MARGIN = 1.10  # bf16 must beat fp32 by 10% to be picked: a tie is not worth the lower precision
 
 
-def _cpu_name() -> str:
+def _cpuinfo(*fields: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of `fields` (None off Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(fields):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 # The instruction sets that decide bf16 matmul speed (x86 "flags", Arm "Features" in /proc/cpuinfo).
@@ -42,13 +47,10 @@ BF16_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve", "
 
 
 def _cpu_features() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
-                return " ".join(f for f in BF16_FEATURES if f in flags) or "none of " + ", ".join(BF16_FEATURES)
-    except OSError:
-        pass
+    flags = _cpuinfo("flags", "Features")
+    if flags is not None:
+        present = set(flags.split())
+        return " ".join(f for f in BF16_FEATURES if f in present) or "none of " + ", ".join(BF16_FEATURES)
     try:  # elsewhere (macOS, Windows): the kernels torch dispatches to
         return torch.backends.cpu.get_cpu_capability()
     except Exception:  # never lose a run's record over its description
@@ -100,7 +102,8 @@ def _probe_cache() -> Path:
 
 def cpu_dtype_probe(refresh: bool = False) -> dict:
     """{'fp32_gflops', 'bf16_gflops', 'choice', 'cpu', 'cpu_features', 'torch', 'threads'}; cached per machine."""
-    key = f"{_cpu_name()}|{_cpu_features()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    cpu, features = _cpu_name(), _cpu_features()
+    key = f"{cpu}|{features}|torch {torch.__version__}|threads {torch.get_num_threads()}"
     cache = _probe_cache()
     if not refresh:
         try:
@@ -111,7 +114,7 @@ def cpu_dtype_probe(refresh: bool = False) -> dict:
             pass
     fp32 = matmul_gflops(torch.float32)
     bf16 = matmul_gflops(torch.bfloat16)
-    result = {"key": key, "cpu": _cpu_name(), "cpu_features": _cpu_features(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"key": key, "cpu": cpu, "cpu_features": features, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
               "choice": "bf16" if bf16 > BF16_MARGIN * fp32 else "fp32"}
     try:
